@@ -1,0 +1,253 @@
+// tensor.ts: public wrappers over native memory. A Tensor owns (or views) native bytes; an Arena is one
+// contiguous Tensor carved into named views, so parameters, gradients and optimizer moments can each be
+// zeroed, clipped, reduced, updated and saved with one call over one range.
+import { native, type DType, type NativeTensor } from '../native';
+import { DisposedError, fromNative, invalidArg } from './errors';
+
+export type { DType } from '../native';
+
+// Backstop only: a Tensor dropped without dispose() has its native memory freed when it is collected.
+const finalizer = new FinalizationRegistry<NativeTensor>((h) => h.dispose());
+
+function checkShape(shape: readonly number[], where: string): number[] {
+  if (!Array.isArray(shape)) throw invalidArg(`${where}: shape must be an array, got ${typeof shape}`);
+  shape.forEach((d, i) => {
+    if (!Number.isSafeInteger(d) || d < 0) throw invalidArg(`${where}: shape[${i}] = ${d} is not a non-negative integer`);
+  });
+  return [...shape];
+}
+
+function checkDType(dtype: string, where: string): DType {
+  if (dtype !== 'f32' && dtype !== 'bf16' && dtype !== 'i32') {
+    throw invalidArg(`${where}: dtype must be 'f32', 'bf16' or 'i32', got ${JSON.stringify(dtype)}`);
+  }
+  return dtype;
+}
+
+export function numelOf(shape: readonly number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+export class Tensor {
+  #handle: NativeTensor | null;
+  #children = new Set<Tensor>();
+  #parent: Tensor | null;
+  readonly dtype: DType;
+  readonly shape: readonly number[];
+  readonly numel: number;
+
+  private constructor(handle: NativeTensor, parent: Tensor | null) {
+    this.#handle = handle;
+    this.#parent = parent;
+    this.dtype = handle.dtype;
+    this.shape = Object.freeze([...handle.shape]);
+    this.numel = handle.numel;
+    if (!parent) finalizer.register(this, handle, this);
+  }
+
+  /** Zero-filled tensor. */
+  static zeros(dtype: DType, shape: readonly number[]): Tensor {
+    checkDType(dtype, 'Tensor.zeros');
+    const s = checkShape(shape, 'Tensor.zeros');
+    try {
+      return new Tensor(new (native().Tensor)(dtype, s), null);
+    } catch (e) {
+      throw fromNative(e);
+    }
+  }
+
+  /**
+   * Tensor holding a copy of `data`. A Float32Array becomes f32 unless dtype 'bf16' is asked for (rounded to
+   * nearest even); an Int32Array becomes i32; a Uint16Array is taken as raw bf16 bits.
+   */
+  static from(data: Float32Array | Int32Array | Uint16Array, shape?: readonly number[], dtype?: DType): Tensor {
+    const dt: DType = dtype ?? (data instanceof Int32Array ? 'i32' : data instanceof Uint16Array ? 'bf16' : 'f32');
+    const s = shape ? checkShape(shape, 'Tensor.from') : [data.length];
+    if (numelOf(s) !== data.length) {
+      throw invalidArg(`Tensor.from: shape [${s}] holds ${numelOf(s)} elements, data has ${data.length}`);
+    }
+    const t = Tensor.zeros(dt, s);
+    t.copyFrom(data);
+    return t;
+  }
+
+  /** The native handle, for the op layer. Throws DisposedError after dispose(). */
+  get handle(): NativeTensor {
+    if (!this.#handle || this.#handle.disposed) {
+      throw new DisposedError(`${this.describe()} was disposed`);
+    }
+    return this.#handle;
+  }
+
+  get disposed(): boolean {
+    return !this.#handle || this.#handle.disposed;
+  }
+
+  get byteLength(): number {
+    return this.numel * (this.dtype === 'bf16' ? 2 : 4);
+  }
+
+  describe(): string {
+    return `Tensor ${this.dtype}[${this.shape.join(',')}]`;
+  }
+
+  /** A view of `shape` starting `elementOffset` elements in; disposed with (and before) this tensor. */
+  view(elementOffset: number, shape: readonly number[]): Tensor {
+    const s = checkShape(shape, 'Tensor.view');
+    if (!Number.isSafeInteger(elementOffset) || elementOffset < 0) {
+      throw invalidArg(`Tensor.view: offset ${elementOffset} is not a non-negative integer`);
+    }
+    if (elementOffset + numelOf(s) > this.numel) {
+      throw invalidArg(
+        `Tensor.view: elements [${elementOffset}, ${elementOffset + numelOf(s)}) exceed ${this.describe()} (${this.numel} elements)`,
+      );
+    }
+    let h: NativeTensor;
+    try {
+      h = this.handle.view(elementOffset, s);
+    } catch (e) {
+      throw fromNative(e);
+    }
+    const child = new Tensor(h, this);
+    this.#children.add(child);
+    return child;
+  }
+
+  /** Same elements, another shape (a view of the whole tensor). */
+  reshape(shape: readonly number[]): Tensor {
+    const s = checkShape(shape, 'Tensor.reshape');
+    if (numelOf(s) !== this.numel) {
+      throw invalidArg(`Tensor.reshape: [${s}] holds ${numelOf(s)} elements, ${this.describe()} has ${this.numel}`);
+    }
+    return this.view(0, s);
+  }
+
+  copyFrom(data: Float32Array | Int32Array | Uint16Array): void {
+    try {
+      this.handle.copyFrom(data);
+    } catch (e) {
+      throw fromNative(e);
+    }
+  }
+
+  copyTo(data: Float32Array | Int32Array | Uint16Array): void {
+    try {
+      this.handle.copyTo(data);
+    } catch (e) {
+      throw fromNative(e);
+    }
+  }
+
+  fill(value: number): void {
+    try {
+      this.handle.fill(value);
+    } catch (e) {
+      throw fromNative(e);
+    }
+  }
+
+  /** The values as f32 (bf16 widened exactly). */
+  toFloat32(): Float32Array {
+    if (this.dtype === 'i32') throw invalidArg(`Tensor.toFloat32: ${this.describe()} is i32; use toInt32()`);
+    const out = new Float32Array(this.numel);
+    this.copyTo(out);
+    return out;
+  }
+
+  toInt32(): Int32Array {
+    if (this.dtype !== 'i32') throw invalidArg(`Tensor.toInt32: ${this.describe()} is not i32`);
+    const out = new Int32Array(this.numel);
+    this.copyTo(out);
+    return out;
+  }
+
+  /** Raw bf16 bits. */
+  toBf16Bits(): Uint16Array {
+    if (this.dtype !== 'bf16') throw invalidArg(`Tensor.toBf16Bits: ${this.describe()} is not bf16`);
+    const out = new Uint16Array(this.numel);
+    this.copyTo(out);
+    return out;
+  }
+
+  /** Frees the native memory (views first). Idempotent. */
+  dispose(): void {
+    if (!this.#handle) return;
+    for (const c of this.#children) c.dispose();
+    this.#children.clear();
+    this.#handle.dispose();
+    if (!this.#parent) finalizer.unregister(this);
+    if (this.#parent) this.#parent.#children.delete(this);
+    this.#handle = null;
+  }
+}
+
+export interface ArenaEntry {
+  readonly name: string;
+  readonly shape: readonly number[];
+  readonly offset: number; // in elements
+  readonly numel: number;
+}
+
+/**
+ * One contiguous native buffer carved into named views, in the order the layout lists them. Parameters,
+ * their gradients and each optimizer moment are arenas with the same layout, so one op covers them all.
+ */
+export class Arena {
+  readonly buffer: Tensor;
+  readonly entries: readonly ArenaEntry[];
+  #views = new Map<string, Tensor>();
+
+  constructor(dtype: DType, layout: Iterable<[string, readonly number[]]>) {
+    const entries: ArenaEntry[] = [];
+    let offset = 0;
+    for (const [name, shape] of layout) {
+      if (entries.some((e) => e.name === name)) throw invalidArg(`Arena: duplicate entry '${name}'`);
+      const s = checkShape(shape, `Arena entry '${name}'`);
+      entries.push({ name, shape: Object.freeze(s), offset, numel: numelOf(s) });
+      offset += numelOf(s);
+    }
+    this.entries = Object.freeze(entries);
+    this.buffer = Tensor.zeros(dtype, [offset]);
+    for (const e of entries) this.#views.set(e.name, this.buffer.view(e.offset, e.shape));
+  }
+
+  get dtype(): DType {
+    return this.buffer.dtype;
+  }
+
+  get numel(): number {
+    return this.buffer.numel;
+  }
+
+  get disposed(): boolean {
+    return this.buffer.disposed;
+  }
+
+  /** The named view; throws naming the arena's entries when `name` is not one of them. */
+  get(name: string): Tensor {
+    const v = this.#views.get(name);
+    if (!v) throw invalidArg(`Arena: no entry '${name}' (entries: ${[...this.#views.keys()].join(', ')})`);
+    if (v.disposed) throw new DisposedError(`Arena entry '${name}' was disposed`);
+    return v;
+  }
+
+  entry(name: string): ArenaEntry {
+    const e = this.entries.find((x) => x.name === name);
+    if (!e) throw invalidArg(`Arena: no entry '${name}'`);
+    return e;
+  }
+
+  /** Another arena of the same layout (for gradients, moments, a bf16 compute copy). */
+  like(dtype: DType = this.dtype): Arena {
+    return new Arena(dtype, this.entries.map((e) => [e.name, e.shape] as [string, readonly number[]]));
+  }
+
+  zero(): void {
+    this.buffer.fill(0);
+  }
+
+  dispose(): void {
+    this.buffer.dispose();
+    this.#views.clear();
+  }
+}

@@ -1,0 +1,144 @@
+// native.ts: the one file that types the whole native surface (the contract between TypeScript and the
+// addon) and loads the binary. Nothing else in lib/ touches the addon object directly.
+//
+// Conventions of every op: outputs (and saved statistics) first, then inputs and weights, then sizes and
+// scalars. `name(...)` runs at once on the calling thread; `nameAsync(...)` runs on the native worker thread
+// and resolves when done (ops queue in call order). Parameter gradients accumulate (+=), activation
+// gradients are overwritten.
+import * as path from 'node:path';
+import * as fs from 'node:fs';
+
+export type DType = 'f32' | 'bf16' | 'i32';
+export type IsaLevel = 'scalar' | 'avx2' | 'avx512' | 'avx512_bf16';
+
+/** A native-owned buffer. JS never sees its pointer. */
+export interface NativeTensor {
+  readonly dtype: DType;
+  readonly shape: number[];
+  readonly numel: number;
+  readonly byteLength: number;
+  readonly byteOffset: number;
+  readonly disposed: boolean;
+  readonly isView: boolean;
+  dispose(): void;
+  view(elementOffset: number, shape: number[]): NativeTensor;
+  copyFrom(src: Float32Array | Uint16Array | Int32Array): void;
+  copyTo(dst: Float32Array | Uint16Array | Int32Array): void;
+  fill(value: number): void;
+}
+
+export interface BackendInfo {
+  cpu: {
+    vendor: string;
+    brand: string;
+    features: Record<
+      'sse42' | 'avx' | 'avx2' | 'fma' | 'f16c' | 'avx512f' | 'avx512bw' | 'avx512vl' | 'avx512dq' | 'avx512bf16' | 'amxBf16',
+      boolean
+    >;
+    detectedIsa: IsaLevel;
+    activeIsa: IsaLevel;
+  };
+  gemm: { engine: 'onednn' | 'portable'; oneDnnAvailable: boolean; bf16Native: boolean; description: string };
+  threads: number;
+  openmp: boolean;
+  cuda: {
+    compiled: boolean;
+    runtimeVersion?: number;
+    driverVersion?: number;
+    devices: { name: string; computeCapability: string; totalMemory: number }[];
+    error?: string;
+  };
+  buildSystem?: string;
+}
+
+type T = NativeTensor;
+type Sync<A extends unknown[], R = void> = (...args: A) => R;
+
+/** Every op: [its arguments, its return]. The addon exports `name` and `nameAsync` for each. */
+export interface NativeOpSignatures {
+  // gelu.cc
+  geluForward: [[out: T, inp: T]];
+  geluBackward: [[dinp: T, inp: T, dout: T]];
+  // embedding.cc: ids (N) i32 in [0, vocabLimit); wte (V, C)
+  embeddingForward: [[out: T, ids: T, wte: T, vocabLimit: number]];
+  embeddingBackward: [[dwte: T, ids: T, dout: T]];
+  // layernorm.cc: inp (N, C), weight (C), mean/rstd (N) f32
+  layerNormForward: [[out: T, mean: T, rstd: T, inp: T, weight: T, eps: number]];
+  layerNormBackward: [[dinp: T, dweight: T, dout: T, inp: T, weight: T, mean: T, rstd: T]];
+  // linear.cc: out (N, OC) = inp (N, C) @ weight (OC, C)^T
+  matmulForward: [[out: T, inp: T, weight: T]];
+  matmulBackward: [[dinp: T | null, dweight: T | null, dout: T, inp: T, weight: T]];
+  // C = alpha * op(A) @ op(B) + beta * C on 2-D tensors
+  gemm: [[c: T, a: T, b: T, transA: boolean, transB: boolean, alpha: number, beta: number]];
+  // residual.cc: out = a + b (any float dtypes, same numel)
+  residualForward: [[out: T, a: T, b: T]];
+  // attention.cc: qkv (B, T, 3, H, D); out (B, T, H, D); lse (B, H, T) f32; slopes (H) f32
+  attentionForward: [[out: T, lse: T, qkv: T, slopes: T, nHeads: number]];
+  attentionBackward: [[dqkv: T, dout: T, qkv: T, out: T, lse: T, slopes: T, nHeads: number]];
+  // cross_entropy.cc: fused LM head + softmax cross-entropy; see ops.ts for the contract
+  crossEntropyForward: [[losses: T, inp: T, wte: T, targets: T, vocabSize: number, ignoreIndex: number], number];
+  crossEntropyForwardBackward: [
+    [losses: T, dinp: T, dwte: T, inp: T, wte: T, targets: T, vocabSize: number, ignoreIndex: number, gradScale: number],
+    number,
+  ];
+  // adamw.cc: segments = [offset, length, decay(0|1)] triples over the arena
+  adamwUpdate: [
+    [params: T, grads: T, m: T, v: T, paramsBf16: T | null, segments: Int32Array, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number, gradScale: number],
+  ];
+  // reduce.cc
+  sumSquares: [[t: T], [sumSquares: number, nonFinite: number]];
+  scaleInPlace: [[t: T, factor: number]];
+  // cast.cc: f32 <-> bf16, round to nearest even
+  cast: [[out: T, inp: T]];
+}
+
+export type NativeOps = {
+  [K in keyof NativeOpSignatures]: Sync<NativeOpSignatures[K][0], NativeOpSignatures[K] extends [unknown[], infer R] ? R : void>;
+} & {
+  [K in keyof NativeOpSignatures as `${K & string}Async`]: Sync<
+    NativeOpSignatures[K][0],
+    Promise<NativeOpSignatures[K] extends [unknown[], infer R] ? R : void>
+  >;
+};
+
+export interface NativeAddon extends NativeOps {
+  Tensor: new (dtype: DType, shape: number[]) => NativeTensor;
+  backendInfo(): BackendInfo;
+  /** 0 restores the default (OMP_NUM_THREADS, else every core). Returns the count now in force. */
+  setThreads(n: number): number;
+  /** Lower the SIMD level kernels may use (never above what the CPU has). Returns the level now in force. */
+  setIsaLimit(level: IsaLevel): IsaLevel;
+  setGemmEngine(engine: 'onednn' | 'portable'): void;
+}
+
+function locate(): string {
+  const override = process.env.PAJAMA_ADDON;
+  if (override) return path.resolve(override);
+  // lib/ in a checkout (tests run the .ts sources) or dist/lib/ once compiled.
+  for (const rel of ['../build/Release/pajama_native.node', '../../build/Release/pajama_native.node']) {
+    const p = path.resolve(__dirname, rel);
+    if (fs.existsSync(p)) return p;
+  }
+  throw new Error(
+    'pajama-train: native addon not built (build/Release/pajama_native.node is missing); run `npm run build:native`',
+  );
+}
+
+let loaded: NativeAddon | undefined;
+
+/** The addon, loaded on first use. */
+export function native(): NativeAddon {
+  if (!loaded) {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    loaded = require(locate()) as NativeAddon;
+    const info = loaded.backendInfo();
+    if (info.gemm.engine === 'portable' && !info.gemm.oneDnnAvailable) {
+      process.emitWarning(
+        'pajama-train was built without oneDNN: matrix products use the portable blocked GEMM (slower). ' +
+          'Install libdnnl-dev and rebuild for full speed.',
+        { code: 'PAJAMA_NO_ONEDNN' },
+      );
+    }
+  }
+  return loaded;
+}

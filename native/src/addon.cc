@@ -1,0 +1,141 @@
+// addon.cc: the module's registration, in one place: the tensor class, backend queries and settings, and
+// every op (sync and Async forms, see op.h).
+#include <napi.h>
+
+#include "cpu.h"
+#include "gemm.h"
+#include "op.h"
+#include "ops/ops.h"
+#include "tensor.h"
+#ifdef PT_HAVE_CUDA
+#include "cuda/cuda_info.h"
+#endif
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace pt {
+namespace {
+
+Napi::Value BackendInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const CpuFeatures& f = Cpu();
+  Napi::Object cpu = Napi::Object::New(env);
+  cpu.Set("vendor", f.vendor);
+  cpu.Set("brand", f.brand);
+  Napi::Object feats = Napi::Object::New(env);
+  feats.Set("sse42", f.sse42);
+  feats.Set("avx", f.avx);
+  feats.Set("avx2", f.avx2);
+  feats.Set("fma", f.fma);
+  feats.Set("f16c", f.f16c);
+  feats.Set("avx512f", f.avx512f);
+  feats.Set("avx512bw", f.avx512bw);
+  feats.Set("avx512vl", f.avx512vl);
+  feats.Set("avx512dq", f.avx512dq);
+  feats.Set("avx512bf16", f.avx512bf16);
+  feats.Set("amxBf16", f.amxBf16);
+  cpu.Set("features", feats);
+  cpu.Set("detectedIsa", IsaName(DetectedIsa()));
+  cpu.Set("activeIsa", IsaName(ActiveIsa()));
+
+  Napi::Object gemm = Napi::Object::New(env);
+  gemm.Set("engine", ActiveGemmEngine() == GemmEngine::OneDnn ? "onednn" : "portable");
+  gemm.Set("oneDnnAvailable", HaveOneDnn());
+  gemm.Set("bf16Native", Bf16GemmNative());
+  gemm.Set("description", GemmEngineDescription());
+
+  Napi::Object cuda = Napi::Object::New(env);
+#ifdef PT_HAVE_CUDA
+  CudaStatus cs = QueryCuda();
+  cuda.Set("compiled", true);
+  cuda.Set("runtimeVersion", cs.runtimeVersion);
+  cuda.Set("driverVersion", cs.driverVersion);
+  Napi::Array devs = Napi::Array::New(env, cs.devices.size());
+  for (size_t i = 0; i < cs.devices.size(); i++) {
+    Napi::Object d = Napi::Object::New(env);
+    d.Set("name", cs.devices[i].name);
+    d.Set("computeCapability", std::to_string(cs.devices[i].major) + "." + std::to_string(cs.devices[i].minor));
+    d.Set("totalMemory", double(cs.devices[i].totalMemory));
+    devs.Set(uint32_t(i), d);
+  }
+  cuda.Set("devices", devs);
+  if (!cs.error.empty()) cuda.Set("error", cs.error);
+#else
+  cuda.Set("compiled", false);
+  cuda.Set("devices", Napi::Array::New(env, 0));
+#endif
+
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("cpu", cpu);
+  out.Set("gemm", gemm);
+  out.Set("threads", Threads());
+#ifdef _OPENMP
+  out.Set("openmp", true);
+#else
+  out.Set("openmp", false);
+#endif
+  out.Set("cuda", cuda);
+#ifdef PT_BUILD_SYSTEM
+  out.Set("buildSystem", PT_BUILD_SYSTEM);
+#endif
+  return out;
+}
+
+Napi::Value SetThreadsJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() != 1 || !info[0].IsNumber()) {
+    ThrowJs(env, PtError(ErrorKind::Argument, "setThreads: expected a thread count (0 restores the default)"));
+    return env.Undefined();
+  }
+  double n = info[0].As<Napi::Number>().DoubleValue();
+  if (!(n >= 0 && n <= 1024 && n == double(int(n)))) {
+    ThrowJs(env, PtError(ErrorKind::Argument, Concat("setThreads: ", n, " is not a thread count in [0, 1024]")));
+    return env.Undefined();
+  }
+  SetThreads(int(n));
+  return Napi::Number::New(env, Threads());
+}
+
+Napi::Value SetIsaLimitJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Isa isa;
+  if (info.Length() != 1 || !info[0].IsString() || !ParseIsa(info[0].As<Napi::String>(), &isa)) {
+    ThrowJs(env, PtError(ErrorKind::Argument,
+                         "setIsaLimit: expected one of 'scalar', 'avx2', 'avx512', 'avx512_bf16'"));
+    return env.Undefined();
+  }
+  SetIsaLimit(isa);
+  return Napi::String::New(env, IsaName(ActiveIsa()));
+}
+
+Napi::Value SetGemmEngineJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  try {
+    std::string s = info.Length() == 1 && info[0].IsString() ? std::string(info[0].As<Napi::String>()) : "";
+    PT_CHECK_ARG(s == "onednn" || s == "portable", "setGemmEngine: expected 'onednn' or 'portable'");
+    SetGemmEngine(s == "onednn" ? GemmEngine::OneDnn : GemmEngine::Portable);
+  } catch (const PtError& e) {
+    ThrowJs(env, e);
+  }
+  return env.Undefined();
+}
+
+}  // namespace
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("Tensor", TensorHandle::Init(env));
+  exports.Set("backendInfo", Napi::Function::New(env, BackendInfo, "backendInfo"));
+  exports.Set("setThreads", Napi::Function::New(env, SetThreadsJs, "setThreads"));
+  exports.Set("setIsaLimit", Napi::Function::New(env, SetIsaLimitJs, "setIsaLimit"));
+  exports.Set("setGemmEngine", Napi::Function::New(env, SetGemmEngineJs, "setGemmEngine"));
+  StartWorker(env);
+  RegisterGelu(env, exports);
+  return exports;
+}
+
+}  // namespace pt
+
+static Napi::Object InitModule(Napi::Env env, Napi::Object exports) { return pt::Init(env, exports); }
+
+NODE_API_MODULE(pajama_native, InitModule)

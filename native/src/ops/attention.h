@@ -1,0 +1,23 @@
+// attention.h: raw CPU entry points of causal multi-head attention with ALiBi (MPT), forward and backward.
+// Layouts are MPT's: qkv is Wqkv's output (B, T, 3*C) viewed as (B, T, 3, H, D) with C = H*D; out is (B, T, C).
+// Scores are s[i,j] = q_i.k_j / sqrt(D) + slopes[h] * (j - i) for j <= i; the only saved statistic is
+// lse (B, H, T) f32, the natural-log sum of exp of each score row. dqkv is overwritten, never accumulated.
+// Any B, T, H >= 1 and 1 <= D <= 256; none of these throw (validation is the caller's job).
+#pragma once
+#include "../common.h"
+
+namespace pt {
+
+// out (B, T, H, D), lse (B, H, T) f32, qkv (B, T, 3, H, D), slopes (H) f32
+void AttentionForwardF32(float* out, float* lse, const float* qkv, const float* slopes, int B, int T, int H,
+                         int D);
+void AttentionForwardBf16(bf16* out, float* lse, const bf16* qkv, const float* slopes, int B, int T, int H,
+                          int D);
+
+// dqkv (B, T, 3, H, D) overwritten; dout, out (B, T, H, D); qkv (B, T, 3, H, D); lse (B, H, T); slopes (H)
+void AttentionBackwardF32(float* dqkv, const float* dout, const float* qkv, const float* out, const float* lse,
+                          const float* slopes, int B, int T, int H, int D);
+void AttentionBackwardBf16(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf16* out, const float* lse,
+                           const float* slopes, int B, int T, int H, int D);
+
+}  // namespace pt

@@ -1,0 +1,89 @@
+// tensor.h: native-owned memory. A Storage is one aligned allocation; a Tensor is a typed, shaped window
+// into a Storage (the whole of it, or a named view into an arena). JS holds TensorHandle objects, never
+// pointers.
+//
+// Lifetime: the owning handle's dispose() marks the storage disposed; the bytes are freed at once unless an
+// async op still uses them (pinned), in which case the last op to finish frees them. Pins and frees happen on
+// the JS thread only, so no atomics are needed.
+#pragma once
+#include <napi.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common.h"
+
+namespace pt {
+
+struct Storage {
+  void* data = nullptr;
+  size_t bytes = 0;
+  bool disposed = false;
+  int pins = 0;
+  explicit Storage(size_t nbytes);
+  ~Storage();
+  void ReleaseIfUnused();
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+};
+
+struct Tensor {
+  std::shared_ptr<Storage> storage;
+  size_t byteOffset = 0;
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+  int64_t numel = 0;
+
+  void* raw() const { return static_cast<char*>(storage->data) + byteOffset; }
+  template <typename T>
+  T* ptr() const { return reinterpret_cast<T*>(raw()); }
+  int64_t dim(int i) const { return shape[i < 0 ? shape.size() + i : i]; }
+  int ndim() const { return int(shape.size()); }
+  size_t nbytes() const { return size_t(numel) * DTypeSize(dtype); }
+  std::string Describe() const;  // e.g. "bf16[8,512,1536]"
+};
+
+int64_t ShapeNumel(const std::vector<int64_t>& shape);
+
+// Per-environment state (the main thread and each worker_thread that loads the addon get their own).
+struct Worker;
+struct AddonState {
+  Napi::FunctionReference tensorCtor;
+  Worker* worker = nullptr;
+};
+AddonState& State(Napi::Env env);
+
+class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
+ public:
+  static Napi::Function Init(Napi::Env env);
+  static bool IsTensor(Napi::Env env, Napi::Value v);
+  explicit TensorHandle(const Napi::CallbackInfo& info);
+  ~TensorHandle() override;
+
+  // The tensor, checked to be alive; `what` names the argument in the error.
+  const Tensor& Get(const std::string& what) const;
+  bool disposed() const { return disposed_ || !tensor_.storage || tensor_.storage->disposed; }
+
+ private:
+  Napi::Value Dispose(const Napi::CallbackInfo& info);
+  Napi::Value View(const Napi::CallbackInfo& info);
+  Napi::Value CopyFrom(const Napi::CallbackInfo& info);
+  Napi::Value CopyTo(const Napi::CallbackInfo& info);
+  Napi::Value Fill(const Napi::CallbackInfo& info);
+  Napi::Value GetDType(const Napi::CallbackInfo& info);
+  Napi::Value GetShape(const Napi::CallbackInfo& info);
+  Napi::Value GetNumel(const Napi::CallbackInfo& info);
+  Napi::Value GetByteLength(const Napi::CallbackInfo& info);
+  Napi::Value GetByteOffset(const Napi::CallbackInfo& info);
+  Napi::Value GetDisposed(const Napi::CallbackInfo& info);
+  Napi::Value GetIsView(const Napi::CallbackInfo& info);
+  void DisposeImpl(Napi::Env env);
+
+  Tensor tensor_;
+  bool owner_ = false;
+  bool disposed_ = false;
+  int64_t reported_ = 0;  // bytes reported to V8 as external memory
+};
+
+}  // namespace pt

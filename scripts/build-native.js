@@ -1,0 +1,27 @@
+#!/usr/bin/env node
+// Builds the native addon into build/Release/pajama_native.node: with cmake-js when CMake is on the PATH,
+// otherwise with node-gyp and binding.gyp (same CPU sources). PAJAMA_BUILD=gyp forces node-gyp.
+'use strict';
+const { spawnSync } = require('node:child_process');
+const path = require('node:path');
+
+const root = path.resolve(__dirname, '..');
+const bin = (name) => path.join(root, 'node_modules', '.bin', name);
+
+function run(cmd, args) {
+  console.log(`[pajama-train] ${cmd} ${args.join(' ')}`);
+  const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit' });
+  if (r.error) throw r.error;
+  return r.status === 0;
+}
+
+const hasCmake = spawnSync('cmake', ['--version'], { stdio: 'ignore' }).status === 0;
+const forced = process.env.PAJAMA_BUILD;
+let ok;
+if (forced === 'gyp' || (!hasCmake && forced !== 'cmake')) {
+  if (!hasCmake) console.log('[pajama-train] cmake not found: building with node-gyp (binding.gyp)');
+  ok = run(bin('node-gyp'), ['rebuild']);
+} else {
+  ok = run(bin('cmake-js'), ['compile']);
+}
+process.exit(ok ? 0 : 1);

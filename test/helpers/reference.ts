@@ -1,0 +1,85 @@
+// reference.ts: float64 helpers shared by the kernel tests: a seeded RNG (the seed is fresh each run and
+// printed, so a failure can be replayed with PAJAMA_TEST_SEED), bf16 rounding, and relative error.
+import { Tensor, type DType } from '../../lib/index';
+
+const envSeed = process.env.PAJAMA_TEST_SEED;
+export const seed = envSeed ? Number(envSeed) : (Date.now() ^ (process.pid << 8)) >>> 0;
+
+/** mulberry32: small, fast, good enough for test data. */
+export function makeRng(s = seed): () => number {
+  let a = s >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const rng = makeRng();
+
+export function randn(n: number, scale = 1): Float64Array {
+  const out = new Float64Array(n);
+  for (let i = 0; i < n; i += 2) {
+    const u = Math.max(rng(), 1e-12);
+    const v = rng();
+    const r = Math.sqrt(-2 * Math.log(u)) * scale;
+    out[i] = r * Math.cos(2 * Math.PI * v);
+    if (i + 1 < n) out[i + 1] = r * Math.sin(2 * Math.PI * v);
+  }
+  return out;
+}
+
+export function randInt(n: number, hi: number): Int32Array {
+  const out = new Int32Array(n);
+  for (let i = 0; i < n; i++) out[i] = Math.floor(rng() * hi);
+  return out;
+}
+
+const f32buf = new Float32Array(1);
+const u32buf = new Uint32Array(f32buf.buffer);
+
+/** Rounds to bf16 (nearest even), returned as a double. */
+export function roundBf16(x: number): number {
+  f32buf[0] = x;
+  let u = u32buf[0];
+  if ((u & 0x7fffffff) > 0x7f800000) return NaN;
+  u = (u + 0x7fff + ((u >>> 16) & 1)) >>> 0;
+  u32buf[0] = (u >>> 16) << 16;
+  return f32buf[0];
+}
+
+/** The values a tensor of `dtype` will actually hold for `x`. */
+export function quantize(x: Float64Array, dtype: DType): Float64Array {
+  if (dtype === 'bf16') return x.map(roundBf16);
+  return Float64Array.from(Float32Array.from(x));
+}
+
+/** A tensor holding x (rounded to the dtype), and the float64 copy of exactly those values. */
+export function tensorOf(x: Float64Array, shape: number[], dtype: DType): { t: Tensor; x: Float64Array } {
+  const q = quantize(x, dtype);
+  const t = Tensor.from(Float32Array.from(q), shape, dtype);
+  return { t, x: q };
+}
+
+export function toF64(t: Tensor): Float64Array {
+  return Float64Array.from(t.toFloat32());
+}
+
+/** ||a - b||_2 / ||b||_2 (0 when both are zero). */
+export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`relErr: lengths ${a.length} and ${b.length}`);
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = a[i] - b[i];
+    num += d * d;
+    den += b[i] * b[i];
+  }
+  if (den === 0) return Math.sqrt(num);
+  return Math.sqrt(num / den);
+}
+
+/** fp32 and bf16 bounds every kernel test uses (issue #2). */
+export const TOL: Record<'f32' | 'bf16', number> = { f32: 1e-5, bf16: 2e-2 };

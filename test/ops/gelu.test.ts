@@ -1,0 +1,62 @@
+// gelu: exact (erf) GELU forward and backward against float64, both dtypes, every ISA path.
+import t from 'tap';
+import { ops, Tensor, setIsaLimit, backendInfo, type DType } from '../../lib/index';
+import { randn, relErr, seed, tensorOf, toF64, TOL } from '../helpers/reference';
+
+t.comment(`seed ${seed}`);
+
+function erf(x: number): number {
+  // float64 erf by its Taylor series (|x| < 3) and the continued fraction of erfc beyond; ~1e-15.
+  const ax = Math.abs(x);
+  if (ax < 3) {
+    let sum = x;
+    let term = x;
+    for (let n = 1; n < 200; n++) {
+      term *= (-x * x) / n;
+      const add = term / (2 * n + 1);
+      sum += add;
+      if (Math.abs(add) < 1e-17 * Math.abs(sum)) break;
+    }
+    return (2 / Math.sqrt(Math.PI)) * sum;
+  }
+  let f = 0;
+  for (let n = 60; n >= 1; n--) f = n / 2 / (ax + f);
+  const erfc = Math.exp(-ax * ax) / Math.sqrt(Math.PI) / (ax + f);
+  return Math.sign(x) * (1 - erfc);
+}
+
+const gelu = (x: number) => 0.5 * x * (1 + erf(x / Math.SQRT2));
+const dgelu = (x: number) => 0.5 * (1 + erf(x / Math.SQRT2)) + (x * Math.exp(-0.5 * x * x)) / Math.sqrt(2 * Math.PI);
+
+const levels = ['scalar', backendInfo().cpu.detectedIsa] as const;
+
+for (const level of levels) {
+  for (const dtype of ['f32', 'bf16'] as DType[]) {
+    for (const n of [1, 7, 129, 4099]) {
+      t.test(`gelu ${dtype} n=${n} isa=${level}`, async (t) => {
+        setIsaLimit(level);
+        const { t: inp, x } = tensorOf(randn(n, 2), [n], dtype);
+        const { t: dout, x: g } = tensorOf(randn(n), [n], dtype);
+        const out = Tensor.zeros(dtype, [n]);
+        const dinp = Tensor.zeros(dtype, [n]);
+        ops.geluForward(out, inp);
+        await ops.geluBackwardAsync(dinp, inp, dout);
+        const ref = x.map(gelu);
+        const dref = x.map((v, i) => g[i] * dgelu(v));
+        t.ok(relErr(toF64(out), ref) <= TOL[dtype], `forward rel err ${relErr(toF64(out), ref)}`);
+        t.ok(relErr(toF64(dinp), dref) <= TOL[dtype], `backward rel err ${relErr(toF64(dinp), dref)}`);
+        for (const x of [inp, dout, out, dinp]) x.dispose();
+      });
+    }
+  }
+}
+
+t.test('gelu rejects mismatched shapes and dtypes', async (t) => {
+  const a = Tensor.zeros('f32', [4]);
+  const b = Tensor.zeros('f32', [5]);
+  const h = Tensor.zeros('bf16', [4]);
+  t.throws(() => ops.geluForward(b, a), /geluForward: 'out' must have 4 elements, got f32\[5\]/);
+  t.throws(() => ops.geluForward(h, a), /geluForward: 'out' f32?.*same dtype|'out' bf16\[4\] and 'inp' f32\[4\]/);
+  await t.rejects(ops.geluForwardAsync(b, a), /must have 4 elements/);
+  for (const x of [a, b, h]) x.dispose();
+});

@@ -20,7 +20,12 @@ const forced = process.env.PAJAMA_BUILD;
 let ok;
 if (forced === 'gyp' || (!hasCmake && forced !== 'cmake')) {
   if (!hasCmake) console.log('[pajama-train] cmake not found: building with node-gyp (binding.gyp)');
-  ok = run(bin('node-gyp'), ['rebuild']);
+  // node-gyp downloads Node's headers unless told where they are: npm passes its nodedir setting when this
+  // runs as an npm script; a system Node (Debian's nodejs) ships them under /usr.
+  const fs = require('node:fs');
+  const nodedir =
+    process.env.npm_config_nodedir || (fs.existsSync('/usr/include/node/node_api.h') ? '/usr' : undefined);
+  ok = run(bin('node-gyp'), ['rebuild', ...(nodedir ? [`--nodedir=${nodedir}`] : [])]);
 } else {
   ok = run(bin('cmake-js'), ['compile']);
 }

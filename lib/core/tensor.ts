@@ -225,6 +225,7 @@ export class Arena {
 
   /** The named view; throws naming the arena's entries when `name` is not one of them. */
   get(name: string): Tensor {
+    if (this.buffer.disposed) throw new DisposedError(`Arena: get('${name}') after dispose()`);
     const v = this.#views.get(name);
     if (!v) throw invalidArg(`Arena: no entry '${name}' (entries: ${[...this.#views.keys()].join(', ')})`);
     if (v.disposed) throw new DisposedError(`Arena entry '${name}' was disposed`);

@@ -130,6 +130,15 @@ void ExpectNoOverlap(const std::string& op, const char* nameA, const Tensor& a, 
   PT_CHECK_ARG(a1 <= b0 || b1 <= a0, op, ": '", nameA, "' and '", nameB, "' overlap in memory");
 }
 
+void ExpectSameOrNoOverlap(const std::string& op, const char* nameA, const Tensor& a, const char* nameB,
+                           const Tensor& b) {
+  if (a.storage != b.storage) return;
+  if (a.byteOffset == b.byteOffset && a.dtype == b.dtype && a.numel == b.numel) return;
+  size_t a0 = a.byteOffset, a1 = a0 + a.nbytes(), b0 = b.byteOffset, b1 = b0 + b.nbytes();
+  PT_CHECK_ARG(a1 <= b0 || b1 <= a0, op, ": '", nameA, "' ", a.Describe(), " partly overlaps '", nameB, "' ",
+               b.Describe(), " (it may be the very same tensor, or separate memory)");
+}
+
 struct OpEntry {
   std::string name;
   OpBuilder builder;

@@ -60,6 +60,9 @@ void ExpectSameDType(const std::string& op, const char* nameA, const Tensor& a, 
 void ExpectShape(const std::string& op, const char* name, const Tensor& t, const std::vector<int64_t>& shape);
 void ExpectNumel(const std::string& op, const char* name, const Tensor& t, int64_t numel);
 void ExpectNoOverlap(const std::string& op, const char* nameA, const Tensor& a, const char* nameB, const Tensor& b);
+// a is exactly b (same bytes, dtype and shape size: an in-place elementwise op) or does not overlap it.
+void ExpectSameOrNoOverlap(const std::string& op, const char* nameA, const Tensor& a, const char* nameB,
+                           const Tensor& b);
 std::string ShapeStr(const std::vector<int64_t>& shape);
 
 // Dispatch a templated kernel body on a float tensor's dtype: T is float or bf16.

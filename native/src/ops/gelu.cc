@@ -1,10 +1,11 @@
 // gelu.cc: exact GELU, y = x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)), forward and backward.
 // Accumulation rule: activation gradients are overwritten (dinp = dout * gelu'(x)).
-// Elementwise and memory-bound: f32 math on f32 or bf16 tensors, parallel over elements.
-#include <cmath>
+// f32 math on f32 or bf16 tensors, parallel over chunks; erf/exp are the vectorisable ones of vecmath.h.
+#include <algorithm>
 
 #include "../cpu.h"
 #include "../op.h"
+#include "../vecmath.h"
 #include "ops.h"
 
 namespace pt {
@@ -13,27 +14,52 @@ namespace {
 
 constexpr float kInvSqrt2 = 0.70710678118654752440f;
 constexpr float kInvSqrt2Pi = 0.39894228040143267794f;
+constexpr int64_t kChunk = 8192;  // elements per parallel work item
 
-// out (N), inp (N)
-template <typename T>
-void GeluForward(T* out, const T* inp, int64_t n) {
+// Phi(x) = 0.5 erfc(-x / sqrt 2), written per sign so the result keeps relative accuracy for x << 0.
+inline float NormalCdf(float x) {
+  float h = 0.5f * ErfcNonNeg((x < 0 ? -x : x) * kInvSqrt2);
+  return x < 0 ? h : 1.0f - h;
+}
+
+inline float Gelu(float x) { return x * NormalCdf(x); }
+inline float GeluGrad(float x) { return NormalCdf(x) + x * kInvSqrt2Pi * FastExp(-0.5f * x * x); }
+
+// One chunk each, multiversioned (see vecmath.h). out/dinp (n), inp (n), dout (n).
+PT_CLONES void GeluForwardF32(float* out, const float* inp, int64_t n) {
+  for (int64_t i = 0; i < n; i++) out[i] = Gelu(inp[i]);
+}
+PT_CLONES void GeluForwardBf16(bf16* out, const bf16* inp, int64_t n) {
+  for (int64_t i = 0; i < n; i++) out[i] = F32ToBf16(Gelu(Bf16ToF32(inp[i])));
+}
+PT_CLONES void GeluBackwardF32(float* dinp, const float* inp, const float* dout, int64_t n) {
+  for (int64_t i = 0; i < n; i++) dinp[i] = dout[i] * GeluGrad(inp[i]);
+}
+PT_CLONES void GeluBackwardBf16(bf16* dinp, const bf16* inp, const bf16* dout, int64_t n) {
+  for (int64_t i = 0; i < n; i++) dinp[i] = F32ToBf16(Bf16ToF32(dout[i]) * GeluGrad(Bf16ToF32(inp[i])));
+}
+
+template <typename F>
+void ForChunks(int64_t n, F&& f) {
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
 #pragma omp parallel for num_threads(Threads()) schedule(static)
-  for (int64_t i = 0; i < n; i++) {
-    float x = Ld(inp + i);
-    St(out + i, 0.5f * x * (1.0f + std::erf(x * kInvSqrt2)));
+  for (int64_t c = 0; c < chunks; c++) {
+    int64_t i = c * kChunk;
+    f(i, std::min(kChunk, n - i));
   }
 }
 
-// dinp (N), inp (N), dout (N); gelu'(x) = Phi(x) + x * phi(x)
-template <typename T>
-void GeluBackward(T* dinp, const T* inp, const T* dout, int64_t n) {
-#pragma omp parallel for num_threads(Threads()) schedule(static)
-  for (int64_t i = 0; i < n; i++) {
-    float x = Ld(inp + i);
-    float cdf = 0.5f * (1.0f + std::erf(x * kInvSqrt2));
-    float pdf = kInvSqrt2Pi * std::exp(-0.5f * x * x);
-    St(dinp + i, Ld(dout + i) * (cdf + x * pdf));
-  }
+void GeluForward(float* out, const float* inp, int64_t n) {
+  ForChunks(n, [&](int64_t i, int64_t len) { GeluForwardF32(out + i, inp + i, len); });
+}
+void GeluForward(bf16* out, const bf16* inp, int64_t n) {
+  ForChunks(n, [&](int64_t i, int64_t len) { GeluForwardBf16(out + i, inp + i, len); });
+}
+void GeluBackward(float* dinp, const float* inp, const float* dout, int64_t n) {
+  ForChunks(n, [&](int64_t i, int64_t len) { GeluBackwardF32(dinp + i, inp + i, dout + i, len); });
+}
+void GeluBackward(bf16* dinp, const bf16* inp, const bf16* dout, int64_t n) {
+  ForChunks(n, [&](int64_t i, int64_t len) { GeluBackwardBf16(dinp + i, inp + i, dout + i, len); });
 }
 
 // geluForward(out, inp)

@@ -1,0 +1,48 @@
+// The contract between lib/native.ts and the addon: every op exists in both forms, backendInfo is complete,
+// settings validate their input.
+import t from 'tap';
+import { native } from '../lib/native';
+import { OP_NAMES, backendInfo, setThreads, setIsaLimit, setGemmEngine } from '../lib/index';
+
+t.test('every op of the contract is exported, sync and Async', async (t) => {
+  const addon = native() as unknown as Record<string, unknown>;
+  for (const name of OP_NAMES) {
+    t.equal(typeof addon[name], 'function', `${name}`);
+    t.equal(typeof addon[`${name}Async`], 'function', `${name}Async`);
+  }
+});
+
+t.test('backendInfo reports CPU, GEMM engine, threads and CUDA status', async (t) => {
+  const info = backendInfo();
+  t.type(info.cpu.brand, 'string');
+  t.ok(['scalar', 'avx2', 'avx512', 'avx512_bf16'].includes(info.cpu.detectedIsa));
+  t.type(info.cpu.features.avx2, 'boolean');
+  t.ok(['onednn', 'portable'].includes(info.gemm.engine));
+  t.ok(info.threads >= 1);
+  t.type(info.cuda.compiled, 'boolean');
+  t.ok(Array.isArray(info.cuda.devices));
+  if (process.env.PAJAMA_EXPECT_BUILD) t.equal(info.buildSystem, process.env.PAJAMA_EXPECT_BUILD);
+  t.comment(JSON.stringify(info));
+});
+
+t.test('settings validate their arguments', async (t) => {
+  const before = backendInfo().threads;
+  t.equal(setThreads(1), 1);
+  t.equal(backendInfo().threads, 1);
+  t.equal(setThreads(0), before);
+  t.throws(() => setThreads(-1), /setThreads/);
+  t.throws(() => setThreads(1.5), /setThreads/);
+  t.equal(setIsaLimit('scalar'), 'scalar');
+  t.equal(backendInfo().cpu.activeIsa, 'scalar');
+  t.equal(setIsaLimit('avx512_bf16'), backendInfo().cpu.detectedIsa);
+  t.throws(() => setIsaLimit('sse9' as never), /setIsaLimit/);
+  t.throws(() => setGemmEngine('cublas' as never), /setGemmEngine/);
+  setGemmEngine('portable');
+  t.equal(backendInfo().gemm.engine, 'portable');
+  if (backendInfo().gemm.oneDnnAvailable) {
+    setGemmEngine('onednn');
+    t.equal(backendInfo().gemm.engine, 'onednn');
+  } else {
+    t.throws(() => setGemmEngine('onednn'), /no oneDNN/);
+  }
+});

@@ -131,6 +131,14 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setGemmEngine", Napi::Function::New(env, SetGemmEngineJs, "setGemmEngine"));
   StartWorker(env);
   RegisterGelu(env, exports);
+  RegisterEmbedding(env, exports);
+  RegisterLayerNorm(env, exports);
+  RegisterLinear(env, exports);
+  RegisterResidual(env, exports);
+  RegisterCrossEntropy(env, exports);
+  RegisterAdamW(env, exports);
+  RegisterReduce(env, exports);
+  RegisterCast(env, exports);
   return exports;
 }
 

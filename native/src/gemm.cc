@@ -1,6 +1,7 @@
 // gemm.cc: oneDNN matmul (primitives cached by shape) and the portable blocked fallback.
 #include "gemm.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <map>
@@ -61,85 +62,141 @@ std::string GemmEngineDescription() {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Portable engine: pack a K-block of op(B) into f32 panels, then a register-blocked micro-kernel written so
-// the compiler vectorises it at the baseline ISA. Accumulates in f32.
+// Portable engine (GotoBLAS-style, no library): C is walked in (kMc, kNc) blocks; for each K block of kKc, op(B)
+// is packed once into f32 panels of nr columns shared by all threads, each thread packs a kMr-row strip of
+// op(A) and runs a register-tiled micro-kernel over a group of panels, adding into an f32 accumulator of
+// the C block. The block is written to C (alpha, beta, dtype) once its K loop ends. Accumulates in f32.
+// The micro-kernel is compiled three times (baseline SSE2, AVX2+FMA, AVX-512) and picked by ActiveIsa(), so
+// setIsaLimit() exercises each one; builds for other CPUs get the baseline one. Each C element sums its K
+// blocks in order whatever the thread count, so results are the same bits for any number of threads.
 
 namespace {
 
-constexpr int kMr = 4, kNr = 16, kKc = 256, kNc = 512;
+constexpr int kMr = 6;                                  // rows of the register tile
+constexpr int64_t kKc = 256, kNc = 512, kMc = 16 * kMr;  // block sizes (kNc is a multiple of every nr)
+constexpr int64_t kGroupCols = 128;                     // columns of one work item
 
 inline float LoadAt(const void* p, DType t, int64_t i) {
   return t == DType::BF16 ? Bf16ToF32(static_cast<const bf16*>(p)[i]) : static_cast<const float*>(p)[i];
 }
 
-}  // namespace
+// acc (mr, nrUsed) += apack (kc, kMr)^T @ bpack (kc, NR); the tile lives in registers over the k loop.
+template <int NR>
+__attribute__((always_inline)) inline void MicroTileBody(int64_t kc, const float* ap, const float* bp, float* acc,
+                                                         int64_t ldacc, int mr, int nrUsed) {
+  float c[kMr][NR] = {};
+  for (int64_t k = 0; k < kc; k++) {
+    const float* a = ap + k * kMr;
+    const float* b = bp + k * NR;
+    for (int i = 0; i < kMr; i++) {
+#pragma omp simd
+      for (int j = 0; j < NR; j++) c[i][j] += a[i] * b[j];
+    }
+  }
+  for (int i = 0; i < mr; i++)
+    for (int j = 0; j < nrUsed; j++) acc[i * ldacc + j] += c[i][j];
+}
 
-void GemmPortable(const GemmArgs& g) {
+using MicroTileFn = void (*)(int64_t, const float*, const float*, float*, int64_t, int, int);
+
+void MicroTile8(int64_t kc, const float* ap, const float* bp, float* acc, int64_t ldacc, int mr, int nrUsed) {
+  MicroTileBody<8>(kc, ap, bp, acc, ldacc, mr, nrUsed);
+}
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx2,fma"))) void MicroTile16(int64_t kc, const float* ap, const float* bp, float* acc,
+                                                     int64_t ldacc, int mr, int nrUsed) {
+  MicroTileBody<16>(kc, ap, bp, acc, ldacc, mr, nrUsed);
+}
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma"))) void MicroTile32(
+    int64_t kc, const float* ap, const float* bp, float* acc, int64_t ldacc, int mr, int nrUsed) {
+  MicroTileBody<32>(kc, ap, bp, acc, ldacc, mr, nrUsed);
+}
+#endif
+
+// bpack (kc, nr) for columns [n0, n0 + nr) of op(B), rows [k0, k0 + kc); columns past N are zero.
+template <typename T>
+void PackB(float* dst, const T* b, int64_t ldb, bool transB, int64_t k0, int64_t kc, int64_t n0, int nr, int64_t N) {
+  const int used = int(std::min<int64_t>(nr, N - n0));
+  if (transB) {  // op(B)(k, n) = b[n * ldb + k]: read each column's run of k contiguously
+    for (int j = 0; j < used; j++) {
+      const T* src = b + (n0 + j) * ldb + k0;
+      for (int64_t k = 0; k < kc; k++) dst[k * nr + j] = Ld(src + k);
+    }
+  } else {
+    for (int64_t k = 0; k < kc; k++) {
+      const T* src = b + (k0 + k) * ldb + n0;
+      for (int j = 0; j < used; j++) dst[k * nr + j] = Ld(src + j);
+    }
+  }
+  for (int64_t k = 0; k < kc; k++)
+    for (int j = used; j < nr; j++) dst[k * nr + j] = 0.0f;
+}
+
+// apack (kc, kMr) for rows [m0, m0 + mr) of op(A), columns [k0, k0 + kc); rows past mr are zero.
+template <typename T>
+void PackA(float* dst, const T* a, int64_t lda, bool transA, int64_t m0, int mr, int64_t k0, int64_t kc) {
+  if (transA) {  // op(A)(m, k) = a[k * lda + m]
+    for (int64_t k = 0; k < kc; k++) {
+      const T* src = a + (k0 + k) * lda + m0;
+      for (int i = 0; i < mr; i++) dst[k * kMr + i] = Ld(src + i);
+    }
+  } else {
+    for (int i = 0; i < mr; i++) {
+      const T* src = a + (m0 + i) * lda + k0;
+      for (int64_t k = 0; k < kc; k++) dst[k * kMr + i] = Ld(src + k);
+    }
+  }
+  for (int64_t k = 0; k < kc; k++)
+    for (int i = mr; i < kMr; i++) dst[k * kMr + i] = 0.0f;
+}
+
+template <typename T>
+void GemmPortableTyped(const GemmArgs& g) {
   const int64_t M = g.M, N = g.N, K = g.K;
-  if (M == 0 || N == 0) return;
-  // Scale or clear C first, then accumulate alpha * A @ B into an f32 view of each C tile.
-  const int64_t nBlocks = (N + kNc - 1) / kNc;
-  const int64_t mTiles = (M + kMr - 1) / kMr;
+  const T* A = static_cast<const T*>(g.A);
+  const T* B = static_cast<const T*>(g.B);
+  int nr = 8;
+  MicroTileFn micro = MicroTile8;
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (ActiveIsa() >= Isa::Avx512) nr = 32, micro = MicroTile32;
+  else if (ActiveIsa() >= Isa::Avx2) nr = 16, micro = MicroTile16;
+#endif
+  std::vector<float> bpack(size_t(kKc) * kNc);  // (nc / nr panels, kc, nr), shared
+  std::vector<float> acc(size_t(kMc) * kNc);    // (mc, nc) f32 accumulator of the C block, shared
 #pragma omp parallel num_threads(Threads())
   {
-    std::vector<float> bpack(size_t(kKc) * kNc);
-    std::vector<float> apack(size_t(kMr) * kKc);
-    for (int64_t nb = 0; nb < nBlocks; nb++) {
-      const int64_t n0 = nb * kNc, nc = std::min<int64_t>(kNc, N - n0);
-      const int64_t nPanels = (nc + kNr - 1) / kNr;
-      // Each thread owns a range of M tiles and keeps an f32 accumulator for them across the K loop.
+    std::vector<float> apack(size_t(kKc) * kMr);  // (kc, kMr), per thread
+    for (int64_t m0 = 0; m0 < M; m0 += kMc) {
+      const int64_t mc = std::min(kMc, M - m0), mTiles = (mc + kMr - 1) / kMr;
+      for (int64_t n0 = 0; n0 < N; n0 += kNc) {
+        const int64_t nc = std::min(kNc, N - n0), nPanels = (nc + nr - 1) / nr;
+        const int64_t panelsPerGroup = kGroupCols / nr, groups = (nPanels + panelsPerGroup - 1) / panelsPerGroup;
 #pragma omp for schedule(static)
-      for (int64_t mt = 0; mt < mTiles; mt++) {
-        const int64_t m0 = mt * kMr, mr = std::min<int64_t>(kMr, M - m0);
-        std::vector<float> acc(size_t(kMr) * nc, 0.0f);
+        for (int64_t i = 0; i < mc; i++) std::fill_n(&acc[size_t(i) * nc], nc, 0.0f);
         for (int64_t k0 = 0; k0 < K; k0 += kKc) {
-          const int64_t kc = std::min<int64_t>(kKc, K - k0);
-          // Pack B panel (kc, nc) for this thread (small, L2-resident).
-          for (int64_t p = 0; p < nPanels; p++) {
-            for (int64_t k = 0; k < kc; k++) {
-              float* dst = &bpack[(size_t(p) * kc + k) * kNr];
-              for (int j = 0; j < kNr; j++) {
-                int64_t n = n0 + p * kNr + j;
-                if (n >= N) { dst[j] = 0.0f; continue; }
-                int64_t idx = g.transB ? n * g.ldb + (k0 + k) : (k0 + k) * g.ldb + n;
-                dst[j] = LoadAt(g.B, g.abType, idx);
-              }
+          const int64_t kc = std::min(kKc, K - k0);
+#pragma omp for schedule(static)
+          for (int64_t p = 0; p < nPanels; p++)
+            PackB(&bpack[size_t(p) * kc * nr], B, g.ldb, g.transB, k0, kc, n0 + p * nr, nr, N);
+          // (the implicit barrier above publishes bpack; the one below keeps it until every tile is done)
+#pragma omp for schedule(static)
+          for (int64_t item = 0; item < mTiles * groups; item++) {
+            const int64_t mt = item / groups, grp = item % groups;
+            const int mr = int(std::min<int64_t>(kMr, mc - mt * kMr));
+            PackA(apack.data(), A, g.lda, g.transA, m0 + mt * kMr, mr, k0, kc);
+            const int64_t p1 = std::min(nPanels, (grp + 1) * panelsPerGroup);
+            for (int64_t p = grp * panelsPerGroup; p < p1; p++) {
+              micro(kc, apack.data(), &bpack[size_t(p) * kc * nr], &acc[size_t(mt) * kMr * nc + p * nr], nc, mr,
+                    int(std::min<int64_t>(nr, nc - p * nr)));
             }
-          }
-          for (int i = 0; i < kMr; i++) {
-            for (int64_t k = 0; k < kc; k++) {
-              float v = 0.0f;
-              if (i < mr) {
-                int64_t m = m0 + i;
-                int64_t idx = g.transA ? (k0 + k) * g.lda + m : m * g.lda + (k0 + k);
-                v = LoadAt(g.A, g.abType, idx);
-              }
-              apack[size_t(i) * kc + k] = v;
-            }
-          }
-          for (int64_t p = 0; p < nPanels; p++) {
-            float c[kMr][kNr] = {};
-            const float* bp = &bpack[size_t(p) * kc * kNr];
-            for (int64_t k = 0; k < kc; k++) {
-              const float* brow = bp + k * kNr;
-              for (int i = 0; i < kMr; i++) {
-                const float a = apack[size_t(i) * kc + k];
-#pragma omp simd
-                for (int j = 0; j < kNr; j++) c[i][j] += a * brow[j];
-              }
-            }
-            for (int i = 0; i < kMr; i++)
-              for (int j = 0; j < kNr; j++) {
-                int64_t n = p * kNr + j;
-                if (n < nc) acc[size_t(i) * nc + n] += c[i][j];
-              }
           }
         }
-        for (int i = 0; i < mr; i++) {
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < mc; i++) {
           for (int64_t j = 0; j < nc; j++) {
-            int64_t idx = (m0 + i) * g.ldc + n0 + j;
-            float old = g.beta == 0.0f ? 0.0f : LoadAt(g.C, g.cType, idx) * g.beta;
-            float v = g.alpha * acc[size_t(i) * nc + j] + old;
+            const int64_t idx = (m0 + i) * g.ldc + n0 + j;
+            const float old = g.beta == 0.0f ? 0.0f : LoadAt(g.C, g.cType, idx) * g.beta;
+            const float v = g.alpha * acc[size_t(i) * nc + j] + old;
             if (g.cType == DType::BF16) static_cast<bf16*>(g.C)[idx] = F32ToBf16(v);
             else static_cast<float*>(g.C)[idx] = v;
           }
@@ -147,6 +204,14 @@ void GemmPortable(const GemmArgs& g) {
       }
     }
   }
+}
+
+}  // namespace
+
+void GemmPortable(const GemmArgs& g) {
+  if (g.M == 0 || g.N == 0) return;
+  if (g.abType == DType::BF16) GemmPortableTyped<bf16>(g);
+  else GemmPortableTyped<float>(g);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -206,6 +271,27 @@ void GemmOneDnn(const GemmArgs& g) {
   stream.wait();
 }
 
+// oneDNN 2.x has no f32 x f32 -> bf16 matmul (primitive creation fails): run it into an f32 copy of C (holding
+// C itself when beta != 0, for the sum post-op) and round that into C.
+void GemmOneDnnAnyC(const GemmArgs& g) {
+  if (!(g.abType == DType::F32 && g.cType == DType::BF16)) return GemmOneDnn(g);
+  std::vector<float> c(size_t(g.M) * g.N);
+  bf16* dst = static_cast<bf16*>(g.C);
+  if (g.beta != 0.0f) {
+#pragma omp parallel for num_threads(Threads()) schedule(static)
+    for (int64_t m = 0; m < g.M; m++)
+      for (int64_t n = 0; n < g.N; n++) c[size_t(m) * g.N + n] = Bf16ToF32(dst[m * g.ldc + n]);
+  }
+  GemmArgs w = g;
+  w.C = c.data();
+  w.ldc = g.N;
+  w.cType = DType::F32;
+  GemmOneDnn(w);
+#pragma omp parallel for num_threads(Threads()) schedule(static)
+  for (int64_t m = 0; m < g.M; m++)
+    for (int64_t n = 0; n < g.N; n++) dst[m * g.ldc + n] = F32ToBf16(c[size_t(m) * g.N + n]);
+}
+
 // Without native bf16 products, widen the bf16 operands to f32 once and multiply in f32.
 void GemmWidened(const GemmArgs& g) {
   auto widen = [](const void* p, int64_t rows, int64_t cols, int64_t ld, std::vector<float>& out) {
@@ -224,19 +310,34 @@ void GemmWidened(const GemmArgs& g) {
   w.B = b.data();
   w.ldb = g.transB ? g.K : g.N;
   w.abType = DType::F32;
-  GemmOneDnn(w);
+  GemmOneDnnAnyC(w);
 }
 
 }  // namespace
 #endif
 
+// An empty product (K == 0): C = beta * C, with beta == 0 clearing C (NaN included), as BLAS does. Handled
+// here so every engine agrees; oneDNN would otherwise be handed zero-sized operands.
+static void ScaleC(const GemmArgs& g) {
+#pragma omp parallel for num_threads(Threads()) schedule(static)
+  for (int64_t m = 0; m < g.M; m++) {
+    for (int64_t n = 0; n < g.N; n++) {
+      const int64_t idx = m * g.ldc + n;
+      const float old = g.beta == 0.0f ? 0.0f : LoadAt(g.C, g.cType, idx) * g.beta;
+      if (g.cType == DType::BF16) static_cast<bf16*>(g.C)[idx] = F32ToBf16(old);
+      else static_cast<float*>(g.C)[idx] = old;
+    }
+  }
+}
+
 void Gemm(const GemmArgs& g) {
   if (g.M == 0 || g.N == 0) return;
+  if (g.K == 0) return ScaleC(g);
 #ifdef PT_HAVE_DNNL
   if (ActiveGemmEngine() == GemmEngine::OneDnn) {
     try {
       if (g.abType == DType::BF16 && !Bf16GemmNative()) GemmWidened(g);
-      else GemmOneDnn(g);
+      else GemmOneDnnAnyC(g);
     } catch (const dnnl::error& e) {
       PT_CHECK_ENGINE(false, "oneDNN matmul failed (", e.what(), ", status ", int(e.status), ") for M=", g.M,
                       " N=", g.N, " K=", g.K);

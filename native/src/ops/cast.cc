@@ -1,0 +1,75 @@
+// cast.cc: dtype conversion between same-sized tensors.
+//   cast(out, inp): f32 -> bf16 rounds to nearest even (NaN stays NaN, +-Inf stays +-Inf, finite values past
+//   bf16's range become +-Inf); bf16 -> f32 is exact; the same dtype on both sides is a copy.
+// Memory-bound and elementwise: parallel over fixed blocks of elements.
+#include <algorithm>
+#include <cstring>
+
+#include "../cpu.h"
+#include "../op.h"
+#include "../vecmath.h"
+#include "ops.h"
+
+namespace pt {
+
+namespace {
+
+constexpr int64_t kBlock = int64_t(1) << 15;  // elements per parallel work item
+
+// One block each, multiversioned (see vecmath.h). out (n), inp (n).
+PT_CLONES void ConvertBlock(bf16* __restrict out, const float* __restrict inp, int64_t n) {
+  for (int64_t i = 0; i < n; i++) out[i] = F32ToBf16(inp[i]);
+}
+PT_CLONES void ConvertBlock(float* __restrict out, const bf16* __restrict inp, int64_t n) {
+  for (int64_t i = 0; i < n; i++) out[i] = Bf16ToF32(inp[i]);
+}
+
+template <typename O, typename I>
+void Convert(O* out, const I* inp, int64_t n) {
+  const int64_t nBlocks = (n + kBlock - 1) / kBlock;
+#pragma omp parallel for num_threads(Threads()) schedule(static)
+  for (int64_t b = 0; b < nBlocks; b++) {
+    const int64_t lo = b * kBlock;
+    ConvertBlock(out + lo, inp + lo, std::min(kBlock, n - lo));
+  }
+}
+
+// out (bytes), inp (bytes)
+void Copy(void* out, const void* inp, size_t bytes) {
+  const size_t blockBytes = size_t(kBlock) * 4;
+  const int64_t nBlocks = int64_t((bytes + blockBytes - 1) / blockBytes);
+#pragma omp parallel for num_threads(Threads()) schedule(static)
+  for (int64_t b = 0; b < nBlocks; b++) {
+    size_t lo = size_t(b) * blockBytes, len = std::min(blockBytes, bytes - lo);
+    std::memcpy(static_cast<char*>(out) + lo, static_cast<const char*>(inp) + lo, len);
+  }
+}
+
+// cast(out, inp)
+Kernel BuildCast(OpArgs& a) {
+  const std::string& op = a.op();
+  Tensor out = a.tensor(0, "out"), inp = a.tensor(1, "inp");
+  ExpectNumel(op, "out", out, inp.numel);
+  if (out.dtype == inp.dtype) {
+    if (out.storage == inp.storage && out.byteOffset == inp.byteOffset) return []() { return OpResult{}; };
+    ExpectNoOverlap(op, "out", out, "inp", inp);
+    return [=]() {
+      Copy(out.raw(), inp.raw(), inp.nbytes());
+      return OpResult{};
+    };
+  }
+  ExpectFloat(op, "out", out);
+  ExpectFloat(op, "inp", inp);
+  ExpectNoOverlap(op, "out", out, "inp", inp);
+  return [=]() {
+    if (out.dtype == DType::BF16) Convert(out.ptr<bf16>(), inp.ptr<float>(), inp.numel);
+    else Convert(out.ptr<float>(), inp.ptr<bf16>(), inp.numel);
+    return OpResult{};
+  };
+}
+
+}  // namespace
+
+void RegisterCast(Napi::Env env, Napi::Object exports) { RegisterOp(env, exports, "cast", BuildCast); }
+
+}  // namespace pt

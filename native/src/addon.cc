@@ -139,6 +139,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   RegisterAdamW(env, exports);
   RegisterReduce(env, exports);
   RegisterCast(env, exports);
+  RegisterAttention(env, exports);
   return exports;
 }
 

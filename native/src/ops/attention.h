@@ -2,7 +2,8 @@
 // Layouts are MPT's: qkv is Wqkv's output (B, T, 3*C) viewed as (B, T, 3, H, D) with C = H*D; out is (B, T, C).
 // Scores are s[i,j] = q_i.k_j / sqrt(D) + slopes[h] * (j - i) for j <= i; the only saved statistic is
 // lse (B, H, T) f32, the natural-log sum of exp of each score row. dqkv is overwritten, never accumulated.
-// Any B, T, H >= 1 and 1 <= D <= 256; none of these throw (validation is the caller's job).
+// Any B, T, H >= 1 and 1 <= D <= 256 (validation is the caller's job); they throw PtError only when scratch
+// memory cannot be allocated. Implementation notes and limits: attention.cc.
 #pragma once
 #include "../common.h"
 

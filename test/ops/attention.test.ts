@@ -1,0 +1,162 @@
+// attention: causal multi-head attention with ALiBi, forward (out and lse) and backward (dqkv) against a float64
+// reference that builds the explicit T x T bias and takes a naive softmax; both dtypes, every ISA path the
+// CPU has (each path is a different kernel: portable, AVX-512 FMA, AVX-512 BF16 dot products).
+import t from 'tap';
+import { ops, Tensor, setIsaLimit, backendInfo, type IsaLevel } from '../../lib/index';
+import { alibiSlopes } from '../../lib/model/alibi';
+import { randn, relErr, seed, tensorOf, toF64, TOL } from '../helpers/reference';
+
+t.comment(`seed ${seed}`);
+
+interface Ref {
+  out: Float64Array; // (B, T, H, D)
+  lse: Float64Array; // (B, H, T)
+  dqkv: Float64Array; // (B, T, 3, H, D)
+}
+
+// qkv (B, T, 3, H, D), dout (B, T, H, D), slopes (H).
+function reference(qkv: Float64Array, dout: Float64Array, slopes: Float32Array, B: number, T: number, H: number, D: number): Ref {
+  const C = H * D;
+  const out = new Float64Array(B * T * C);
+  const lse = new Float64Array(B * H * T);
+  const dqkv = new Float64Array(B * T * 3 * C);
+  const at = (b: number, t: number, s: number, h: number) => ((b * T + t) * 3 + s) * C + h * D;
+  const scale = 1 / Math.sqrt(D);
+  const P = new Float64Array(T * T);
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < H; h++) {
+      // Explicit scores with the ALiBi bias; -Infinity above the diagonal.
+      for (let i = 0; i < T; i++) {
+        for (let j = 0; j < T; j++) {
+          if (j > i) {
+            P[i * T + j] = -Infinity;
+            continue;
+          }
+          let s = 0;
+          for (let d = 0; d < D; d++) s += qkv[at(b, i, 0, h) + d] * qkv[at(b, j, 1, h) + d];
+          P[i * T + j] = s * scale + slopes[h] * (j - i);
+        }
+        let mx = -Infinity;
+        for (let j = 0; j < T; j++) mx = Math.max(mx, P[i * T + j]);
+        let sum = 0;
+        for (let j = 0; j < T; j++) sum += Math.exp(P[i * T + j] - mx);
+        const l = mx + Math.log(sum);
+        lse[(b * H + h) * T + i] = l;
+        for (let j = 0; j < T; j++) P[i * T + j] = Math.exp(P[i * T + j] - l);
+        for (let d = 0; d < D; d++) {
+          let o = 0;
+          for (let j = 0; j < T; j++) o += P[i * T + j] * qkv[at(b, j, 2, h) + d];
+          out[(b * T + i) * C + h * D + d] = o;
+        }
+      }
+      // dS = P * (dout v^T - rowsum(dout * out)); dq = dS k / sqrt(D); dk = dS^T q / sqrt(D); dv = P^T dout.
+      for (let i = 0; i < T; i++) {
+        const go = (b * T + i) * C + h * D;
+        let di = 0;
+        for (let d = 0; d < D; d++) di += dout[go + d] * out[go + d];
+        for (let j = 0; j <= i; j++) {
+          let dp = 0;
+          for (let d = 0; d < D; d++) dp += dout[go + d] * qkv[at(b, j, 2, h) + d];
+          const p = P[i * T + j];
+          const ds = p * (dp - di) * scale;
+          for (let d = 0; d < D; d++) {
+            dqkv[at(b, i, 0, h) + d] += ds * qkv[at(b, j, 1, h) + d];
+            dqkv[at(b, j, 1, h) + d] += ds * qkv[at(b, i, 0, h) + d];
+            dqkv[at(b, j, 2, h) + d] += p * dout[go + d];
+          }
+        }
+      }
+    }
+  }
+  return { out, lse, dqkv };
+}
+
+const ALL: IsaLevel[] = ['scalar', 'avx2', 'avx512', 'avx512_bf16'];
+const detected = backendInfo().cpu.detectedIsa;
+const levels = ALL.slice(0, ALL.indexOf(detected) + 1);
+
+// [B, T, H, D]: T = 1, 7, 129 (one, part of one and more than two 64-wide tiles), heads 3, 6, 12, head dims
+// 32, 64, 128, and an odd head dim (padded to 16 inside the kernel).
+const cases: [number, number, number, number][] = [
+  [2, 1, 3, 32],
+  [1, 7, 6, 64],
+  [2, 7, 12, 128],
+  [1, 129, 3, 64],
+  [1, 129, 12, 32],
+  [2, 129, 6, 128],
+  [1, 70, 2, 20],
+];
+
+for (const [B, T, H, D] of cases) {
+  for (const dtype of ['f32', 'bf16'] as const) {
+    t.test(`attention ${dtype} B=${B} T=${T} H=${H} D=${D}`, async (t) => {
+      const C = H * D;
+      const slopes = alibiSlopes(H);
+      const { t: qkv, x: q } = tensorOf(randn(B * T * 3 * C), [B, T, 3 * C], dtype);
+      const { t: dout, x: g } = tensorOf(randn(B * T * C), [B, T, C], dtype);
+      const slopesT = Tensor.from(slopes, [H], 'f32');
+      const ref = reference(q, g, slopes, B, T, H, D);
+      const tol = TOL[dtype];
+      for (const level of levels) {
+        setIsaLimit(level);
+        const out = Tensor.zeros(dtype, [B, T, C]);
+        const lse = Tensor.zeros('f32', [B, H, T]);
+        const dqkv = Tensor.zeros(dtype, [B, T, 3 * C]);
+        dqkv.fill(1); // overwritten, never accumulated
+        ops.attentionForward(out, lse, qkv, slopesT, H);
+        await ops.attentionBackwardAsync(dqkv, dout, qkv, out, lse, slopesT, H);
+        const eo = relErr(toF64(out), ref.out);
+        const el = relErr(toF64(lse), ref.lse);
+        const ed = relErr(toF64(dqkv), ref.dqkv);
+        t.ok(eo <= tol, `${level} out rel err ${eo}`);
+        t.ok(el <= tol, `${level} lse rel err ${el}`);
+        t.ok(ed <= tol, `${level} dqkv rel err ${ed}`);
+        for (const x of [out, lse, dqkv]) x.dispose();
+      }
+      setIsaLimit(detected);
+      for (const x of [qkv, dout, slopesT]) x.dispose();
+    });
+  }
+}
+
+t.test('attention accepts qkv as (B, T, 3, H, D)', async (t) => {
+  const [B, T, H, D] = [1, 5, 2, 16];
+  const C = H * D;
+  const slopes = alibiSlopes(H);
+  const { t: qkv, x: q } = tensorOf(randn(B * T * 3 * C), [B, T, 3, H, D], 'f32');
+  const slopesT = Tensor.from(slopes, [H], 'f32');
+  const out = Tensor.zeros('f32', [B, T, H, D]);
+  const lse = Tensor.zeros('f32', [B, H, T]);
+  ops.attentionForward(out, lse, qkv, slopesT, H);
+  const ref = reference(q, new Float64Array(B * T * C), slopes, B, T, H, D);
+  t.ok(relErr(toF64(out), ref.out) <= TOL.f32);
+  for (const x of [qkv, slopesT, out, lse]) x.dispose();
+});
+
+t.test('attention rejects bad shapes and dtypes, naming the op', async (t) => {
+  const [B, T, H, D] = [2, 4, 3, 8];
+  const C = H * D;
+  const qkv = Tensor.zeros('f32', [B, T, 3 * C]);
+  const out = Tensor.zeros('f32', [B, T, C]);
+  const lse = Tensor.zeros('f32', [B, H, T]);
+  const slopes = Tensor.zeros('f32', [H]);
+  const badOut = Tensor.zeros('f32', [B, T, C + 1]);
+  const badLse = Tensor.zeros('bf16', [B, H, T]);
+  const badSlopes = Tensor.zeros('f32', [H + 1]);
+  const qkvBf16 = Tensor.zeros('bf16', [B, T, 3 * C]);
+  const wide = Tensor.zeros('f32', [1, 1, 3 * 257]);
+  const dqkv = Tensor.zeros('f32', [B, T, 3 * C]);
+  t.throws(() => ops.attentionForward(badOut, lse, qkv, slopes, H), /attentionForward: 'out' must have shape \[2, ?4, ?24\], got f32\[2, ?4, ?25\]/);
+  t.throws(() => ops.attentionForward(out, badLse, qkv, slopes, H), /attentionForward: 'lse' must be f32, got bf16/);
+  t.throws(() => ops.attentionForward(out, lse, qkv, badSlopes, H), /attentionForward: 'slopes' must have shape \[3\]/);
+  t.throws(() => ops.attentionForward(out, lse, qkv, slopes, 5), /attentionForward: 'qkv' last dims \(72\) must be 3 \* nHeads \(5\)/);
+  t.throws(() => ops.attentionForward(out, lse, qkv, slopes, 0), /attentionForward: nHeads must be a positive integer/);
+  t.throws(() => ops.attentionForward(out, lse, wide, slopes, 1), /attentionForward: head dim C \/ nHeads must be in 1\.\.256, got 257/);
+  t.throws(() => ops.attentionForward(out, lse, qkvBf16, slopes, H), /attentionForward: .*'out'.*'qkv'|attentionForward: .*dtype/);
+  t.throws(() => ops.attentionForward(qkv, lse, qkv, slopes, H), /attentionForward: 'out' (must have shape|and 'qkv' overlap)/);
+  t.throws(() => ops.attentionBackward(qkvBf16, out, qkv, out, lse, slopes, H), /attentionBackward: .*'dqkv'/);
+  t.throws(() => ops.attentionBackward(qkv, out, qkv, out, lse, slopes, H), /attentionBackward: 'dqkv' and 'qkv' overlap/);
+  t.throws(() => ops.attentionBackward(dqkv, badOut, qkv, out, lse, slopes, H), /attentionBackward: 'dout' must have shape/);
+  await t.rejects(ops.attentionForwardAsync(badOut, lse, qkv, slopes, H), /attentionForward.*'out' must have shape/);
+  for (const x of [qkv, out, lse, slopes, badOut, badLse, badSlopes, qkvBf16, wide, dqkv]) x.dispose();
+});

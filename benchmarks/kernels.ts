@@ -7,6 +7,7 @@
 //   options: --quick (smaller repeat counts), --threads N, --out FILE (also write the JSON there)
 import * as fs from 'node:fs';
 import * as os from 'node:os';
+import * as path from 'node:path';
 import { Tensor, backendInfo, ops, setThreads, type DType } from '../lib/index';
 import { alibiSlopes } from '../lib/model/alibi';
 
@@ -108,6 +109,18 @@ function benchLayerNorm(dtype: DType, N: number, C: number): void {
   for (const x of [inp, w, out, mean, rstd, dout, dinp, dw]) x.dispose();
 }
 
+function benchGelu(dtype: DType, n: number): void {
+  const x = rand(dtype, [n], 3);
+  const y = Tensor.zeros(dtype, [n]);
+  const dx = Tensor.zeros(dtype, [n]);
+  const el = dtype === 'bf16' ? 2 : 4;
+  const fwd = time(() => ops.geluForward(y, x));
+  record({ name: 'gelu forward', dtype, shape: `${n}`, ms: fwd, gbps: (2 * n * el) / fwd / 1e6 });
+  const bwd = time(() => ops.geluBackward(dx, x, y));
+  record({ name: 'gelu backward', dtype, shape: `${n}`, ms: bwd, gbps: (3 * n * el) / bwd / 1e6 });
+  for (const t of [x, y, dx]) t.dispose();
+}
+
 function benchCrossEntropy(dtype: DType, N: number, C: number, V: number, vocab: number): void {
   const inp = rand(dtype, [N, C]);
   const wte = rand(dtype, [V, C], 0.05);
@@ -150,6 +163,7 @@ function main(): void {
   }
   for (const dtype of ['bf16', 'f32'] as DType[]) benchAttention(dtype, 8, 8, 512, 64);
   for (const dtype of ['bf16', 'f32'] as DType[]) benchLayerNorm(dtype, 4096, 512);
+  for (const dtype of ['bf16', 'f32'] as DType[]) benchGelu(dtype, 4096 * 2048);
   for (const dtype of ['bf16', 'f32'] as DType[]) benchCrossEntropy(dtype, quick ? 512 : 2048, 512, 50432, 50277);
   benchAdamW(quick ? 4_000_000 : 16_000_000);
 
@@ -165,7 +179,10 @@ function main(): void {
   const json = JSON.stringify(report, null, 2);
   if (flag('--json')) process.stdout.write(json + '\n');
   const out = opt('--out');
-  if (out) fs.writeFileSync(out, json + '\n');
+  if (out) {
+    fs.mkdirSync(path.dirname(out), { recursive: true });
+    fs.writeFileSync(out, json + '\n');
+  }
 }
 
 main();

@@ -17,11 +17,7 @@
 
 namespace pt {
 
-inline float BitsToFloat(uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
+inline float BitsToFloat(uint32_t u) { return __builtin_bit_cast(float, u); }
 
 // e^x for x in about [-87, 88]; below that it flushes to 0, above it saturates at 2^127 (callers clamp).
 inline float FastExp(float x) {

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Builds the native addon into build/Release/pajama_native.node: with cmake-js when CMake is on the PATH,
-// otherwise with node-gyp and binding.gyp (same CPU sources). PAJAMA_BUILD=gyp forces node-gyp.
+// otherwise with node-gyp and binding.gyp (same CPU sources). PAJAMA_BUILD=gyp forces node-gyp;
+// PAJAMA_BUILD_DIR puts a cmake-js build elsewhere (then load it with PAJAMA_ADDON).
 'use strict';
 const { spawnSync } = require('node:child_process');
 const path = require('node:path');
@@ -27,6 +28,11 @@ if (forced === 'gyp' || (!hasCmake && forced !== 'cmake')) {
     process.env.npm_config_nodedir || (fs.existsSync('/usr/include/node/node_api.h') ? '/usr' : undefined);
   ok = run(bin('node-gyp'), ['rebuild', ...(nodedir ? [`--nodedir=${nodedir}`] : [])]);
 } else {
-  ok = run(bin('cmake-js'), ['compile']);
+  // PAJAMA_ONEDNN=OFF / PAJAMA_CUDA=OFF pass through to CMake (a portable-GEMM or CPU-only build).
+  const defines = ['PAJAMA_ONEDNN', 'PAJAMA_CUDA']
+    .filter((k) => process.env[k])
+    .map((k) => `--CD${k}=${process.env[k]}`);
+  const out = process.env.PAJAMA_BUILD_DIR ? ['--out', process.env.PAJAMA_BUILD_DIR] : [];
+  ok = run(bin('cmake-js'), ['compile', ...out, ...defines]);
 }
 process.exit(ok ? 0 : 1);

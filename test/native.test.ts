@@ -4,6 +4,25 @@ import t from 'tap';
 import { native } from '../lib/native';
 import { OP_NAMES, backendInfo, setThreads, setIsaLimit, setGemmEngine } from '../lib/index';
 
+// Listen before the addon loads: a build without oneDNN must say so exactly once.
+const warnings: string[] = [];
+process.on('warning', (w) => {
+  if ((w as Error & { code?: string }).code === 'PAJAMA_NO_ONEDNN') warnings.push(w.message);
+});
+
+t.test('a build without oneDNN warns once and runs on the portable GEMM', async (t) => {
+  const info = backendInfo();
+  backendInfo();
+  await new Promise((r) => setImmediate(r)); // warnings are emitted on the next tick
+  if (info.gemm.oneDnnAvailable) {
+    t.equal(warnings.length, 0, 'no warning with oneDNN');
+  } else {
+    t.equal(warnings.length, 1, 'one warning');
+    t.equal(info.gemm.engine, 'portable');
+  }
+  if (process.env.PAJAMA_EXPECT_NO_ONEDNN) t.equal(info.gemm.oneDnnAvailable, false);
+});
+
 t.test('every op of the contract is exported, sync and Async', async (t) => {
   const addon = native() as unknown as Record<string, unknown>;
   for (const name of OP_NAMES) {

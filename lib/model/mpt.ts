@@ -1,0 +1,401 @@
+// mpt.ts: the MPT decoder composed from native ops, forward and backward in the order the math goes.
+//
+//   x0 = wte[ids]                                        (no position embeddings: ALiBi in attention)
+//   for each block:  h = x + out_proj(attn(norm_1(x)))    attn: causal flash attention with fused ALiBi
+//                    x = h + down_proj(gelu(up_proj(norm_2(h))))
+//   loss = cross_entropy(norm_f(x) @ wte^T, targets)    (tied embeddings, fused and chunked natively)
+//
+// No biases anywhere, LayerNorm without bias, exact GELU. Precision: 'fp32', or 'bf16' autocast: f32 master
+// weights and f32 parameter gradients, a bf16 compute copy of the weights (refreshed by the optimizer in the
+// same pass), activations and activation gradients in bf16, LayerNorm statistics, softmax and loss in f32.
+// Activation checkpointing: a checkpointed block keeps only its input and recomputes its forward (into one
+// shared scratch) during backward; gradients are identical either way.
+import { Arena, Tensor, type DType } from '../core/tensor';
+import { ops } from '../core/ops';
+import { invalidArg } from '../core/errors';
+import { alibiSlopes } from './alibi';
+import { parameterCount, parameterLayout, validateConfig, type MptConfig } from './config';
+
+export type Precision = 'fp32' | 'bf16';
+
+export interface MptModelOptions {
+  /** Defaults to 'fp32'. */
+  precision?: Precision;
+  /** 0: off (default); 1: every block; k: every k-th block (blocks 0, k, 2k, ...). */
+  checkpointEvery?: number;
+  /** Seed of the weight initialisation. Defaults to 0. */
+  seed?: number;
+}
+
+interface BlockActs {
+  ln1: Tensor; // (B, T, C)
+  mean1: Tensor; // (B*T) f32
+  rstd1: Tensor; // (B*T) f32
+  qkv: Tensor; // (B, T, 3C)
+  att: Tensor; // (B, T, C)
+  lse: Tensor; // (B, H, T) f32
+  h: Tensor; // (B, T, C): the residual stream after attention
+  ln2: Tensor; // (B, T, C)
+  mean2: Tensor;
+  rstd2: Tensor;
+  fc: Tensor; // (B, T, F) before GELU
+  act: Tensor; // (B, T, F) after GELU
+}
+
+interface Buffers {
+  B: number;
+  T: number;
+  ids: Tensor; // (B*T) i32
+  targets: Tensor; // (B*T) i32
+  xs: Tensor[]; // nLayers + 1 residual-stream tensors (B, T, C): x0 and every block's output
+  blocks: (BlockActs | null)[]; // saved activations, null for checkpointed blocks
+  scratch: BlockActs | null; // recompute space for checkpointed blocks
+  lnf: Tensor; // (B, T, C)
+  meanf: Tensor;
+  rstdf: Tensor;
+  losses: Tensor; // (B*T) f32
+  // activation gradients
+  dx: Tensor; // (B, T, C) gradient of the residual stream
+  dtmp: Tensor; // (B, T, C)
+  dln: Tensor; // (B, T, C)
+  dqkv: Tensor; // (B, T, 3C)
+  dff: Tensor; // (B, T, F)
+  all: Tensor[];
+}
+
+/** Normal(0, 1) samples from a seeded generator (mulberry32 + Box-Muller), deterministic across platforms. */
+export function seededNormal(seed: number): () => number {
+  let a = seed >>> 0;
+  const u32 = () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return (t ^ (t >>> 14)) >>> 0;
+  };
+  let spare: number | null = null;
+  return () => {
+    if (spare !== null) {
+      const s = spare;
+      spare = null;
+      return s;
+    }
+    const u = (u32() + 1) / 4294967297;
+    const v = u32() / 4294967296;
+    const r = Math.sqrt(-2 * Math.log(u));
+    spare = r * Math.sin(2 * Math.PI * v);
+    return r * Math.cos(2 * Math.PI * v);
+  };
+}
+
+export class MptModel {
+  readonly config: MptConfig;
+  readonly precision: Precision;
+  readonly checkpointEvery: number;
+  /** f32 master weights under MptForCausalLM names. */
+  readonly params: Arena;
+  /** f32 parameter gradients, same layout; backward accumulates into it. */
+  readonly grads: Arena;
+  /** bf16 compute copy of the weights (bf16 precision only). */
+  readonly computeParams: Arena | null;
+  readonly slopes: Tensor;
+  #buf: Buffers | null = null;
+  #disposed = false;
+
+  constructor(config: MptConfig, options: MptModelOptions = {}) {
+    validateConfig(config);
+    const precision = options.precision ?? 'fp32';
+    if (precision !== 'fp32' && precision !== 'bf16') throw invalidArg(`MptModel: precision must be 'fp32' or 'bf16', got '${precision}'`);
+    const ck = options.checkpointEvery ?? 0;
+    if (!Number.isInteger(ck) || ck < 0) throw invalidArg(`MptModel: checkpointEvery must be a non-negative integer, got ${ck}`);
+    this.config = { ...config };
+    this.precision = precision;
+    this.checkpointEvery = ck;
+    const layout = parameterLayout(config);
+    this.params = new Arena('f32', layout);
+    this.grads = this.params.like('f32');
+    this.computeParams = precision === 'bf16' ? this.params.like('bf16') : null;
+    this.slopes = Tensor.from(alibiSlopes(config.nHeads, config.alibiBiasMax), [config.nHeads]);
+    this.initialize(options.seed ?? 0);
+  }
+
+  get actDType(): DType {
+    return this.precision === 'bf16' ? 'bf16' : 'f32';
+  }
+
+  get parameterCount(): number {
+    return parameterCount(this.config);
+  }
+
+  /**
+   * MPT's default init (llm-foundry `kaiming_normal_`, fan_in, ReLU gain): every weight matrix and the
+   * embedding ~ N(0, 2 / fan_in); the residual output projections (attn.out_proj, ffn.down_proj) are then
+   * divided by sqrt(2 * nLayers); LayerNorm weights are 1.
+   */
+  initialize(seed: number): void {
+    const rand = seededNormal(seed);
+    const L = this.config.nLayers;
+    for (const e of this.params.entries) {
+      const t = this.params.get(e.name);
+      if (e.shape.length === 1) {
+        t.fill(1);
+        continue;
+      }
+      const fanIn = e.shape[1];
+      let std = Math.sqrt(2 / fanIn);
+      if (e.name.endsWith('attn.out_proj.weight') || e.name.endsWith('ffn.down_proj.weight')) std /= Math.sqrt(2 * L);
+      const data = new Float32Array(e.numel);
+      for (let i = 0; i < data.length; i++) data[i] = rand() * std;
+      t.copyFrom(data);
+    }
+    this.syncComputeParams();
+  }
+
+  /** Refreshes the bf16 compute copy from the f32 master weights (after loading or initialising). */
+  syncComputeParams(): void {
+    if (this.computeParams) ops.cast(this.computeParams.buffer, this.params.buffer);
+  }
+
+  /** The weight a forward op reads: the bf16 copy under autocast, else the master. */
+  weight(name: string): Tensor {
+    return (this.computeParams ?? this.params).get(name);
+  }
+
+  #isCheckpointed(layer: number): boolean {
+    return this.checkpointEvery > 0 && layer % this.checkpointEvery === 0;
+  }
+
+  #blockActs(B: number, T: number, all: Tensor[]): BlockActs {
+    const { dModel: C, nHeads: H } = this.config;
+    const F = this.config.expansionRatio * C;
+    const dt = this.actDType;
+    const mk = (d: DType, shape: number[]) => {
+      const t = Tensor.zeros(d, shape);
+      all.push(t);
+      return t;
+    };
+    return {
+      ln1: mk(dt, [B, T, C]),
+      mean1: mk('f32', [B * T]),
+      rstd1: mk('f32', [B * T]),
+      qkv: mk(dt, [B, T, 3 * C]),
+      att: mk(dt, [B, T, C]),
+      lse: mk('f32', [B, H, T]),
+      h: mk(dt, [B, T, C]),
+      ln2: mk(dt, [B, T, C]),
+      mean2: mk('f32', [B * T]),
+      rstd2: mk('f32', [B * T]),
+      fc: mk(dt, [B, T, F]),
+      act: mk(dt, [B, T, F]),
+    };
+  }
+
+  #buffers(B: number, T: number): Buffers {
+    if (this.#disposed) throw invalidArg('MptModel: used after dispose()');
+    if (this.#buf && this.#buf.B === B && this.#buf.T === T) return this.#buf;
+    this.#freeBuffers();
+    const { dModel: C, nLayers: L } = this.config;
+    const F = this.config.expansionRatio * C;
+    const dt = this.actDType;
+    const all: Tensor[] = [];
+    const mk = (d: DType, shape: number[]) => {
+      const t = Tensor.zeros(d, shape);
+      all.push(t);
+      return t;
+    };
+    const blocks: (BlockActs | null)[] = [];
+    for (let l = 0; l < L; l++) blocks.push(this.#isCheckpointed(l) ? null : this.#blockActs(B, T, all));
+    this.#buf = {
+      B,
+      T,
+      ids: mk('i32', [B * T]),
+      targets: mk('i32', [B * T]),
+      xs: Array.from({ length: L + 1 }, () => mk(dt, [B, T, C])),
+      blocks,
+      scratch: blocks.some((b) => b === null) ? this.#blockActs(B, T, all) : null,
+      lnf: mk(dt, [B, T, C]),
+      meanf: mk('f32', [B * T]),
+      rstdf: mk('f32', [B * T]),
+      losses: mk('f32', [B * T]),
+      dx: mk(dt, [B, T, C]),
+      dtmp: mk(dt, [B, T, C]),
+      dln: mk(dt, [B, T, C]),
+      dqkv: mk(dt, [B, T, 3 * C]),
+      dff: mk(dt, [B, T, F]),
+      all,
+    };
+    return this.#buf;
+  }
+
+  /** Bytes of activation memory held for batches of (B, T): what checkpointing saves shows here. */
+  activationBytes(B: number, T: number): number {
+    return this.#buffers(B, T).all.reduce((n, t) => n + t.byteLength, 0);
+  }
+
+  #freeBuffers(): void {
+    if (!this.#buf) return;
+    for (const t of this.#buf.all) t.dispose();
+    this.#buf = null;
+  }
+
+  #checkBatch(ids: Int32Array, targets: Int32Array | null, B: number, T: number): void {
+    if (!Number.isInteger(B) || B < 1 || !Number.isInteger(T) || T < 1) throw invalidArg(`MptModel: batch ${B} x ${T} is not a positive size`);
+    if (T > this.config.maxSeqLen) throw invalidArg(`MptModel: sequence length ${T} exceeds maxSeqLen ${this.config.maxSeqLen}`);
+    if (ids.length !== B * T) throw invalidArg(`MptModel: ids has ${ids.length} tokens, expected B*T = ${B * T}`);
+    if (targets && targets.length !== B * T) throw invalidArg(`MptModel: targets has ${targets.length} tokens, expected B*T = ${B * T}`);
+  }
+
+  async #blockForward(l: number, x: Tensor, a: BlockActs, out: Tensor): Promise<void> {
+    const p = `transformer.blocks.${l}`;
+    const H = this.config.nHeads;
+    const eps = this.config.layerNormEps;
+    await ops.layerNormForwardAsync(a.ln1, a.mean1, a.rstd1, x, this.weight(`${p}.norm_1.weight`), eps);
+    await ops.matmulForwardAsync(a.qkv, a.ln1, this.weight(`${p}.attn.Wqkv.weight`));
+    await ops.attentionForwardAsync(a.att, a.lse, a.qkv, this.slopes, H);
+    await ops.matmulForwardAsync(a.h, a.att, this.weight(`${p}.attn.out_proj.weight`));
+    await ops.residualForwardAsync(a.h, a.h, x);
+    await ops.layerNormForwardAsync(a.ln2, a.mean2, a.rstd2, a.h, this.weight(`${p}.norm_2.weight`), eps);
+    await ops.matmulForwardAsync(a.fc, a.ln2, this.weight(`${p}.ffn.up_proj.weight`));
+    await ops.geluForwardAsync(a.act, a.fc);
+    await ops.matmulForwardAsync(out, a.act, this.weight(`${p}.ffn.down_proj.weight`));
+    await ops.residualForwardAsync(out, out, a.h);
+  }
+
+  async #forwardTrunk(ids: Int32Array, B: number, T: number): Promise<Buffers> {
+    const buf = this.#buffers(B, T);
+    buf.ids.copyFrom(ids);
+    await ops.embeddingForwardAsync(buf.xs[0], buf.ids, this.weight('transformer.wte.weight'), this.config.realVocabSize);
+    for (let l = 0; l < this.config.nLayers; l++) {
+      await this.#blockForward(l, buf.xs[l], buf.blocks[l] ?? buf.scratch!, buf.xs[l + 1]);
+    }
+    await ops.layerNormForwardAsync(
+      buf.lnf,
+      buf.meanf,
+      buf.rstdf,
+      buf.xs[this.config.nLayers],
+      this.weight('transformer.norm_f.weight'),
+      this.config.layerNormEps,
+    );
+    return buf;
+  }
+
+  /**
+   * Loss only (evaluation): returns the summed cross-entropy over non-ignored targets and their count.
+   * ids and targets are (B*T) row-major.
+   */
+  async evaluate(ids: Int32Array, targets: Int32Array, B: number, T: number, ignoreIndex = -100): Promise<{ lossSum: number; tokens: number }> {
+    this.#checkBatch(ids, targets, B, T);
+    const buf = await this.#forwardTrunk(ids, B, T);
+    buf.targets.copyFrom(targets);
+    const lossSum = await ops.crossEntropyForwardAsync(buf.losses, buf.lnf, this.weight('transformer.wte.weight'), buf.targets, this.config.realVocabSize, ignoreIndex);
+    let tokens = 0;
+    for (const t of targets) if (t !== ignoreIndex) tokens++;
+    return { lossSum, tokens };
+  }
+
+  /**
+   * One micro-batch forward and backward. Parameter gradients accumulate into `grads` scaled by gradScale
+   * (1 / tokens of the whole accumulated batch makes the sum over micro-batches the big batch's mean).
+   * Returns the summed loss and the count of non-ignored targets.
+   */
+  async forwardBackward(
+    ids: Int32Array,
+    targets: Int32Array,
+    B: number,
+    T: number,
+    gradScale: number,
+    ignoreIndex = -100,
+  ): Promise<{ lossSum: number; tokens: number }> {
+    this.#checkBatch(ids, targets, B, T);
+    if (!Number.isFinite(gradScale)) throw invalidArg(`MptModel: gradScale must be finite, got ${gradScale}`);
+    const buf = await this.#forwardTrunk(ids, B, T);
+    buf.targets.copyFrom(targets);
+    const cfg = this.config;
+    const g = (name: string) => this.grads.get(name);
+    const wteName = 'transformer.wte.weight';
+    const lossSum = await ops.crossEntropyForwardBackwardAsync(
+      buf.losses,
+      buf.dln,
+      g(wteName),
+      buf.lnf,
+      this.weight(wteName),
+      buf.targets,
+      cfg.realVocabSize,
+      ignoreIndex,
+      gradScale,
+    );
+    await ops.layerNormBackwardAsync(buf.dx, g('transformer.norm_f.weight'), buf.dln, buf.xs[cfg.nLayers], this.weight('transformer.norm_f.weight'), buf.meanf, buf.rstdf);
+    for (let l = cfg.nLayers - 1; l >= 0; l--) {
+      let a = buf.blocks[l];
+      if (!a) {
+        a = buf.scratch!;
+        // recompute this block's activations from its saved input; its output (xs[l+1]) is already known
+        // and is rewritten with the same values
+        await this.#blockForward(l, buf.xs[l], a, buf.xs[l + 1]);
+      }
+      await this.#blockBackward(l, buf, a);
+    }
+    await ops.embeddingBackwardAsync(g(wteName), buf.ids, buf.dx);
+    let tokens = 0;
+    for (const t of targets) if (t !== ignoreIndex) tokens++;
+    return { lossSum, tokens };
+  }
+
+  // buf.dx holds d(block output) on entry and d(block input) on exit.
+  async #blockBackward(l: number, buf: Buffers, a: BlockActs): Promise<void> {
+    const p = `transformer.blocks.${l}`;
+    const H = this.config.nHeads;
+    const g = (name: string) => this.grads.get(`${p}.${name}`);
+    const w = (name: string) => this.weight(`${p}.${name}`);
+    const x = buf.xs[l];
+    // MLP branch: out = h + down(gelu(up(ln2(h))))
+    await ops.matmulBackwardAsync(buf.dff, g('ffn.down_proj.weight'), buf.dx, a.act, w('ffn.down_proj.weight'));
+    await ops.geluBackwardAsync(buf.dff, a.fc, buf.dff);
+    await ops.matmulBackwardAsync(buf.dln, g('ffn.up_proj.weight'), buf.dff, a.ln2, w('ffn.up_proj.weight'));
+    await ops.layerNormBackwardAsync(buf.dtmp, g('norm_2.weight'), buf.dln, a.h, w('norm_2.weight'), a.mean2, a.rstd2);
+    await ops.residualForwardAsync(buf.dx, buf.dx, buf.dtmp); // dh = dout + through the branch
+    // attention branch: h = x + out_proj(attn(ln1(x)))
+    await ops.matmulBackwardAsync(buf.dln, g('attn.out_proj.weight'), buf.dx, a.att, w('attn.out_proj.weight'));
+    await ops.attentionBackwardAsync(buf.dqkv, buf.dln, a.qkv, a.att, a.lse, this.slopes, H);
+    await ops.matmulBackwardAsync(buf.dln, g('attn.Wqkv.weight'), buf.dqkv, a.ln1, w('attn.Wqkv.weight'));
+    await ops.layerNormBackwardAsync(buf.dtmp, g('norm_1.weight'), buf.dln, x, w('norm_1.weight'), a.mean1, a.rstd1);
+    await ops.residualForwardAsync(buf.dx, buf.dx, buf.dtmp); // dx = dh + through the branch
+  }
+
+  /**
+   * Logits of the last position of each sequence (for generation): (B, vocabSize) f32 with padded ids at
+   * -Infinity.
+   */
+  async lastLogits(ids: Int32Array, B: number, T: number): Promise<Float32Array> {
+    this.#checkBatch(ids, null, B, T);
+    const buf = await this.#forwardTrunk(ids, B, T);
+    const C = this.config.dModel;
+    const V = this.config.vocabSize;
+    const logits = Tensor.zeros('f32', [B, V]);
+    const lastF = Tensor.zeros('f32', [B, C]);
+    const wte = Tensor.zeros('f32', [V, C]);
+    try {
+      const all = buf.lnf.toFloat32();
+      const rows = new Float32Array(B * C);
+      for (let b = 0; b < B; b++) rows.set(all.subarray((b * T + T - 1) * C, (b * T + T) * C), b * C);
+      lastF.copyFrom(rows);
+      ops.cast(wte, this.weight('transformer.wte.weight'));
+      await ops.matmulForwardAsync(logits, lastF, wte);
+      const out = logits.toFloat32();
+      for (let b = 0; b < B; b++) out.fill(-Infinity, b * V + this.config.realVocabSize, (b + 1) * V);
+      return out;
+    } finally {
+      for (const t of [logits, lastF, wte]) t.dispose();
+    }
+  }
+
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    this.#freeBuffers();
+    this.params.dispose();
+    this.grads.dispose();
+    this.computeParams?.dispose();
+    this.slopes.dispose();
+  }
+}

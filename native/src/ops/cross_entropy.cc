@@ -97,15 +97,23 @@ double CrossEntropy(float* losses, T* dinp, float* dwte, const T* inp, const T* 
                     int64_t N, int64_t C, int64_t V, int32_t ignoreIndex, float gradScale, bool backward) {
   if (N == 0) return 0.0;
   const int64_t R = ChunkRows(N, V);
-  // Scratch left uninitialised (every element is written before it is read); a failed allocation is a
-  // std::bad_alloc, reported as an engine error.
-  std::unique_ptr<float[]> logits(new float[size_t(R) * V]);  // (R, V); with backward, exp(l - max) in place
-  // dlogits (R, V) in the input dtype: the logits buffer itself for f32, a bf16 copy for bf16.
-  std::unique_ptr<T[]> dlogitsOwn(backward && !std::is_same_v<T, float> ? new T[size_t(R) * V] : nullptr);
+  // Rows of the logits scratch are padded to a multiple of 64 floats: an odd leading dimension (V = 50,277)
+  // misaligns every row and costs oneDNN much of its speed.
+  const int64_t ldV = (V + 63) / 64 * 64;
+  // Scratch is kept per calling thread and reused (a fresh 100 MB allocation per call is page-faulted in
+  // every time); every element is written before it is read.
+  thread_local std::vector<float> logitsScratch;
+  thread_local std::vector<bf16> dlogitsScratch;
+  if (logitsScratch.size() < size_t(R) * ldV) logitsScratch.resize(size_t(R) * ldV);
+  float* logits = logitsScratch.data();  // (R, ldV); with backward, exp(l - max) in place
+  // dlogits (R, ldV) in the input dtype: the logits buffer itself for f32, a bf16 copy for bf16.
   T* dlogits = nullptr;
-  if constexpr (std::is_same_v<T, float>) dlogits = logits.get();
-  else dlogits = dlogitsOwn.get();
-
+  if constexpr (std::is_same_v<T, float>) {
+    dlogits = logits;
+  } else {
+    if (backward && dlogitsScratch.size() < size_t(R) * ldV) dlogitsScratch.resize(size_t(R) * ldV);
+    dlogits = dlogitsScratch.data();
+  }
   for (int64_t r0 = 0; r0 < N; r0 += R) {
     const int64_t rows = std::min(R, N - r0);
     const T* inpChunk = inp + r0 * C;  // (rows, C)
@@ -115,14 +123,14 @@ double CrossEntropy(float* losses, T* dinp, float* dwte, const T* inp, const T* 
     lg.A = inpChunk, lg.lda = C;
     lg.B = wte, lg.ldb = C, lg.transB = true;
     lg.abType = DTypeOf<T>();
-    lg.C = logits.get(), lg.ldc = V, lg.cType = DType::F32;
+    lg.C = logits, lg.ldc = ldV, lg.cType = DType::F32;
     Gemm(lg);
 
 #pragma omp parallel for num_threads(Threads()) schedule(static)
     for (int64_t i = 0; i < rows; i++) {
       const int32_t target = targets[r0 + i];
-      float* row = logits.get() + i * V;  // (V)
-      T* drow = dlogits + i * V;           // (V)
+      float* row = logits + i * ldV;  // (V)
+      T* drow = dlogits + i * ldV;          // (V)
       if (target == ignoreIndex) {
         losses[r0 + i] = 0.0f;
         if (backward) std::fill(drow, drow + V, T{});
@@ -143,7 +151,7 @@ double CrossEntropy(float* losses, T* dinp, float* dwte, const T* inp, const T* 
 
     GemmArgs di;  // dinp (rows, C) = dlogits (rows, V) @ wte[:V] (V, C)
     di.M = rows, di.N = C, di.K = V;
-    di.A = dlogits, di.lda = V;
+    di.A = dlogits, di.lda = ldV;
     di.B = wte, di.ldb = C;
     di.abType = DTypeOf<T>();
     di.C = dinp + r0 * C, di.ldc = C, di.cType = DTypeOf<T>();
@@ -151,7 +159,7 @@ double CrossEntropy(float* losses, T* dinp, float* dwte, const T* inp, const T* 
 
     GemmArgs dw;  // dwte[:V] (V, C) += dlogits^T (V, rows) @ inpChunk (rows, C)
     dw.M = V, dw.N = C, dw.K = rows;
-    dw.A = dlogits, dw.lda = V, dw.transA = true;
+    dw.A = dlogits, dw.lda = ldV, dw.transA = true;
     dw.B = inpChunk, dw.ldb = C;
     dw.abType = DTypeOf<T>();
     dw.C = dwte, dw.ldc = C, dw.cType = DType::F32;

@@ -1,0 +1,40 @@
+// data/: text -> token shards -> batches. tokenize.ts writes shards (shard.ts) with a Tokenizer
+// (tokenizer.ts); loader.ts draws seeded, resumable, rank-disjoint training batches and sequential
+// validation batches from them.
+export { PajamaDataError } from './errors';
+export {
+  ShardWriter,
+  ShardReader,
+  openShard,
+  encodeShardHeader,
+  decodeShardHeader,
+  tokenWidthFor,
+  SHARD_MAGIC,
+  SHARD_VERSION,
+  SHARD_HEADER_BYTES,
+  type ShardHeader,
+  type ShardWriterOptions,
+  type TokenWidth,
+} from './shard';
+export { gpt2Tokenizer, GPT2_VOCAB_SIZE, GPT2_EOS_ID, type Tokenizer } from './tokenizer';
+export {
+  tokenizeFiles,
+  listInputFiles,
+  lastLineBreakCut,
+  type TokenizeOptions,
+  type TokenizeProgress,
+  type TokenizeSummary,
+  type SkippedLine,
+} from './tokenize';
+export { Xoshiro128, splitMix64, type RngState } from './rng';
+export {
+  TokenLoader,
+  evalBatches,
+  evalBatchCount,
+  type TokenLoaderOptions,
+  type TokenLoaderState,
+  type SequenceDraw,
+  type Batch,
+  type TrainBatch,
+  type EvalBatch,
+} from './loader';

@@ -1,0 +1,109 @@
+// tokenizer.ts: what the data pipeline needs of a tokenizer, and the GPT-2 byte-level BPE.
+//
+// The GPT-2 encoder is gpt-tokenizer's r50k_base ranks (the same 50,256 merges and pre-tokenisation regex
+// as OpenAI's GPT-2; they ship inside the npm package, nothing is downloaded). Text that happens to contain
+// "<|endoftext|>" is encoded as ordinary text: only the pipeline itself writes EOS, between documents.
+// decode() is our own, over the package's byte table: the package's decoder keeps UTF-8 state across
+// calls, so a call ending in half a character would corrupt the next one.
+import { invalidArg } from '../core/errors';
+
+// Loaded on first use: the ranks are a large module that importing lib/data should not pay for.
+type Gpt2Encoding = typeof import('gpt-tokenizer/cjs/encoding/gpt2');
+type Gpt2Ranks = typeof import('gpt-tokenizer/cjs/bpeRanks/r50k_base');
+
+export interface Tokenizer {
+  /** A short name, e.g. 'gpt2'. */
+  readonly name: string;
+  /** Number of token ids, special tokens included: every id is in [0, vocabSize). */
+  readonly vocabSize: number;
+  /** The end-of-text id written between documents. */
+  readonly eosId: number;
+  /** Token ids of `text`, special-token strings encoded as plain text. */
+  encode(text: string): number[] | Uint32Array;
+  /** The text of `ids`; bytes that are not valid UTF-8 (half a character) become U+FFFD. */
+  decode(ids: ArrayLike<number>): string;
+  /**
+   * True when encode(a + b) equals encode(a) followed by encode(b) whenever `a` ends with a non-whitespace
+   * character and then '\n' and `b` begins with a non-whitespace character. Regex pre-tokenised byte-level
+   * BPE (GPT-2, GPT-NeoX) has this property; it lets tokenizeFiles encode a large .txt document piece by
+   * piece in constant memory. Leave it unset when unsure: the document is then encoded whole.
+   */
+  readonly splitsAtLineBreaks?: boolean;
+}
+
+export const GPT2_VOCAB_SIZE = 50257;
+export const GPT2_EOS_ID = 50256;
+const GPT2_EOS_TEXT = '<|endoftext|>';
+
+// Special-token strings in the input are text, never control tokens.
+const ENCODE_OPTIONS = { allowedSpecial: new Set<string>(), disallowedSpecial: new Set<string>() };
+
+/** Every token's bytes, concatenated, and where each starts: built on first decode. */
+interface ByteTable {
+  bytes: Uint8Array;
+  starts: Uint32Array; // (vocabSize + 1)
+}
+
+function buildByteTable(ranks: readonly (string | number[])[], special: ReadonlyMap<number, string>, vocabSize: number): ByteTable {
+  const enc = new TextEncoder();
+  const pieces: Uint8Array[] = new Array(vocabSize);
+  let total = 0;
+  for (let id = 0; id < vocabSize; id++) {
+    const r = id < ranks.length ? ranks[id] : special.get(id);
+    const b = r === undefined ? new Uint8Array(0) : typeof r === 'string' ? enc.encode(r) : Uint8Array.from(r);
+    pieces[id] = b;
+    total += b.length;
+  }
+  const bytes = new Uint8Array(total);
+  const starts = new Uint32Array(vocabSize + 1);
+  let at = 0;
+  for (let id = 0; id < vocabSize; id++) {
+    starts[id] = at;
+    bytes.set(pieces[id], at);
+    at += pieces[id].length;
+  }
+  starts[vocabSize] = at;
+  return { bytes, starts };
+}
+
+function decodeWith(table: ByteTable, ids: ArrayLike<number>, vocabSize: number, where: string): string {
+  const { bytes, starts } = table;
+  let n = 0;
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i];
+    if (id >>> 0 !== id || id >= vocabSize) throw invalidArg(`${where}: ids[${i}] = ${id} is not a token id in [0, ${vocabSize})`);
+    n += starts[id + 1] - starts[id];
+  }
+  const out = new Uint8Array(n);
+  let at = 0;
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i];
+    out.set(bytes.subarray(starts[id], starts[id + 1]), at);
+    at += starts[id + 1] - starts[id];
+  }
+  return new TextDecoder('utf-8').decode(out);
+}
+
+let gpt2: Tokenizer | null = null;
+
+/** The GPT-2 tokenizer: vocab 50257, EOS 50256 ("<|endoftext|>"). One shared instance. */
+export function gpt2Tokenizer(): Tokenizer {
+  if (gpt2) return gpt2;
+  const { encode } = require('gpt-tokenizer/cjs/encoding/gpt2') as Gpt2Encoding;
+  let table: ByteTable | null = null;
+  gpt2 = Object.freeze({
+    name: 'gpt2',
+    vocabSize: GPT2_VOCAB_SIZE,
+    eosId: GPT2_EOS_ID,
+    splitsAtLineBreaks: true,
+    encode(text: string): number[] {
+      if (typeof text !== 'string') throw invalidArg(`gpt2Tokenizer.encode: text must be a string, got ${typeof text}`);
+      return encode(text, ENCODE_OPTIONS);
+    },
+    decode(ids: ArrayLike<number>): string {
+      table ??= buildByteTable((require('gpt-tokenizer/cjs/bpeRanks/r50k_base') as Gpt2Ranks).default, new Map([[GPT2_EOS_ID, GPT2_EOS_TEXT]]), GPT2_VOCAB_SIZE);
+      return decodeWith(table, ids, GPT2_VOCAB_SIZE, 'gpt2Tokenizer.decode');
+    },
+  });
+  return gpt2;
+}

@@ -1,0 +1,583 @@
+// checkpoint.ts: the run directory's checkpoints, each a Hugging Face MPT directory plus the optimizer and
+// trainer state needed to resume bit-exactly.
+//
+//   <runDir>/checkpoints/
+//     latest                      "step-000300\n": the checkpoint to resume from (rewritten atomically)
+//     step-000200/                one complete checkpoint; loads with transformers' MptForCausalLM as is
+//       config.json               MptConfig (mptHfConfig)
+//       model.safetensors         parameters under their HF names, f32 master weights by default
+//       optimizer.safetensors     AdamW moments 'm.<name>' and 'v.<name>', in the moments' dtype (f32)
+//       trainer_state.json        step, schedule and data position, RNG state... (whatever the trainer saves)
+//     step-000300/
+//     step-000400.tmp-<pid>-<hex>/  an unfinished save (crash): never listed, deleted by the next save
+//
+// Crash safety: a checkpoint is written into a temporary directory, flushed, and renamed into place, so a
+// directory named step-N is always complete. `latest` is updated only after that rename, and older
+// checkpoints are pruned only after `latest` moved; a checkpoint being deleted is first renamed to a
+// temporary name. One process writes a run directory at a time.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { parameterLayout, type MptConfig } from '../model/config';
+import { Arena } from '../core/tensor';
+import { invalidArg } from '../core/errors';
+import { TMP_MARKER, fsyncDir, tmpPathFor, writeTextAtomic } from './atomic';
+import { arenaTensorsToWrite, loadArenasSafetensors, writeSafetensors, type ArenaTarget } from './safetensors';
+
+/** A checkpoint or model directory that is incomplete, inconsistent, or does not fit the arenas given. */
+export class CheckpointError extends Error {
+  readonly code = 'ERR_PAJAMA_CHECKPOINT';
+  constructor(
+    readonly where: string,
+    message: string,
+  ) {
+    super(`${where}: ${message}`);
+    this.name = 'CheckpointError';
+  }
+}
+
+export const CHECKPOINTS_DIR = 'checkpoints';
+export const LATEST_FILE = 'latest';
+export const CONFIG_FILE = 'config.json';
+export const MODEL_FILE = 'model.safetensors';
+export const MODEL_INDEX_FILE = 'model.safetensors.index.json';
+export const OPTIMIZER_FILE = 'optimizer.safetensors';
+export const TRAINER_STATE_FILE = 'trainer_state.json';
+
+const STEP_DIR = /^step-(\d+)$/;
+
+/** The directory name of the checkpoint at `step`: step-000123 (at least six digits). */
+export function checkpointName(step: number): string {
+  return `step-${String(step).padStart(6, '0')}`;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The Hugging Face MPT config
+
+/** The model shape mptHfConfig needs; the model's own config type passes as is (other keys are ignored). */
+export interface MptShape {
+  dModel: number;
+  nHeads: number;
+  nLayers: number;
+  /** FFN width = expansionRatio * dModel. */
+  expansionRatio: number;
+  maxSeqLen: number;
+  vocabSize: number;
+  /** ALiBi's largest bias exponent. Defaults to 8. */
+  alibiBiasMax?: number;
+  /** LayerNorm epsilon. Defaults to 1e-5. */
+  layerNormEps?: number;
+}
+
+export interface MptHfConfigOptions {
+  /** The dtype model.safetensors holds. Defaults to 'float32' (master weights). */
+  torchDtype?: 'float32' | 'bfloat16';
+  /**
+   * attn_config.attn_impl: the attention implementation a loader of this directory should use. Defaults to
+   * 'torch', which runs anywhere; transformers' own MPT ignores it, llm-foundry's needs flash-attn for 'flash'.
+   */
+  attnImpl?: 'torch' | 'flash' | 'triton';
+}
+
+/** transformers' MptConfig as config.json holds it. */
+export interface MptHfConfig {
+  architectures: ['MptForCausalLM'];
+  model_type: 'mpt';
+  d_model: number;
+  n_heads: number;
+  n_layers: number;
+  expansion_ratio: number;
+  max_seq_len: number;
+  vocab_size: number;
+  resid_pdrop: number;
+  emb_pdrop: number;
+  layer_norm_epsilon: number;
+  learned_pos_emb: boolean;
+  no_bias: boolean;
+  attn_config: {
+    attn_type: 'multihead_attention';
+    attn_pdrop: number;
+    attn_impl: string;
+    clip_qkv: number | null;
+    softmax_scale: number | null;
+    prefix_lm: boolean;
+    qk_ln: boolean;
+    attn_uses_sequence_id: boolean;
+    alibi: boolean;
+    alibi_bias_max: number;
+  };
+  init_device: string;
+  logit_scale: number | null;
+  norm_type: string;
+  embedding_fraction: number;
+  verbose: number;
+  use_cache: boolean;
+  torch_dtype: 'float32' | 'bfloat16';
+  tie_word_embeddings: boolean;
+}
+
+function positiveInt(v: unknown): v is number {
+  return Number.isSafeInteger(v) && (v as number) > 0;
+}
+
+/** The config.json of this project's MPT: ALiBi, no biases, no dropout, tied embeddings, low-precision LayerNorm. */
+export function mptHfConfig(model: MptShape, options: MptHfConfigOptions = {}): MptHfConfig {
+  for (const k of ['dModel', 'nHeads', 'nLayers', 'maxSeqLen', 'vocabSize'] as const) {
+    if (!positiveInt(model?.[k])) throw invalidArg(`mptHfConfig: ${k} must be a positive integer, got ${model?.[k]}`);
+  }
+  const { dModel, nHeads, expansionRatio, alibiBiasMax = 8, layerNormEps = 1e-5 } = model;
+  if (dModel % nHeads !== 0) throw invalidArg(`mptHfConfig: dModel ${dModel} is not a multiple of nHeads ${nHeads}`);
+  if (!positiveInt(expansionRatio)) {
+    // transformers builds the FFN as Linear(d_model, expansion_ratio * d_model): the ratio must be an integer.
+    throw invalidArg(`mptHfConfig: expansionRatio must be a positive integer, got ${expansionRatio}`);
+  }
+  if (!(alibiBiasMax > 0)) throw invalidArg(`mptHfConfig: alibiBiasMax must be positive, got ${alibiBiasMax}`);
+  if (!(layerNormEps > 0)) throw invalidArg(`mptHfConfig: layerNormEps must be positive, got ${layerNormEps}`);
+  const torchDtype = options.torchDtype ?? 'float32';
+  if (torchDtype !== 'float32' && torchDtype !== 'bfloat16') {
+    throw invalidArg(`mptHfConfig: torchDtype must be 'float32' or 'bfloat16', got ${JSON.stringify(torchDtype)}`);
+  }
+  return {
+    architectures: ['MptForCausalLM'],
+    model_type: 'mpt',
+    d_model: dModel,
+    n_heads: nHeads,
+    n_layers: model.nLayers,
+    expansion_ratio: expansionRatio,
+    max_seq_len: model.maxSeqLen,
+    vocab_size: model.vocabSize,
+    resid_pdrop: 0,
+    emb_pdrop: 0,
+    layer_norm_epsilon: layerNormEps,
+    learned_pos_emb: false,
+    no_bias: true,
+    attn_config: {
+      attn_type: 'multihead_attention',
+      attn_pdrop: 0,
+      attn_impl: options.attnImpl ?? 'torch',
+      clip_qkv: null,
+      softmax_scale: null,
+      prefix_lm: false,
+      qk_ln: false,
+      attn_uses_sequence_id: false,
+      alibi: true,
+      alibi_bias_max: alibiBiasMax,
+    },
+    init_device: 'cpu',
+    logit_scale: null,
+    norm_type: 'low_precision_layernorm',
+    embedding_fraction: 1.0,
+    verbose: 0,
+    use_cache: false,
+    torch_dtype: torchDtype,
+    tie_word_embeddings: true,
+  };
+}
+
+/**
+ * The parameters an MPT config implies, under their HF names and in module order:
+ * wte (V, C); per block norm_1 (C), attn.Wqkv (3C, C), attn.out_proj (C, C), norm_2 (C), ffn.up_proj (E*C, C),
+ * ffn.down_proj (C, E*C); norm_f (C). Throws a TypeError naming the field when the config lacks one.
+ */
+export function mptParamLayout(config: {
+  d_model: number;
+  n_layers: number;
+  expansion_ratio: number;
+  vocab_size: number;
+}): [string, number[]][] {
+  for (const k of ['d_model', 'n_layers', 'expansion_ratio', 'vocab_size'] as const) {
+    if (!positiveInt(config?.[k])) throw invalidArg(`mptParamLayout: ${k} must be a positive integer, got ${JSON.stringify(config?.[k])}`);
+  }
+  // The one definition of MPT's parameter list lives with the model config.
+  return parameterLayout({
+    dModel: config.d_model,
+    nLayers: config.n_layers,
+    expansionRatio: config.expansion_ratio,
+    vocabSize: config.vocab_size,
+  } as MptConfig);
+}
+
+/** Throws naming `where` unless the MPT `config` implies exactly the entries and shapes of `params`. */
+function checkConfigFitsArena(config: Record<string, unknown>, params: Arena, where: string, fail: (msg: string) => Error): void {
+  if (config.model_type !== 'mpt') {
+    throw fail(`model_type is ${JSON.stringify(config.model_type)}; only 'mpt' is supported`);
+  }
+  let layout: [string, number[]][];
+  try {
+    layout = mptParamLayout(config as Parameters<typeof mptParamLayout>[0]);
+  } catch (e) {
+    throw fail((e as Error).message.replace(/^mptParamLayout: /, ''));
+  }
+  const expected = new Map(layout);
+  const problems: string[] = [];
+  for (const e of params.entries) {
+    const want = expected.get(e.name);
+    if (!want) problems.push(`arena entry '${e.name}' is not a parameter of this config`);
+    else if (want.length !== e.shape.length || want.some((d, i) => d !== e.shape[i])) {
+      problems.push(`'${e.name}' is [${e.shape.join(', ')}] in the arena, the config implies [${want.join(', ')}]`);
+    }
+  }
+  const have = new Set(params.entries.map((e) => e.name));
+  for (const [name, shape] of layout) if (!have.has(name)) problems.push(`'${name}' [${shape.join(', ')}] is missing from the arena`);
+  if (problems.length > 0) {
+    const summary = `d_model ${config.d_model}, n_layers ${config.n_layers}, expansion_ratio ${config.expansion_ratio}, vocab_size ${config.vocab_size}`;
+    const shown = problems.slice(0, 5).join('; ') + (problems.length > 5 ? `; and ${problems.length - 5} more` : '');
+    throw fail(`${where} (${summary}) does not match the parameter arena: ${shown}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Saving
+
+export interface CheckpointInfo {
+  step: number;
+  /** The checkpoint directory. */
+  dir: string;
+}
+
+export interface SaveCheckpointOptions {
+  /** config.json: an MptHfConfig (mptHfConfig), checked against the shapes of `params`. */
+  config: MptHfConfig | Record<string, unknown>;
+  /** f32 master weights (or bf16), entries under their HF names. */
+  params: Arena;
+  /** The AdamW moments, each with the layout of `params`. Omitted: no optimizer.safetensors. */
+  optimizerState?: { m: Arena; v: Arena };
+  /** Plain JSON (objects, arrays, strings, finite numbers, booleans, null); its `step`, if any, must be `step`. */
+  trainerState: Record<string, unknown>;
+  /** Complete checkpoints kept, this one included (Infinity keeps all). Older ones are deleted. */
+  keepLast: number;
+  /** The dtype of model.safetensors. Defaults to the arena's own (F32 for f32 master weights). */
+  modelDtype?: 'F32' | 'BF16';
+  /** Bytes copied out of native memory per piece. Defaults to 64 MiB. */
+  chunkBytes?: number;
+}
+
+/** Throws naming the first value that JSON would drop or change (undefined, NaN, Infinity, a Date, a class...). */
+function checkPlainJson(value: unknown, at: string): void {
+  if (value === null || typeof value === 'string' || typeof value === 'boolean') return;
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value)) throw invalidArg(`${at} is ${value}, which JSON cannot hold`);
+    return;
+  }
+  if (Array.isArray(value)) {
+    value.forEach((v, i) => checkPlainJson(v, `${at}[${i}]`));
+    return;
+  }
+  if (typeof value === 'object') {
+    const proto = Object.getPrototypeOf(value);
+    if (proto !== Object.prototype && proto !== null) {
+      throw invalidArg(`${at} is a ${proto?.constructor?.name ?? 'non-plain object'}; store plain JSON (e.g. a string or an array)`);
+    }
+    for (const [k, v] of Object.entries(value)) checkPlainJson(v, `${at}.${k}`);
+    return;
+  }
+  throw invalidArg(`${at} is ${value === undefined ? 'undefined' : `a ${typeof value}`}, which JSON cannot hold`);
+}
+
+function sameLayout(a: Arena, b: Arena): boolean {
+  return (
+    a.entries.length === b.entries.length &&
+    a.entries.every((e, i) => {
+      const f = b.entries[i];
+      return e.name === f.name && e.offset === f.offset && e.shape.length === f.shape.length && e.shape.every((d, j) => d === f.shape[j]);
+    })
+  );
+}
+
+function checkArena(a: unknown, what: string, where: string): Arena {
+  if (!(a instanceof Arena)) throw invalidArg(`${where}: ${what} must be an Arena`);
+  if (a.disposed) throw invalidArg(`${where}: ${what} was disposed`);
+  return a;
+}
+
+function checkMoments(params: Arena, m: Arena | undefined, v: Arena | undefined, where: string): void {
+  for (const [x, name] of [[m, 'm'], [v, 'v']] as const) {
+    if (x === undefined) continue;
+    checkArena(x, name, where);
+    if (!sameLayout(params, x)) throw invalidArg(`${where}: ${name} must have the layout of params (same entries, shapes, order)`);
+  }
+}
+
+function readdirOrEmpty(dir: string): fs.Dirent[] {
+  try {
+    return fs.readdirSync(dir, { withFileTypes: true });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw e;
+  }
+}
+
+/** Deletes a directory so that a crash part-way never leaves a partial one under a checkpoint's name. */
+function removeDirSafely(dir: string): void {
+  const doomed = tmpPathFor(dir);
+  fs.renameSync(dir, doomed);
+  fs.rmSync(doomed, { recursive: true, force: true });
+}
+
+/** Removes the leftovers of unfinished saves and deletions (anything with a temporary name). */
+function removeStale(ckptDir: string): void {
+  for (const d of readdirOrEmpty(ckptDir)) {
+    if (d.name.includes(TMP_MARKER)) fs.rmSync(path.join(ckptDir, d.name), { recursive: true, force: true });
+  }
+}
+
+function jsonText(value: unknown): string {
+  return `${JSON.stringify(value, null, 2)}\n`;
+}
+
+/**
+ * Writes the checkpoint of `step` to <runDir>/checkpoints/step-NNNNNN/ atomically, points `latest` at it, and
+ * prunes older checkpoints beyond keepLast. Saving a step that already exists replaces it. Returns where it went.
+ */
+export function saveCheckpoint(runDir: string, step: number, options: SaveCheckpointOptions): CheckpointInfo {
+  const where = 'saveCheckpoint';
+  if (typeof runDir !== 'string' || runDir === '') throw invalidArg(`${where}: runDir must be a non-empty path`);
+  if (!Number.isSafeInteger(step) || step < 0) throw invalidArg(`${where}: step must be a non-negative integer, got ${step}`);
+  const { config, trainerState, keepLast, optimizerState } = options ?? ({} as SaveCheckpointOptions);
+  const params = checkArena(options?.params, 'params', where);
+  if (!(keepLast === Infinity || (Number.isSafeInteger(keepLast) && keepLast >= 1))) {
+    throw invalidArg(`${where}: keepLast must be a positive integer or Infinity, got ${keepLast}`);
+  }
+  if (optimizerState !== undefined) {
+    if (!optimizerState?.m || !optimizerState?.v) throw invalidArg(`${where}: optimizerState needs both m and v`);
+    checkMoments(params, optimizerState.m, optimizerState.v, where);
+  }
+  if (config === null || typeof config !== 'object' || Array.isArray(config)) throw invalidArg(`${where}: config must be an object`);
+  checkPlainJson(config, 'config');
+  checkConfigFitsArena(config as Record<string, unknown>, params, 'config', (msg) => invalidArg(`${where}: ${msg}`));
+  if (trainerState === null || typeof trainerState !== 'object' || Array.isArray(trainerState)) {
+    throw invalidArg(`${where}: trainerState must be an object`);
+  }
+  checkPlainJson(trainerState, 'trainerState');
+  if ('step' in trainerState && trainerState.step !== step) {
+    throw invalidArg(`${where}: trainerState.step is ${JSON.stringify(trainerState.step)}, saving step ${step}`);
+  }
+  // Build every writer before touching the disk, so argument errors leave nothing behind.
+  const metadata = { format: 'pt', producer: 'pajama-train', step: String(step) };
+  const modelTensors = arenaTensorsToWrite(params, { dtype: options.modelDtype, chunkBytes: options.chunkBytes });
+  const optimizerTensors = optimizerState
+    ? [
+        ...arenaTensorsToWrite(optimizerState.m, { prefix: 'm.', chunkBytes: options.chunkBytes }),
+        ...arenaTensorsToWrite(optimizerState.v, { prefix: 'v.', chunkBytes: options.chunkBytes }),
+      ]
+    : null;
+
+  const ckptDir = path.join(runDir, CHECKPOINTS_DIR);
+  fs.mkdirSync(ckptDir, { recursive: true });
+  removeStale(ckptDir);
+  const finalDir = path.join(ckptDir, checkpointName(step));
+  const tmpDir = tmpPathFor(finalDir);
+  fs.mkdirSync(tmpDir);
+  try {
+    writeTextAtomic(path.join(tmpDir, CONFIG_FILE), jsonText(config));
+    writeTextAtomic(path.join(tmpDir, TRAINER_STATE_FILE), jsonText(trainerState));
+    writeSafetensors(path.join(tmpDir, MODEL_FILE), modelTensors, metadata);
+    if (optimizerTensors) writeSafetensors(path.join(tmpDir, OPTIMIZER_FILE), optimizerTensors, metadata);
+    fsyncDir(tmpDir);
+  } catch (e) {
+    fs.rmSync(tmpDir, { recursive: true, force: true });
+    throw e;
+  }
+  // Saving a step again replaces it: the old directory moves to a temporary name (deleted below, or by the
+  // next save after a crash) so the new one can take its name.
+  const replaced = fs.existsSync(finalDir) ? tmpPathFor(finalDir) : undefined;
+  if (replaced) fs.renameSync(finalDir, replaced);
+  fs.renameSync(tmpDir, finalDir);
+  fsyncDir(ckptDir);
+  if (replaced) fs.rmSync(replaced, { recursive: true, force: true });
+  writeTextAtomic(path.join(ckptDir, LATEST_FILE), `${checkpointName(step)}\n`);
+  prune(ckptDir, step, keepLast);
+  return { step, dir: finalDir };
+}
+
+/**
+ * Keeps the newest `keepLast` checkpoints up to `step` (the one just saved included). Checkpoints past `step`
+ * (left by a run that went further before this one resumed from an earlier step) are kept, with a warning.
+ */
+function prune(ckptDir: string, step: number, keepLast: number): void {
+  const all = listIn(ckptDir);
+  const ahead = all.filter((c) => c.step > step);
+  if (ahead.length > 0) {
+    process.emitWarning(
+      `${ckptDir}: checkpoints past step ${step} remain from an earlier run (${ahead.map((c) => checkpointName(c.step)).join(', ')}); ` +
+        `'latest' points at ${checkpointName(step)}. Delete them if they are not wanted.`,
+      { code: 'PAJAMA_CHECKPOINTS_AHEAD' },
+    );
+  }
+  const upTo = all.filter((c) => c.step <= step);
+  if (keepLast === Infinity || upTo.length <= keepLast) return;
+  for (const c of upTo.slice(0, upTo.length - keepLast)) removeDirSafely(c.dir);
+  fsyncDir(ckptDir);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Finding and loading
+
+function listIn(ckptDir: string): CheckpointInfo[] {
+  const out: CheckpointInfo[] = [];
+  for (const d of readdirOrEmpty(ckptDir)) {
+    const m = STEP_DIR.exec(d.name);
+    if (m && d.isDirectory()) out.push({ step: Number(m[1]), dir: path.join(ckptDir, d.name) });
+  }
+  return out.sort((a, b) => a.step - b.step);
+}
+
+/** The complete checkpoints of a run, oldest first (unfinished temporary directories never appear). */
+export function listCheckpoints(runDir: string): CheckpointInfo[] {
+  return listIn(path.join(runDir, CHECKPOINTS_DIR));
+}
+
+/**
+ * The checkpoint to resume from: the one `latest` names when it exists, else (no `latest`, or it names a
+ * checkpoint since deleted) the highest step present. null when the run has none.
+ */
+export function latestCheckpoint(runDir: string): CheckpointInfo | null {
+  const ckptDir = path.join(runDir, CHECKPOINTS_DIR);
+  let pointer: string | undefined;
+  try {
+    pointer = fs.readFileSync(path.join(ckptDir, LATEST_FILE), 'utf8').trim();
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  const all = listIn(ckptDir);
+  const named = pointer !== undefined ? all.find((c) => path.basename(c.dir) === pointer) : undefined;
+  return named ?? all[all.length - 1] ?? null;
+}
+
+function readJson(file: string, what: string, where: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new CheckpointError(where, `has no ${path.basename(file)} (${what})`);
+    throw e;
+  }
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    throw new CheckpointError(where, `${path.basename(file)} is not valid JSON (${(e as Error).message})`);
+  }
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) {
+    throw new CheckpointError(where, `${path.basename(file)} must hold a JSON object`);
+  }
+  return v as Record<string, unknown>;
+}
+
+function requireFile(dir: string, name: string, what: string): string {
+  const f = path.join(dir, name);
+  if (!fs.existsSync(f)) throw new CheckpointError(dir, `has no ${name} (${what}); the checkpoint is incomplete or not a pajama-train checkpoint`);
+  return f;
+}
+
+export interface LoadCheckpointOptions {
+  /** Filled from model.safetensors (F32 or BF16 in the file). */
+  params: Arena;
+  /** Filled from optimizer.safetensors' 'm.*' entries; the layout of params. */
+  m?: Arena;
+  /** Filled from optimizer.safetensors' 'v.*' entries; the layout of params. */
+  v?: Arena;
+  /** Bytes read per piece. Defaults to 64 MiB. */
+  chunkBytes?: number;
+}
+
+export interface LoadedCheckpoint extends CheckpointInfo {
+  config: Record<string, unknown>;
+  trainerState: Record<string, unknown>;
+}
+
+/**
+ * Restores a checkpoint directory into `params` (and the moments, when given), after checking that every
+ * file is there and that config.json implies exactly the arena's entries and shapes. Extra tensors in a
+ * file are errors. Returns the config and trainer state.
+ */
+export function loadCheckpoint(dir: string, options: LoadCheckpointOptions): LoadedCheckpoint {
+  const where = 'loadCheckpoint';
+  if (typeof dir !== 'string' || dir === '') throw invalidArg(`${where}: dir must be a non-empty path`);
+  const params = checkArena(options?.params, 'params', where);
+  checkMoments(params, options.m, options.v, where);
+  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new CheckpointError(dir, 'is not a checkpoint directory');
+  const configFile = requireFile(dir, CONFIG_FILE, 'the model config');
+  const modelFile = requireFile(dir, MODEL_FILE, 'the parameters');
+  const stateFile = requireFile(dir, TRAINER_STATE_FILE, 'the trainer state');
+  const optimizerFile = options.m || options.v ? requireFile(dir, OPTIMIZER_FILE, 'the optimizer moments') : undefined;
+
+  const config = readJson(configFile, 'the model config', dir);
+  const trainerState = readJson(stateFile, 'the trainer state', dir);
+  checkConfigFitsArena(config, params, CONFIG_FILE, (msg) => new CheckpointError(dir, msg));
+  const nameStep = STEP_DIR.exec(path.basename(path.resolve(dir)));
+  const step = nameStep ? Number(nameStep[1]) : trainerState.step;
+  if (!Number.isSafeInteger(step)) {
+    throw new CheckpointError(dir, `cannot tell the step: the directory is not named step-N and ${TRAINER_STATE_FILE} has no integer 'step'`);
+  }
+  if (trainerState.step !== undefined && trainerState.step !== step) {
+    throw new CheckpointError(dir, `${TRAINER_STATE_FILE} says step ${JSON.stringify(trainerState.step)}, the directory says ${step}`);
+  }
+
+  loadArenasSafetensors(modelFile, [{ arena: params }], { strict: true, chunkBytes: options.chunkBytes });
+  if (optimizerFile) {
+    const targets: ArenaTarget[] = [];
+    if (options.m) targets.push({ arena: options.m, prefix: 'm.' });
+    if (options.v) targets.push({ arena: options.v, prefix: 'v.' });
+    // Loading only one moment leaves the other's tensors unclaimed: not an error then.
+    loadArenasSafetensors(optimizerFile, targets, { strict: targets.length === 2, chunkBytes: options.chunkBytes });
+  }
+  return { step: step as number, dir, config, trainerState };
+}
+
+export interface LoadedWeights {
+  /** The safetensors files read. */
+  files: string[];
+  /** config.json of the directory, when it has one. */
+  config?: Record<string, unknown>;
+}
+
+/**
+ * Initialises `params` from existing weights: a checkpoint or Hugging Face model directory (model.safetensors,
+ * or the shards model.safetensors.index.json lists), or a .safetensors file. F32 or BF16 in the file. A
+ * directory's config.json, when present, must imply the arena's shapes. `strict` (default true) makes tensors
+ * the arena lacks an error.
+ */
+export function loadModelWeights(source: string, params: Arena, options: { strict?: boolean; chunkBytes?: number } = {}): LoadedWeights {
+  const where = 'loadModelWeights';
+  if (typeof source !== 'string' || source === '') throw invalidArg(`${where}: source must be a non-empty path`);
+  checkArena(params, 'params', where);
+  let stat: fs.Stats;
+  try {
+    stat = fs.statSync(source);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new CheckpointError(source, 'no such file or directory');
+    throw e;
+  }
+  const load = (files: string[]) => loadArenasSafetensors(files, [{ arena: params }], options);
+  if (!stat.isDirectory()) {
+    load([source]);
+    return { files: [source] };
+  }
+
+  let config: Record<string, unknown> | undefined;
+  if (fs.existsSync(path.join(source, CONFIG_FILE))) {
+    config = readJson(path.join(source, CONFIG_FILE), 'the model config', source);
+    checkConfigFitsArena(config, params, CONFIG_FILE, (msg) => new CheckpointError(source, msg));
+  }
+  let files: string[];
+  if (fs.existsSync(path.join(source, MODEL_FILE))) {
+    files = [path.join(source, MODEL_FILE)];
+  } else if (fs.existsSync(path.join(source, MODEL_INDEX_FILE))) {
+    const index = readJson(path.join(source, MODEL_INDEX_FILE), 'the shard index', source);
+    const map = index.weight_map;
+    if (map === null || typeof map !== 'object' || Array.isArray(map)) {
+      throw new CheckpointError(source, `${MODEL_INDEX_FILE} has no "weight_map" object`);
+    }
+    const shards = [...new Set(Object.values(map as Record<string, unknown>))];
+    for (const s of shards) {
+      if (typeof s !== 'string' || s === '' || path.basename(s) !== s) {
+        throw new CheckpointError(source, `${MODEL_INDEX_FILE} names shard ${JSON.stringify(s)}, not a file name in this directory`);
+      }
+    }
+    files = (shards as string[]).map((s) => path.join(source, s));
+  } else {
+    throw new CheckpointError(source, `has neither ${MODEL_FILE} nor ${MODEL_INDEX_FILE}`);
+  }
+  load(files);
+  return { files, config };
+}

@@ -22,7 +22,10 @@ export interface MptConfig {
   layerNormEps: number;
 }
 
-/** Rounds a tokenizer's vocabulary up to a multiple (GPT-NeoX 50,277 -> 50,432; GPT-2 50,257 -> 50,304). */
+/**
+ * Rounds a tokenizer's vocabulary up to a multiple (GPT-2 50,257 -> 50,304). GPT-NeoX (and MPT after it) pads
+ * 50,277 to a multiple of 256 (128 per tensor-parallel rank, 2 ranks): 50,432.
+ */
 export function padVocab(vocab: number, multiple = 128): number {
   if (!Number.isInteger(vocab) || vocab < 1) throw invalidArg(`padVocab: vocab must be a positive integer, got ${vocab}`);
   return Math.ceil(vocab / multiple) * multiple;
@@ -39,9 +42,9 @@ type Preset = Omit<MptConfig, 'expansionRatio' | 'alibiBiasMax' | 'layerNormEps'
 export const PRESETS: Record<string, Preset> = {
   tiny: { dModel: 64, nHeads: 2, nLayers: 2, maxSeqLen: 64, vocabSize: 256 },
   'bench-45m': { dModel: 512, nHeads: 8, nLayers: 6, maxSeqLen: 512, vocabSize: padVocab(GPT2_VOCAB), realVocabSize: GPT2_VOCAB },
-  'mpt-125m': { dModel: 768, nHeads: 12, nLayers: 12, maxSeqLen: 2048, vocabSize: padVocab(GPT_NEOX_VOCAB), realVocabSize: GPT_NEOX_VOCAB },
-  'mpt-1b': { dModel: 2048, nHeads: 16, nLayers: 24, maxSeqLen: 2048, vocabSize: padVocab(GPT_NEOX_VOCAB), realVocabSize: GPT_NEOX_VOCAB },
-  'mpt-7b': { dModel: 4096, nHeads: 32, nLayers: 32, maxSeqLen: 2048, vocabSize: padVocab(GPT_NEOX_VOCAB), realVocabSize: GPT_NEOX_VOCAB },
+  'mpt-125m': { dModel: 768, nHeads: 12, nLayers: 12, maxSeqLen: 2048, vocabSize: padVocab(GPT_NEOX_VOCAB, 256), realVocabSize: GPT_NEOX_VOCAB },
+  'mpt-1b': { dModel: 2048, nHeads: 16, nLayers: 24, maxSeqLen: 2048, vocabSize: padVocab(GPT_NEOX_VOCAB, 256), realVocabSize: GPT_NEOX_VOCAB },
+  'mpt-7b': { dModel: 4096, nHeads: 32, nLayers: 32, maxSeqLen: 2048, vocabSize: padVocab(GPT_NEOX_VOCAB, 256), realVocabSize: GPT_NEOX_VOCAB },
 };
 
 /** A full config from a preset name and/or explicit fields, validated. */
@@ -55,6 +58,9 @@ export function mptConfig(base: string | Partial<MptConfig>, overrides: Partial<
     start = base;
   }
   const merged = { ...start, ...overrides };
+  // Checked here, not only in validateConfig: cfg below is built from the known keys, so a misspelt one
+  // (nLayer: 4) would otherwise vanish and leave the preset's value in force.
+  for (const k of Object.keys(merged)) if (!KNOWN_KEYS.has(k)) throw invalidArg(`model config: unknown key '${k}' (keys: ${[...KNOWN_KEYS].join(', ')})`);
   const cfg: MptConfig = {
     dModel: merged.dModel as number,
     nHeads: merged.nHeads as number,

@@ -12,7 +12,7 @@
 // shared scratch) during backward; gradients are identical either way.
 import { Arena, Tensor, type DType } from '../core/tensor';
 import { ops } from '../core/ops';
-import { invalidArg } from '../core/errors';
+import { DisposedError, invalidArg } from '../core/errors';
 import { alibiSlopes } from './alibi';
 import { parameterCount, parameterLayout, validateConfig, type MptConfig } from './config';
 
@@ -191,7 +191,7 @@ export class MptModel {
   }
 
   #buffers(B: number, T: number): Buffers {
-    if (this.#disposed) throw invalidArg('MptModel: used after dispose()');
+    if (this.#disposed) throw new DisposedError('MptModel: used after dispose()');
     if (this.#buf && this.#buf.B === B && this.#buf.T === T) return this.#buf;
     this.#freeBuffers();
     const { dModel: C, nLayers: L } = this.config;

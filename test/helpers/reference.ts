@@ -1,5 +1,5 @@
 // reference.ts: float64 helpers shared by the kernel tests: a seeded RNG (the seed is fresh each run and
-// printed, so a failure can be replayed with PAJAMA_TEST_SEED), bf16 rounding, and relative error.
+// printed, so a failure can be replayed with PAJAMA_TEST_SEED), bf16 rounding, erf, and relative error.
 import { Tensor, type DType } from '../../lib/index';
 
 const envSeed = process.env.PAJAMA_TEST_SEED;
@@ -65,6 +65,26 @@ export function tensorOf(x: Float64Array, shape: number[], dtype: DType): { t: T
 
 export function toF64(t: Tensor): Float64Array {
   return Float64Array.from(t.toFloat32());
+}
+
+/** float64 erf by its Taylor series (|x| < 3) and the continued fraction of erfc beyond; ~1e-15. */
+export function erf(x: number): number {
+  const ax = Math.abs(x);
+  if (ax < 3) {
+    let sum = x;
+    let term = x;
+    for (let n = 1; n < 200; n++) {
+      term *= (-x * x) / n;
+      const add = term / (2 * n + 1);
+      sum += add;
+      if (Math.abs(add) < 1e-17 * Math.abs(sum)) break;
+    }
+    return (2 / Math.sqrt(Math.PI)) * sum;
+  }
+  let f = 0;
+  for (let n = 60; n >= 1; n--) f = n / 2 / (ax + f);
+  const erfc = Math.exp(-ax * ax) / Math.sqrt(Math.PI) / (ax + f);
+  return Math.sign(x) * (1 - erfc);
 }
 
 /** ||a - b||_2 / ||b||_2 (0 when both are zero). */

@@ -1,29 +1,9 @@
 // gelu: exact (erf) GELU forward and backward against float64, both dtypes, every ISA path.
 import t from 'tap';
 import { ops, Tensor, setIsaLimit, backendInfo, type DType } from '../../lib/index';
-import { randn, relErr, seed, tensorOf, toF64, TOL } from '../helpers/reference';
+import { erf, randn, relErr, seed, tensorOf, toF64, TOL } from '../helpers/reference';
 
 t.comment(`seed ${seed}`);
-
-function erf(x: number): number {
-  // float64 erf by its Taylor series (|x| < 3) and the continued fraction of erfc beyond; ~1e-15.
-  const ax = Math.abs(x);
-  if (ax < 3) {
-    let sum = x;
-    let term = x;
-    for (let n = 1; n < 200; n++) {
-      term *= (-x * x) / n;
-      const add = term / (2 * n + 1);
-      sum += add;
-      if (Math.abs(add) < 1e-17 * Math.abs(sum)) break;
-    }
-    return (2 / Math.sqrt(Math.PI)) * sum;
-  }
-  let f = 0;
-  for (let n = 60; n >= 1; n--) f = n / 2 / (ax + f);
-  const erfc = Math.exp(-ax * ax) / Math.sqrt(Math.PI) / (ax + f);
-  return Math.sign(x) * (1 - erfc);
-}
 
 const gelu = (x: number) => 0.5 * x * (1 + erf(x / Math.SQRT2));
 const dgelu = (x: number) => 0.5 * (1 + erf(x / Math.SQRT2)) + (x * Math.exp(-0.5 * x * x)) / Math.sqrt(2 * Math.PI);

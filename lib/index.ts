@@ -3,3 +3,20 @@ export { Tensor, Arena, numelOf, type ArenaEntry, type DType } from './core/tens
 export { ops, OP_NAMES, type Ops } from './core/ops';
 export { backendInfo, setThreads, setIsaLimit, setGemmEngine, type BackendInfo, type IsaLevel } from './core/backend';
 export { DisposedError, PajamaEngineError } from './core/errors';
+export * from './model/config';
+export { MptModel, type MptModelOptions, type Precision } from './model/mpt';
+export { alibiSlopes } from './model/alibi';
+export * from './optim/index';
+export * from './data/index';
+export { Trainer, measurePeakFlops, type StepMetrics, type EvalMetrics, type TrainerOptions } from './train/trainer';
+export { resolveTrainConfig, planBatch, applyOverrides, DEFAULT_TRAIN_CONFIG, type TrainConfig, type BatchPlan } from './train/config';
+export {
+  saveCheckpoint,
+  loadCheckpoint,
+  latestCheckpoint,
+  listCheckpoints,
+  loadModelWeights,
+  mptHfConfig,
+  CheckpointError,
+} from './train/checkpoint';
+export { writeSafetensors, readSafetensorsHeader, saveArenaSafetensors, loadArenaSafetensors, SafetensorsError } from './train/safetensors';

@@ -103,6 +103,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   #metricsFile: string;
   #progress: boolean;
   #disposed = false;
+  #stopRequested = false;
 
   private constructor(config: TrainConfig, peakFlops: number, options: TrainerOptions) {
     super();
@@ -267,11 +268,19 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     return info.dir;
   }
 
-  /** Trains to config.steps, evaluating and checkpointing on schedule and at the end. */
-  async fit(): Promise<{ steps: number; finalLoss: number; eval: EvalMetrics | null; checkpoint: string }> {
+  /** Makes fit() return after the step in flight (with a checkpoint), e.g. on Ctrl-C. */
+  requestStop(): void {
+    this.#stopRequested = true;
+  }
+
+  /**
+   * Trains to config.steps (or until requestStop()), evaluating and checkpointing on schedule, and at the
+   * end evaluating every validation source and saving a checkpoint.
+   */
+  async fit(): Promise<{ steps: number; finalLoss: number; eval: EvalMetrics | null; checkpoint: string; stopped: boolean }> {
     let last: StepMetrics | null = null;
     const { eval: ev, checkpoint: ck } = this.config;
-    while (!this.done) {
+    while (!this.done && !this.#stopRequested) {
       last = await this.trainStep();
       if (ev.every > 0 && this.#step % ev.every === 0 && !this.done) await this.evaluate();
       if (ck.every > 0 && this.#step % ck.every === 0 && !this.done) this.saveCheckpoint();
@@ -279,7 +288,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     if (this.#progress) process.stderr.write('\n');
     const evalResult = Object.keys(this.config.data.validation).length > 0 ? await this.evaluate() : null;
     const dir = this.saveCheckpoint();
-    return { steps: this.#step, finalLoss: last ? last.loss : NaN, eval: evalResult, checkpoint: dir };
+    return { steps: this.#step, finalLoss: last ? last.loss : NaN, eval: evalResult, checkpoint: dir, stopped: !this.done };
   }
 
   #log(record: Record<string, unknown>): void {

@@ -1,0 +1,60 @@
+// args.ts: a small, strict argument parser for the pajama CLI: `--flag`, `--key value`, `--key=value`,
+// repeatable keys, positionals. Unknown options are errors naming the option and listing the known ones.
+import { invalidArg } from '../core/errors';
+
+export interface OptionSpec {
+  /** 'flag' takes no value; 'string' and 'number' take one; 'list' may repeat. */
+  kind: 'flag' | 'string' | 'number' | 'list';
+  describe: string;
+}
+
+export interface ParsedArgs {
+  options: Record<string, string | number | boolean | string[]>;
+  positionals: string[];
+}
+
+export function parseArgs(argv: string[], spec: Record<string, OptionSpec>, command: string): ParsedArgs {
+  const options: ParsedArgs['options'] = {};
+  const positionals: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (!a.startsWith('--')) {
+      positionals.push(a);
+      continue;
+    }
+    const eq = a.indexOf('=');
+    const name = a.slice(2, eq > 0 ? eq : undefined);
+    const s = spec[name];
+    if (!s) throw invalidArg(`pajama ${command}: unknown option --${name} (options: ${Object.keys(spec).map((k) => `--${k}`).join(', ')})`);
+    if (s.kind === 'flag') {
+      if (eq > 0) throw invalidArg(`pajama ${command}: --${name} takes no value`);
+      options[name] = true;
+      continue;
+    }
+    let value: string;
+    if (eq > 0) value = a.slice(eq + 1);
+    else {
+      if (i + 1 >= argv.length) throw invalidArg(`pajama ${command}: --${name} needs a value`);
+      value = argv[++i];
+    }
+    if (s.kind === 'number') {
+      const n = Number(value);
+      if (value.trim() === '' || !Number.isFinite(n)) throw invalidArg(`pajama ${command}: --${name} must be a number, got '${value}'`);
+      options[name] = n;
+    } else if (s.kind === 'list') {
+      ((options[name] ??= []) as string[]).push(value);
+    } else {
+      options[name] = value;
+    }
+  }
+  return { options, positionals };
+}
+
+export function usage(command: string, summary: string, spec: Record<string, OptionSpec>): string {
+  const lines = [`pajama ${command} ${summary}`, ''];
+  for (const [k, s] of Object.entries(spec)) {
+    const v = s.kind === 'flag' ? '' : s.kind === 'number' ? ' N' : ' VALUE';
+    lines.push(`  --${k}${v}`.padEnd(28) + s.describe);
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,100 @@
+// The pajama CLI in-process: options are validated, tokenize writes a shard, train runs a tiny config and
+// resumes, info reports the backend.
+import t from 'tap';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { main } from '../../lib/cli/main';
+import { openShard } from '../../lib/data/shard';
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pajama-cli-'));
+t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const log = console.log;
+  const error = console.error;
+  console.log = (...a: unknown[]) => void out.push(a.join(' '));
+  console.error = (...a: unknown[]) => void err.push(a.join(' '));
+  try {
+    const code = await main(argv);
+    return { code, out: out.join('\n'), err: err.join('\n') };
+  } finally {
+    console.log = log;
+    console.error = error;
+  }
+}
+
+t.test('usage errors exit 2 with a precise message', async (t) => {
+  let r = await run([]);
+  t.equal(r.code, 2);
+  t.match(r.out, /commands:/);
+  r = await run(['frobnicate']);
+  t.equal(r.code, 2);
+  t.match(r.err, /unknown command 'frobnicate'/);
+  r = await run(['train', '--bogus', '1']);
+  t.equal(r.code, 2);
+  t.match(r.err, /unknown option --bogus/);
+  r = await run(['train']);
+  t.equal(r.code, 2);
+  t.match(r.err, /--config FILE.json is required/);
+  const bad = path.join(dir, 'bad.json');
+  fs.writeFileSync(bad, '{"optimizer": {"lr": "fast"}}');
+  r = await run(['train', '--config', bad]);
+  t.equal(r.code, 2);
+  t.match(r.err, /'optimizer.lr' must be a positive number, got "fast"/);
+  r = await run(['train', '--config', bad, '--set', 'optimizer.lr=1e-3', '--set', 'model.overrides.nLayerz=3']);
+  t.match(r.err, /unknown key 'nLayerz'/);
+  r = await run(['tokenize', '--out']);
+  t.match(r.err, /--out needs a value/);
+});
+
+t.test('info prints the backend', async (t) => {
+  const r = await run(['info', '--json']);
+  t.equal(r.code, 0);
+  const info = JSON.parse(r.out);
+  t.type(info.cpu.activeIsa, 'string');
+  const plain = await run(['info']);
+  t.match(plain.out, /gemm +/);
+});
+
+t.test('tokenize then train a tiny model, then resume', async (t) => {
+  const text = path.join(dir, 'text');
+  fs.mkdirSync(text);
+  const para = 'The quick brown fox jumps over the lazy dog. A journey of a thousand miles begins with a single step.\n';
+  fs.writeFileSync(path.join(text, 'a.txt'), para.repeat(60));
+  fs.writeFileSync(path.join(text, 'b.jsonl'), [JSON.stringify({ text: para.repeat(20) }), '{broken', JSON.stringify({ text: para })].join('\n'));
+  const shard = path.join(dir, 'train.bin');
+  let r = await run(['tokenize', '--out', shard, text]);
+  t.equal(r.code, 0, r.err);
+  t.match(r.out, /3 documents/);
+  t.match(r.out, /skipped .*b\.jsonl:2/);
+  const s = openShard(shard);
+  t.ok(s.tokenCount > 1000);
+  s.close();
+  const cfg = path.join(dir, 'train.json');
+  const runDir = path.join(dir, 'run');
+  fs.writeFileSync(
+    cfg,
+    JSON.stringify({
+      model: { preset: 'tiny', overrides: { vocabSize: 50304, realVocabSize: 50257 }, precision: 'bf16' },
+      batch: { seqLen: 32, microBatchSize: 2 },
+      optimizer: { lr: 1e-3, warmupSteps: 1 },
+      steps: 4,
+      data: { train: [shard], validation: { text: shard } },
+      eval: { batches: 1 },
+      runDir,
+      peakFlops: 1e11,
+    }),
+  );
+  r = await run(['train', '--config', cfg, '--set', 'steps=3']);
+  t.equal(r.code, 0, r.err);
+  t.match(r.out, /done at step 3/);
+  t.match(r.out, /eval @ step 3: text \d/);
+  r = await run(['train', '--config', cfg]);
+  t.equal(r.code, 0, r.err);
+  t.match(r.out, /resumed at step 3/);
+  t.match(r.out, /done at step 4/);
+  t.ok(fs.existsSync(path.join(runDir, 'checkpoints', 'step-000004', 'model.safetensors')));
+});

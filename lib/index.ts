@@ -20,3 +20,4 @@ export {
   CheckpointError,
 } from './train/checkpoint';
 export { writeSafetensors, readSafetensorsHeader, saveArenaSafetensors, loadArenaSafetensors, SafetensorsError } from './train/safetensors';
+export * from './eval/index';

@@ -1,11 +1,18 @@
 // commands.ts: what each `pajama` command does, over the library's public API.
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { backendInfo } from '../core/backend';
 import { invalidArg } from '../core/errors';
 import { gpt2Tokenizer } from '../data/tokenizer';
 import { tokenizeFiles } from '../data/tokenize';
+import { buildDemoCorpus, demoDataConfig } from '../data/demo';
+import { generate } from '../eval/generate';
+import { writeLossCurve } from '../eval/plot';
+import { MptModel } from '../model/mpt';
+import { mptConfig, type MptConfig } from '../model/config';
+import { latestCheckpoint, loadModelWeights } from '../train/checkpoint';
 import { Trainer } from '../train/trainer';
-import { applyOverrides } from '../train/config';
+import { applyOverrides, resolveTrainConfig } from '../train/config';
 import type { Command } from './main';
 
 function readJson(file: string): Record<string, unknown> {
@@ -64,6 +71,91 @@ export async function runTraining(config: Record<string, unknown>, options: { re
   return trainer;
 }
 
+/**
+ * The model a checkpoint directory (or a run directory's latest checkpoint) holds: its architecture from
+ * trainer_state.json's training config, else from config.json (HF MptConfig).
+ */
+export function loadModelFromCheckpoint(source: string, realVocabSize: number): { model: MptModel; dir: string } {
+  let dir = source;
+  if (!fs.existsSync(path.join(dir, 'model.safetensors'))) {
+    const latest = latestCheckpoint(source);
+    if (!latest) throw invalidArg(`'${source}' is neither a checkpoint directory nor a run directory with checkpoints`);
+    dir = latest.dir;
+  }
+  let cfg: MptConfig;
+  const statePath = path.join(dir, 'trainer_state.json');
+  const state = fs.existsSync(statePath) ? (JSON.parse(fs.readFileSync(statePath, 'utf8')) as { trainConfig?: unknown }) : {};
+  if (state.trainConfig) {
+    const tc = resolveTrainConfig(state.trainConfig);
+    cfg = mptConfig(tc.model.preset, tc.model.overrides);
+  } else {
+    const hf = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as Record<string, number>;
+    cfg = mptConfig({
+      dModel: hf.d_model,
+      nHeads: hf.n_heads,
+      nLayers: hf.n_layers,
+      expansionRatio: hf.expansion_ratio,
+      maxSeqLen: hf.max_seq_len,
+      vocabSize: hf.vocab_size,
+      realVocabSize: Math.min(realVocabSize, hf.vocab_size),
+    });
+  }
+  const model = new MptModel(cfg, { precision: 'fp32' });
+  try {
+    loadModelWeights(dir, model.params);
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+  model.syncComputeParams();
+  return { model, dir };
+}
+
+/** The embedded default: a small MPT trained for a few minutes on the demo corpus (npm start). */
+export async function runDemo(options: { runDir: string; steps: number }): Promise<void> {
+  const dataDir = path.join(options.runDir, 'data');
+  console.log(`pajama demo: building the demo corpus in ${dataDir} (Moby-Dick, State of the Union addresses, source code)`);
+  const corpus = await buildDemoCorpus({ outDir: dataDir });
+  for (const s of corpus.sources) {
+    console.log(`  ${s.name.padEnd(10)} ${s.documents} documents, ${(s.bytes / 1e6).toFixed(2)} MB, ${s.trainTokens} train / ${s.valTokens} validation tokens`);
+  }
+  const trainDir = path.join(options.runDir, 'train');
+  fs.rmSync(trainDir, { recursive: true, force: true }); // the demo always starts fresh
+  const steps = options.steps;
+  const config = {
+    model: {
+      preset: 'tiny',
+      overrides: { dModel: 256, nHeads: 4, nLayers: 4, maxSeqLen: 256, vocabSize: 50304, realVocabSize: 50257 },
+      precision: 'bf16',
+    },
+    batch: { seqLen: 256, microBatchSize: 8, globalBatchTokens: 8 * 256 * 2 },
+    optimizer: { lr: 2e-3, warmupSteps: Math.max(1, Math.round(steps / 10)) },
+    weightDecay: { mode: 'ptwd', stages: [0, 0.5, 0.1] },
+    steps,
+    data: demoDataConfig(corpus),
+    eval: { every: Math.max(1, Math.round(steps / 8)), batches: 2 },
+    checkpoint: { every: 0, keepLast: 1 },
+    runDir: trainDir,
+    seed: 1234,
+    logEvery: Math.max(1, Math.round(steps / 40)),
+  };
+  const trainer = await runTraining(config, { resume: false });
+  trainer.dispose();
+  const plot = writeLossCurve(trainDir, { title: `pajama-train demo: MPT d256 x 4 layers, ${steps} steps` });
+  console.log(`pajama demo: loss curve ${plot.path} (warmup and PTWD stage boundaries marked)`);
+  const tok = gpt2Tokenizer();
+  const { model, dir } = loadModelFromCheckpoint(trainDir, tok.vocabSize);
+  try {
+    for (const prompt of ['Call me Ishmael.', 'The state of the Union is']) {
+      const g = await generate(model, tok, prompt, { maxNewTokens: 40, temperature: 0.8, topK: 40, seed: 1 });
+      console.log(`pajama demo: sample from ${dir}\n  ${JSON.stringify(prompt + g.text)}`);
+    }
+  } finally {
+    model.dispose();
+  }
+  console.log(`pajama demo: metrics in ${path.join(trainDir, 'metrics.jsonl')}`);
+}
+
 export const commands: Record<string, Command> = {
   train: {
     summary: '--config FILE.json [--set key=value ...]: train an MPT model (resumes from the run directory)',
@@ -101,6 +193,46 @@ export const commands: Record<string, Command> = {
       console.log(`pajama tokenize: ${s.documents} documents, ${s.bytes} bytes -> ${s.tokens} tokens in ${s.output}`);
       for (const k of s.skipped) console.log(`  skipped ${k.file}:${k.line}: ${k.reason}`);
       if (s.skippedTotal > s.skipped.length) console.log(`  ... and ${s.skippedTotal - s.skipped.length} more skipped`);
+    },
+  },
+  generate: {
+    summary: '--checkpoint DIR --prompt TEXT: continue a prompt with a trained model (greedy, temperature, top-k)',
+    options: {
+      checkpoint: { kind: 'string', describe: 'a checkpoint directory, or a run directory (its latest checkpoint)' },
+      prompt: { kind: 'string', describe: 'the text to continue' },
+      'max-tokens': { kind: 'number', describe: 'tokens to generate (default 64)' },
+      temperature: { kind: 'number', describe: '0 (default) is greedy' },
+      'top-k': { kind: 'number', describe: 'sample among the k most likely tokens' },
+      seed: { kind: 'number', describe: 'sampling seed (default 0)' },
+    },
+    async run(o) {
+      if (typeof o.checkpoint !== 'string') throw invalidArg('pajama generate: --checkpoint DIR is required');
+      if (typeof o.prompt !== 'string') throw invalidArg('pajama generate: --prompt TEXT is required');
+      const tok = gpt2Tokenizer();
+      const { model } = loadModelFromCheckpoint(o.checkpoint, tok.vocabSize);
+      try {
+        const g = await generate(model, tok, o.prompt, {
+          maxNewTokens: (o['max-tokens'] as number | undefined) ?? 64,
+          temperature: (o.temperature as number | undefined) ?? 0,
+          ...(o['top-k'] !== undefined ? { topK: o['top-k'] as number } : {}),
+          seed: (o.seed as number | undefined) ?? 0,
+        });
+        console.log(o.prompt + g.text);
+      } finally {
+        model.dispose();
+      }
+    },
+  },
+  demo: {
+    summary: ': the embedded default (npm start): train a small MPT on text shipped in npm packages',
+    options: {
+      'run-dir': { kind: 'string', describe: "where data, checkpoints and metrics go (default 'runs/demo')" },
+      steps: { kind: 'number', describe: 'optimizer steps (default 150: about four minutes on 2 cores)' },
+    },
+    async run(o) {
+      const steps = (o.steps as number | undefined) ?? 150;
+      if (!Number.isInteger(steps) || steps < 2) throw invalidArg(`pajama demo: --steps must be an integer >= 2, got ${steps}`);
+      await runDemo({ runDir: (o['run-dir'] as string | undefined) ?? 'runs/demo', steps });
     },
   },
   info: {

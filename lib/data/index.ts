@@ -1,6 +1,7 @@
 // data/: text -> token shards -> batches. tokenize.ts writes shards (shard.ts) with a Tokenizer
 // (tokenizer.ts); loader.ts draws seeded, resumable, rank-disjoint training batches and sequential
-// validation batches from them.
+// validation batches from them. demo.ts builds the default corpus of `npm start` from text shipped in npm
+// packages.
 export { PajamaDataError } from './errors';
 export {
   ShardWriter,
@@ -38,3 +39,18 @@ export {
   type TrainBatch,
   type EvalBatch,
 } from './loader';
+export {
+  buildDemoCorpus,
+  demoDataConfig,
+  splitDemoDocuments,
+  DEMO_SOURCES,
+  DEMO_MAX_BYTES_PER_SOURCE,
+  DEMO_MANIFEST_VERSION,
+  type DemoCorpus,
+  type DemoCorpusOptions,
+  type DemoManifest,
+  type DemoProgress,
+  type DemoSourceInfo,
+  type DemoSourceManifest,
+  type DemoSourceName,
+} from './demo';

@@ -98,3 +98,22 @@ t.test('tokenize then train a tiny model, then resume', async (t) => {
   t.match(r.out, /done at step 4/);
   t.ok(fs.existsSync(path.join(runDir, 'checkpoints', 'step-000004', 'model.safetensors')));
 });
+
+t.test('demo: the embedded default runs end to end and writes its files', async (t) => {
+  const runDir = path.join(dir, 'demo');
+  const r = await run(['demo', '--steps', '3', '--run-dir', runDir]);
+  t.equal(r.code, 0, r.err);
+  t.match(r.out, /moby-dick +\d+ documents/);
+  t.match(r.out, /eval @ step 3: moby-dick [\d.]+, sotu [\d.]+, code [\d.]+/);
+  t.match(r.out, /sample from .*\n +"Call me Ishmael\./);
+  const train = path.join(runDir, 'train');
+  t.ok(fs.existsSync(path.join(train, 'loss.svg')), 'loss curve');
+  t.ok(fs.existsSync(path.join(train, 'metrics.jsonl')), 'metrics');
+  t.ok(fs.existsSync(path.join(train, 'checkpoints', 'step-000003', 'model.safetensors')), 'checkpoint');
+  const gen = await run(['generate', '--checkpoint', train, '--prompt', 'Whale', '--max-tokens', '5']);
+  t.equal(gen.code, 0, gen.err);
+  t.match(gen.out, /^Whale/);
+  const bad = await run(['generate', '--checkpoint', path.join(dir, 'nowhere'), '--prompt', 'x']);
+  t.equal(bad.code, 2);
+  t.match(bad.err, /neither a checkpoint directory nor a run directory/);
+});

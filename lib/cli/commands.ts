@@ -41,7 +41,7 @@ export async function runTraining(config: Record<string, unknown>, options: { re
       `${trainer.config.model.precision}, batch ${p.microBatchSize} x ${p.seqLen} x ${p.accumulationSteps} accumulation = ${p.globalBatchTokens} tokens; ` +
       `${info.threads} threads, ${info.gemm.description}; peak ${(trainer.peakFlops / 1e9).toFixed(0)} GFLOP/s`,
   );
-  if (trainer.step > 0) console.log(`pajama train: resumed at step ${trainer.step} from ${trainer.config.runDir}`);
+  if (trainer.stepsDone > 0) console.log(`pajama train: resumed at step ${trainer.stepsDone} from ${trainer.config.runDir}`);
   const onSigint = () => {
     console.error('\npajama train: stopping after this step (Ctrl-C again to abort)');
     trainer.requestStop();
@@ -233,6 +233,30 @@ export const commands: Record<string, Command> = {
       const steps = (o.steps as number | undefined) ?? 150;
       if (!Number.isInteger(steps) || steps < 2) throw invalidArg(`pajama demo: --steps must be an integer >= 2, got ${steps}`);
       await runDemo({ runDir: (o['run-dir'] as string | undefined) ?? 'runs/demo', steps });
+    },
+  },
+  bench: {
+    summary: '[--json] [--quick] [--configs fp32,bf16-ckpt] [--out FILE]: time training steps of bench-45m (fp32/bf16, with and without checkpointing)',
+    options: {
+      json: { kind: 'flag', describe: 'JSON on stdout (the table on stderr)' },
+      quick: { kind: 'flag', describe: '3 timed steps per configuration' },
+      profile: { kind: 'flag', describe: 'time every native op and report where a step goes' },
+      steps: { kind: 'string', describe: 'timed steps per configuration (default 5)' },
+      configs: { kind: 'string', describe: 'a subset of fp32, fp32-ckpt, bf16, bf16-ckpt' },
+      threads: { kind: 'string', describe: 'native threads' },
+      out: { kind: 'string', describe: 'also write the JSON here' },
+    },
+    async run(o) {
+      // The benchmark lives in benchmarks/ (compiled to dist/benchmarks/train.js) and runs each
+      // configuration in its own process, so it is started as a program, not imported.
+      const script = path.resolve(__dirname, '../../benchmarks/train.js');
+      if (!fs.existsSync(script)) throw new Error(`the training benchmark is not built (${script} is missing): run npm run build:ts`);
+      const args: string[] = [];
+      for (const k of ['json', 'quick', 'profile']) if (o[k]) args.push(`--${k}`);
+      for (const k of ['steps', 'configs', 'threads', 'out']) if (typeof o[k] === 'string') args.push(`--${k}`, o[k] as string);
+      const { spawnSync } = await import('node:child_process');
+      const r = spawnSync(process.execPath, [script, ...args], { stdio: 'inherit' });
+      if (r.status !== 0) throw new Error(`the training benchmark exited with ${r.status ?? r.signal}`);
     },
   },
   info: {

@@ -104,6 +104,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   #progress: boolean;
   #disposed = false;
   #stopRequested = false;
+  #busy = false;
 
   private constructor(config: TrainConfig, peakFlops: number, options: TrainerOptions) {
     super();
@@ -153,7 +154,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     return t;
   }
 
-  get step(): number {
+  /** Optimizer steps completed so far. */
+  get stepsDone(): number {
     return this.#step;
   }
 
@@ -174,9 +176,19 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   }
 
   /** One optimizer step over the whole global batch. */
-  async trainStep(): Promise<StepMetrics> {
+  async step(): Promise<StepMetrics> {
     if (this.#disposed) throw invalidArg('Trainer: used after dispose()');
     if (this.done) throw invalidArg(`Trainer: all ${this.config.steps} steps are done`);
+    if (this.#busy) throw invalidArg('Trainer: step() called while another step is running; await it first');
+    this.#busy = true;
+    try {
+      return await this.#step1();
+    } finally {
+      this.#busy = false;
+    }
+  }
+
+  async #step1(): Promise<StepMetrics> {
     const t0 = performance.now();
     const { seqLen: T, microBatchSize: B, accumulationSteps } = this.plan;
     const tokens = B * T * accumulationSteps;
@@ -281,7 +293,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     let last: StepMetrics | null = null;
     const { eval: ev, checkpoint: ck } = this.config;
     while (!this.done && !this.#stopRequested) {
-      last = await this.trainStep();
+      last = await this.step();
       if (ev.every > 0 && this.#step % ev.every === 0 && !this.done) await this.evaluate();
       if (ck.every > 0 && this.#step % ck.every === 0 && !this.done) this.saveCheckpoint();
     }

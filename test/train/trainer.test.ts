@@ -72,19 +72,19 @@ for (const precision of ['fp32', 'bf16'] as const) {
     const straightDir = path.join(dir, `straight-${precision}`);
     const a = await Trainer.create(config(straightDir, { model: { preset: 'tiny', precision } }), { progress: false });
     const lossesA: number[] = [];
-    while (!a.done) lossesA.push((await a.trainStep()).loss);
+    while (!a.done) lossesA.push((await a.step()).loss);
     const pa = await paramsOf(a);
     a.dispose();
 
     const splitDir = path.join(dir, `split-${precision}`);
     const b = await Trainer.create(config(splitDir, { model: { preset: 'tiny', precision } }), { progress: false });
     const lossesB: number[] = [];
-    for (let i = 0; i < 5; i++) lossesB.push((await b.trainStep()).loss);
+    for (let i = 0; i < 5; i++) lossesB.push((await b.step()).loss);
     b.saveCheckpoint();
     b.dispose();
     const c = await Trainer.create(config(splitDir, { model: { preset: 'tiny', precision } }), { progress: false });
-    t.equal(c.step, 5, 'resumed at step 5');
-    while (!c.done) lossesB.push((await c.trainStep()).loss);
+    t.equal(c.stepsDone, 5, 'resumed at step 5');
+    while (!c.done) lossesB.push((await c.step()).loss);
     const pc = await paramsOf(c);
     c.dispose();
     t.same(lossesB, lossesA, 'same losses step for step');

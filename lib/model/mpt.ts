@@ -9,7 +9,9 @@
 // weights and f32 parameter gradients, a bf16 compute copy of the weights (refreshed by the optimizer in the
 // same pass), activations and activation gradients in bf16, LayerNorm statistics, softmax and loss in f32.
 // Activation checkpointing: a checkpointed block keeps only its input and recomputes its forward (into one
-// shared scratch) during backward; gradients are identical either way.
+// shared scratch) during backward; gradients are identical either way. The recompute stops after the GELU
+// (the block's output, down_proj + residual, is already saved as the next block's input), and the last
+// checkpointed block is not recomputed at all: the forward pass left its activations in the scratch.
 import { Arena, Tensor, type DType } from '../core/tensor';
 import { ops } from '../core/ops';
 import { DisposedError, invalidArg } from '../core/errors';
@@ -245,7 +247,8 @@ export class MptModel {
     if (targets && targets.length !== B * T) throw invalidArg(`MptModel: targets has ${targets.length} tokens, expected B*T = ${B * T}`);
   }
 
-  async #blockForward(l: number, x: Tensor, a: BlockActs, out: Tensor): Promise<void> {
+  // out null: a recompute, which needs the saved activations only, not the block's output.
+  async #blockForward(l: number, x: Tensor, a: BlockActs, out: Tensor | null): Promise<void> {
     const p = `transformer.blocks.${l}`;
     const H = this.config.nHeads;
     const eps = this.config.layerNormEps;
@@ -257,6 +260,7 @@ export class MptModel {
     await ops.layerNormForwardAsync(a.ln2, a.mean2, a.rstd2, a.h, this.weight(`${p}.norm_2.weight`), eps);
     await ops.matmulForwardAsync(a.fc, a.ln2, this.weight(`${p}.ffn.up_proj.weight`));
     await ops.geluForwardAsync(a.act, a.fc);
+    if (!out) return;
     await ops.matmulForwardAsync(out, a.act, this.weight(`${p}.ffn.down_proj.weight`));
     await ops.residualForwardAsync(out, out, a.h);
   }
@@ -325,13 +329,14 @@ export class MptModel {
       gradScale,
     );
     await ops.layerNormBackwardAsync(buf.dx, g('transformer.norm_f.weight'), buf.dln, buf.xs[cfg.nLayers], this.weight('transformer.norm_f.weight'), buf.meanf, buf.rstdf);
+    // The forward pass wrote the scratch last for the highest checkpointed block: it needs no recompute.
+    const inScratch = buf.blocks.lastIndexOf(null);
     for (let l = cfg.nLayers - 1; l >= 0; l--) {
       let a = buf.blocks[l];
       if (!a) {
         a = buf.scratch!;
-        // recompute this block's activations from its saved input; its output (xs[l+1]) is already known
-        // and is rewritten with the same values
-        await this.#blockForward(l, buf.xs[l], a, buf.xs[l + 1]);
+        // recompute this block's activations from its saved input (its output xs[l+1] is already known)
+        if (l !== inScratch) await this.#blockForward(l, buf.xs[l], a, null);
       }
       await this.#blockBackward(l, buf, a);
     }

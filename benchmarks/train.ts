@@ -1,0 +1,651 @@
+// Training-step benchmark: full optimizer steps of the `bench-45m` MPT (6 layers, d_model 512, 8 heads,
+// seq 512, vocab 50,304) on a micro-batch of 8 x 512 synthetic tokens, one optimizer step per micro-batch:
+// zero the gradients, forwardBackward (gradScale 1/tokens), clipGradNorm (1.0), AdamW. Four configurations:
+// fp32 and bf16 autocast, each with activation checkpointing off and on (every block).
+//
+// MFU = tokens/s x flopsPerToken (llm-foundry's count, no recompute) / the peak of a square GEMM of the same
+// dtype measured in the same process (measurePeakFlops, best of before and after the steps). Each
+// configuration runs in its own child process so its peak RSS is its own.
+//
+//   npm run bench:train                          table
+//   npm run bench:train -- --json                JSON on stdout (and the table on stderr)
+//   options: --quick (3 timed steps), --steps N (timed steps, default 5), --warmup N (default 2),
+//            --configs fp32,bf16-ckpt (a subset), --threads N, --seed N, --out FILE (also write the JSON),
+//            --profile (time every native op call and report where a step goes),
+//            --repeat R (run every configuration R times, round-robin, and keep the run of median step
+//            time: on a shared machine), --in-process (no child processes; peak RSS is then the whole run's)
+//   internal: --config NAME runs one configuration in this process (what each child does)
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { backendInfo, ops, setThreads, Tensor, type BackendInfo } from '../lib/index';
+import { flopsPerToken, mptConfig, parameterCount, type MptConfig } from '../lib/model/config';
+import { MptModel, type Precision } from '../lib/model/mpt';
+import { AdamW, clipGradNormAsync } from '../lib/optim/index';
+import { measurePeakFlops } from '../lib/train/trainer';
+import { Xoshiro128 } from '../lib/data/rng';
+
+const PRESET = 'bench-45m';
+const MICRO_BATCH = 8;
+const SEQ_LEN = 512;
+const LR = 3e-4;
+const WEIGHT_DECAY = 0.1;
+const MAX_NORM = 1.0;
+
+interface BenchConfig {
+  name: string;
+  precision: Precision;
+  checkpointEvery: number;
+}
+
+const CONFIGS: BenchConfig[] = [
+  { name: 'fp32', precision: 'fp32', checkpointEvery: 0 },
+  { name: 'fp32-ckpt', precision: 'fp32', checkpointEvery: 1 },
+  { name: 'bf16', precision: 'bf16', checkpointEvery: 0 },
+  { name: 'bf16-ckpt', precision: 'bf16', checkpointEvery: 1 },
+];
+
+/** Milliseconds of each phase of a step (medians over the timed steps in a result); `step` is the whole. */
+interface Phases {
+  step: number;
+  zeroGrad: number;
+  forwardBackward: number;
+  clip: number;
+  adamw: number;
+}
+
+/** One row of the op profile: every call of one op at one shape (or role), per step. */
+interface ProfileRow {
+  category: string;
+  op: string;
+  what: string;
+  callsPerStep: number;
+  msPerStep: number;
+  shareOfStep: number;
+  gflops?: number;
+  gbps?: number;
+  peakShare?: number;
+}
+
+interface ConfigResult {
+  config: string;
+  precision: Precision;
+  checkpointEvery: number;
+  microBatch: number;
+  seqLen: number;
+  tokensPerStep: number;
+  warmupSteps: number;
+  timedSteps: number;
+  stepMs: number; // median
+  stepMsMin: number;
+  stepMsAll: number[];
+  stepMsRepeats?: number[]; // with --repeat: the median step of every run of this configuration
+  tokensPerSec: number;
+  flopsPerToken: number;
+  peakGflops: number; // the max of the two measurements below
+  peakGflopsBefore: number;
+  peakGflopsAfter: number;
+  achievedGflops: number;
+  mfu: number;
+  phasesMs: Phases; // medians, each over the timed steps
+  lossFirst: number;
+  lossLast: number;
+  parameterCount: number;
+  activationBytes: number;
+  stateBytes: number; // params + grads + two moments (+ the bf16 compute copy)
+  rssAfterBytes: number;
+  maxRssBytes: number; // this process's peak (one configuration when run as a child)
+  loadAverage: number[]; // os.loadavg() after the steps: other processes on the machine slow every number
+  profile?: {
+    stepMs: number; // mean over the timed steps
+    opMs: number; // native op calls, from call to resolved Promise
+    zeroGradMs: number; // grads.zero(), a synchronous fill outside the ops
+    jsOverheadMs: number; // the rest: JavaScript and dispatch between the ops
+    rows: ProfileRow[];
+    categories: Record<string, number>;
+    crossEntropyParts: CrossEntropyPart[];
+  };
+}
+
+/** One part of the fused LM head + cross-entropy, timed on its own for the whole micro-batch. */
+interface CrossEntropyPart {
+  part: string;
+  shape: string;
+  ms: number;
+  gflops?: number;
+  peakShare?: number;
+}
+
+const args = process.argv.slice(2);
+/** A bad command line: a one-line message and exit status 2, no stack trace. */
+function usageError(message: string): never {
+  process.stderr.write(`bench:train: ${message}\n`);
+  process.exit(2);
+}
+const FLAGS = ['--quick', '--json', '--profile', '--in-process'];
+const OPTIONS = ['--steps', '--warmup', '--seed', '--threads', '--configs', '--config', '--out', '--repeat'];
+for (let i = 0; i < args.length; i++) {
+  if (OPTIONS.includes(args[i])) {
+    if (i + 1 >= args.length) usageError(`${args[i]} needs a value`);
+    i++;
+  } else if (!FLAGS.includes(args[i])) usageError(`unknown argument '${args[i]}' (flags: ${FLAGS.join(' ')}; options: ${OPTIONS.join(' ')})`);
+}
+const flag = (f: string) => args.includes(f);
+const opt = (f: string) => {
+  const i = args.indexOf(f);
+  return i >= 0 ? args[i + 1] : undefined;
+};
+const intOpt = (f: string, dflt: number, min: number): number => {
+  const s = opt(f);
+  if (s === undefined) return dflt;
+  const n = Number(s);
+  if (!Number.isInteger(n) || n < min) usageError(`${f} must be an integer >= ${min}, got '${s}'`);
+  return n;
+};
+
+const quick = flag('--quick');
+const json = flag('--json');
+const profile = flag('--profile');
+const timedSteps = intOpt('--steps', quick ? 3 : 5, 1);
+const warmupSteps = intOpt('--warmup', 2, 0);
+const seed = intOpt('--seed', 0, 0);
+const repeat = intOpt('--repeat', 1, 1);
+const threads = opt('--threads');
+if (threads !== undefined) setThreads(intOpt('--threads', 0, 1));
+const log = json ? (s: string) => process.stderr.write(s + '\n') : (s: string) => console.log(s);
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+
+/** Synthetic batches: uniform random ids over the real vocabulary, targets the next id of the same stream. */
+function syntheticBatches(cfg: MptConfig, count: number): { inputs: Int32Array; targets: Int32Array }[] {
+  const rng = Xoshiro128.fromSeed(seed);
+  const out = [];
+  for (let b = 0; b < count; b++) {
+    const inputs = new Int32Array(MICRO_BATCH * SEQ_LEN);
+    const targets = new Int32Array(MICRO_BATCH * SEQ_LEN);
+    for (let s = 0; s < MICRO_BATCH; s++) {
+      let prev = rng.below(cfg.realVocabSize);
+      for (let t = 0; t < SEQ_LEN; t++) {
+        const next = rng.below(cfg.realVocabSize);
+        inputs[s * SEQ_LEN + t] = prev;
+        targets[s * SEQ_LEN + t] = next;
+        prev = next;
+      }
+    }
+    out.push({ inputs, targets });
+  }
+  return out;
+}
+
+// ---- op profiler: wraps every `ops.*Async` in this process and sums wall time per op and shape ----
+
+interface OpStat {
+  category: string;
+  op: string;
+  what: string;
+  calls: number;
+  ms: number;
+  flops: number; // summed over the calls
+  bytes: number;
+}
+
+const opStats = new Map<string, OpStat>();
+let profiling = false;
+
+function elBytes(t: Tensor): number {
+  return t.dtype === 'bf16' ? 2 : 4;
+}
+
+/** Category, label, FLOPs and bytes of one op call, from its arguments (see lib/native.ts for the layouts). */
+function describe(op: string, a: unknown[], cfg: MptConfig): Omit<OpStat, 'calls' | 'ms'> {
+  const T = (i: number) => a[i] as Tensor;
+  const C = cfg.dModel;
+  const F = cfg.expansionRatio * C;
+  const linearName = (inC: number, outC: number): string => {
+    if (inC === C && outC === 3 * C) return 'attn Wqkv';
+    if (inC === C && outC === C) return 'attn out_proj';
+    if (inC === C && outC === F) return 'ffn up_proj';
+    if (inC === F && outC === C) return 'ffn down_proj';
+    return `${inC}->${outC}`;
+  };
+  const base = (category: string, what: string, flops: number, bytes: number) => ({ category, op, what, flops, bytes });
+  switch (op) {
+    case 'matmulForward': {
+      const [inp, w] = [T(1), T(2)];
+      const N = inp.numel / w.shape[1];
+      return base('gemm', `${linearName(w.shape[1], w.shape[0])} fwd ${N}x${w.shape[1]}x${w.shape[0]}`, 2 * N * w.numel, 0);
+    }
+    case 'matmulBackward': {
+      const [dinp, dw, , inp, w] = [a[0] as Tensor | null, a[1] as Tensor | null, T(2), T(3), T(4)];
+      const N = inp.numel / w.shape[1];
+      const products = (dinp ? 1 : 0) + (dw ? 1 : 0);
+      return base('gemm', `${linearName(w.shape[1], w.shape[0])} bwd ${N}x${w.shape[1]}x${w.shape[0]}`, 2 * products * N * w.numel, 0);
+    }
+    case 'attentionForward':
+    case 'attentionBackward': {
+      const qkv = T(2); // (B, T, 3C) in both
+      const [B, Tq] = qkv.shape;
+      const fwd = 2 * B * C * Tq * (Tq + 1); // 4·B·H·D·T(T+1)/2, causal lower triangle
+      const fb = op === 'attentionForward' ? 'fwd' : 'bwd';
+      return base('attention', `${fb} B${B} T${Tq} H${cfg.nHeads}`, op === 'attentionForward' ? fwd : 2.5 * fwd, 0);
+    }
+    case 'crossEntropyForwardBackward':
+    case 'crossEntropyForward': {
+      // the kernel multiplies by the first vocabSize rows of wte only (padded rows take no part)
+      const [inp, V] = op === 'crossEntropyForward' ? [T(1), a[4] as number] : [T(3), a[6] as number];
+      const N = inp.numel / C;
+      const products = op === 'crossEntropyForward' ? 1 : 3;
+      return base('lm head + cross-entropy', `${N}x${C}x${V}`, 2 * products * N * C * V, 0);
+    }
+    case 'layerNormForward':
+      return base('layernorm', 'fwd', 0, 2 * T(3).numel * elBytes(T(3)));
+    case 'layerNormBackward':
+      return base('layernorm', 'bwd', 0, 3 * T(3).numel * elBytes(T(3)));
+    case 'geluForward':
+      return base('gelu', 'fwd', 0, 2 * T(1).numel * elBytes(T(1)));
+    case 'geluBackward':
+      return base('gelu', 'bwd', 0, 3 * T(1).numel * elBytes(T(1)));
+    case 'residualForward':
+      return base('residual', 'add', 0, T(0).numel * (elBytes(T(0)) + elBytes(T(1)) + elBytes(T(2))));
+    case 'embeddingForward':
+      return base('embedding', 'fwd', 0, 2 * T(0).numel * elBytes(T(0)));
+    case 'embeddingBackward': // read dout, read-modify-write the f32 dwte rows
+      return base('embedding', 'bwd', 0, T(2).numel * (elBytes(T(2)) + 8));
+    case 'adamwUpdate': // reads p, g, m, v; writes p, m, v (f32) and the bf16 copy
+      return base('adamw', `${T(0).numel} params`, 0, T(0).numel * (28 + (a[4] ? 2 : 0)));
+    case 'sumSquares':
+      return base('clip (sumSquares)', `${T(0).numel}`, 0, T(0).numel * elBytes(T(0)));
+    default:
+      return base('other', op, 0, 0);
+  }
+}
+
+let profilerInstalled = false;
+
+function installProfiler(cfg: MptConfig): void {
+  opStats.clear();
+  if (profilerInstalled) return;
+  profilerInstalled = true;
+  const table = ops as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>;
+  for (const name of Object.keys(table)) {
+    if (!name.endsWith('Async')) continue;
+    const op = name.slice(0, -'Async'.length);
+    const orig = table[name];
+    table[name] = async (...a: unknown[]) => {
+      if (!profiling) return orig(...a);
+      const d = describe(op, a, cfg); // before the call: tensors may be disposed after it
+      const t0 = performance.now();
+      try {
+        return await orig(...a);
+      } finally {
+        const ms = performance.now() - t0;
+        const key = `${d.category}|${d.op}|${d.what}`;
+        const s = opStats.get(key);
+        if (s) {
+          s.calls++;
+          s.ms += ms;
+          s.flops += d.flops;
+          s.bytes += d.bytes;
+        } else opStats.set(key, { ...d, calls: 1, ms });
+      }
+    };
+  }
+}
+
+function profileReport(
+  steps: number,
+  stepMsMean: number,
+  zeroGradMs: number,
+  peakGflops: number,
+): Omit<NonNullable<ConfigResult['profile']>, 'crossEntropyParts'> {
+  const rows: ProfileRow[] = [];
+  const categories: Record<string, number> = {};
+  let opMs = 0;
+  for (const s of opStats.values()) {
+    const ms = s.ms / steps;
+    opMs += ms;
+    categories[s.category] = (categories[s.category] ?? 0) + ms;
+    const r: ProfileRow = {
+      category: s.category,
+      op: s.op,
+      what: s.what,
+      callsPerStep: s.calls / steps,
+      msPerStep: ms,
+      shareOfStep: ms / stepMsMean,
+    };
+    if (s.flops > 0) {
+      r.gflops = s.flops / s.ms / 1e6;
+      r.peakShare = r.gflops / peakGflops;
+    }
+    if (s.bytes > 0) r.gbps = s.bytes / s.ms / 1e6;
+    rows.push(r);
+  }
+  rows.sort((x, y) => y.msPerStep - x.msPerStep);
+  const jsOverheadMs = stepMsMean - opMs - zeroGradMs;
+  categories['zero grads (fill)'] = zeroGradMs;
+  categories['js + dispatch between ops'] = jsOverheadMs;
+  return { stepMs: stepMsMean, opMs, zeroGradMs, jsOverheadMs, rows, categories };
+}
+
+/**
+ * The fused LM head + cross-entropy (native/src/ops/cross_entropy.cc) split into its parts: its three GEMMs
+ * run alone through ops.gemm at the kernel's chunk shapes (512 rows; logits f32 at the padded row stride,
+ * dlogits in the activation dtype, dwte f32 accumulated), summed over the micro-batch's chunks, next to the
+ * whole fused op; what the GEMMs leave is the softmax and loss passes over the (rows, V) logits. Each is the
+ * best of a few interleaved rounds.
+ */
+async function crossEntropyParts(cfg: MptConfig, dtype: 'f32' | 'bf16', peakGflops: number): Promise<CrossEntropyPart[]> {
+  const N = MICRO_BATCH * SEQ_LEN;
+  const C = cfg.dModel;
+  const V = cfg.realVocabSize;
+  const Vp = cfg.vocabSize; // = V rounded up to 128 here: the kernel's logits row stride (V rounded up to 64)
+  const R = Math.min(512, N); // kMaxChunkRows: (512, V) f32 logits are under the 128 MiB chunk budget
+  const chunks = Math.ceil(N / R);
+  const mk = (d: 'f32' | 'bf16', shape: number[], value: number) => {
+    const t = Tensor.zeros(d, shape);
+    t.fill(value);
+    return t;
+  };
+  const inp = mk(dtype, [N, C], 0.5);
+  const wte = mk(dtype, [Vp, C], 0.01);
+  const losses = Tensor.zeros('f32', [N]);
+  const dinp = Tensor.zeros(dtype, [N, C]);
+  const dwte = Tensor.zeros('f32', [Vp, C]);
+  const targets = Tensor.from(Int32Array.from({ length: N }, (_, i) => (i * 7919) % V));
+  const inpChunk = mk(dtype, [R, C], 0.5);
+  const logits = Tensor.zeros('f32', [R, Vp]);
+  const dlogits = mk(dtype, [R, Vp], 1e-5);
+  const dinpChunk = Tensor.zeros(dtype, [R, C]);
+  // Rounds that time every part once each, the best of the rounds kept: contention from other processes
+  // only ever adds time, and interleaving keeps the parts comparable with each other.
+  const rounds = quick ? 2 : 4;
+  const part = (name: string, shape: string, ms: number, flops?: number): CrossEntropyPart => {
+    const p: CrossEntropyPart = { part: name, shape, ms };
+    if (flops) {
+      p.gflops = flops / ms / 1e6;
+      p.peakShare = p.gflops / peakGflops;
+    }
+    return p;
+  };
+  try {
+    const runs: (() => Promise<unknown>)[] = [
+      () => ops.crossEntropyForwardBackwardAsync(losses, dinp, dwte, inp, wte, targets, V, -100, 1 / N),
+      () => ops.crossEntropyForwardAsync(losses, inp, wte, targets, V, -100),
+      async () => {
+        for (let c = 0; c < chunks; c++) await ops.gemmAsync(logits, inpChunk, wte, false, true, 1, 0);
+      },
+      async () => {
+        for (let c = 0; c < chunks; c++) await ops.gemmAsync(dinpChunk, dlogits, wte, false, false, 1, 0);
+      },
+      async () => {
+        for (let c = 0; c < chunks; c++) await ops.gemmAsync(dwte, dlogits, inpChunk, true, false, 1, 1);
+      },
+      async () => {
+        for (let c = 0; c < chunks; c++) await ops.gemmAsync(dwte, dlogits, inpChunk, true, false, 1, 0);
+      },
+    ];
+    const best = runs.map(() => Infinity);
+    for (let r = 0; r <= rounds; r++) {
+      for (let k = 0; k < runs.length; k++) {
+        const t0 = performance.now();
+        await runs[k]();
+        if (r > 0) best[k] = Math.min(best[k], performance.now() - t0); // round 0 warms up
+      }
+    }
+    const [fused, fwdOnly, lg, di, dw, dw0] = best;
+    const perChunk = 2 * R * C * Vp;
+    const flops = 6 * N * C * V;
+    return [
+      part('fused forward+backward', `${N}x${C}x${V}`, fused, flops),
+      part('fused forward only', `${N}x${C}x${V}`, fwdOnly, flops / 3),
+      part('logits GEMM (f32 out)', `${chunks} x ${R}x${C}x${Vp}`, lg, chunks * perChunk),
+      part('dinp GEMM', `${chunks} x ${R}x${Vp}x${C}`, di, chunks * perChunk),
+      part('dwte GEMM (+=, f32)', `${chunks} x ${Vp}x${R}x${C}`, dw, chunks * perChunk),
+      part('dwte GEMM (=, f32; for scale)', `${chunks} x ${Vp}x${R}x${C}`, dw0, chunks * perChunk),
+      part('softmax + loss, forward (fwd only - logits)', `${N}x${V}`, fwdOnly - lg),
+      part('softmax + loss + rest (fused - 3 GEMMs)', `${N}x${V}`, fused - lg - di - dw),
+    ];
+  } finally {
+    for (const t of [inp, wte, losses, dinp, dwte, targets, inpChunk, logits, dlogits, dinpChunk]) t.dispose();
+  }
+}
+
+// ---- one configuration, in this process ----
+
+async function runConfig(bc: BenchConfig): Promise<ConfigResult> {
+  const cfg = mptConfig(PRESET);
+  const dtype = bc.precision === 'bf16' ? 'bf16' : 'f32';
+  const peakBefore = (await measurePeakFlops(dtype)) / 1e9;
+  const model = new MptModel(cfg, { precision: bc.precision, checkpointEvery: bc.checkpointEvery, seed });
+  const optimizer = new AdamW(model.params, model.grads, { computeCopy: model.computeParams ?? false });
+  if (profile) installProfiler(cfg);
+  try {
+    const tokens = MICRO_BATCH * SEQ_LEN;
+    const batches = syntheticBatches(cfg, Math.min(warmupSteps + timedSteps, 4));
+    const activationBytes = model.activationBytes(MICRO_BATCH, SEQ_LEN);
+    const P = model.parameterCount;
+    const stateBytes = P * 4 * 4 + (model.computeParams ? P * 2 : 0);
+    const phases: Phases[] = [];
+    const losses: number[] = [];
+    let profiledMs = 0;
+    for (let i = 0; i < warmupSteps + timedSteps; i++) {
+      const timed = i >= warmupSteps;
+      profiling = profile && timed;
+      const batch = batches[i % batches.length];
+      const t0 = performance.now();
+      model.grads.zero();
+      const t1 = performance.now();
+      const r = await model.forwardBackward(batch.inputs, batch.targets, MICRO_BATCH, SEQ_LEN, 1 / tokens);
+      const t2 = performance.now();
+      const clip = await clipGradNormAsync(model.grads, MAX_NORM);
+      const t3 = performance.now();
+      if (clip.nonFinite > 0) throw new Error(`${bc.name}: non-finite gradients at step ${i}`);
+      await optimizer.stepAsync({ lr: LR, weightDecay: WEIGHT_DECAY, gradScale: clip.scale });
+      const t4 = performance.now();
+      profiling = false;
+      losses.push(r.lossSum / r.tokens);
+      const p: Phases = { step: t4 - t0, zeroGrad: t1 - t0, forwardBackward: t2 - t1, clip: t3 - t2, adamw: t4 - t3 };
+      log(
+        `  ${bc.name} step ${i + 1}/${warmupSteps + timedSteps}${timed ? '' : ' (warm-up)'}: ${p.step.toFixed(0)} ms, loss ${losses[i].toFixed(4)}`,
+      );
+      if (timed) {
+        phases.push(p);
+        profiledMs += p.step;
+      }
+    }
+    const peakAfter = (await measurePeakFlops(dtype)) / 1e9;
+    const peak = Math.max(peakBefore, peakAfter);
+    const stepMs = median(phases.map((p) => p.step));
+    const tokensPerSec = tokens / (stepMs / 1e3);
+    const fpt = flopsPerToken(cfg, SEQ_LEN);
+    const med = (k: keyof Phases) => median(phases.map((p) => p[k]));
+    const result: ConfigResult = {
+      config: bc.name,
+      precision: bc.precision,
+      checkpointEvery: bc.checkpointEvery,
+      microBatch: MICRO_BATCH,
+      seqLen: SEQ_LEN,
+      tokensPerStep: tokens,
+      warmupSteps,
+      timedSteps,
+      stepMs,
+      stepMsMin: Math.min(...phases.map((p) => p.step)),
+      stepMsAll: phases.map((p) => p.step),
+      tokensPerSec,
+      flopsPerToken: fpt,
+      peakGflops: peak,
+      peakGflopsBefore: peakBefore,
+      peakGflopsAfter: peakAfter,
+      achievedGflops: (tokensPerSec * fpt) / 1e9,
+      mfu: (tokensPerSec * fpt) / (peak * 1e9),
+      phasesMs: { step: stepMs, zeroGrad: med('zeroGrad'), forwardBackward: med('forwardBackward'), clip: med('clip'), adamw: med('adamw') },
+      lossFirst: losses[0],
+      lossLast: losses[losses.length - 1],
+      parameterCount: P,
+      activationBytes,
+      stateBytes,
+      rssAfterBytes: process.memoryUsage().rss,
+      maxRssBytes: process.resourceUsage().maxRSS * 1024,
+      loadAverage: os.loadavg(),
+    };
+    if (profile) {
+      result.profile = {
+        ...profileReport(phases.length, profiledMs / phases.length, phases.reduce((n, p) => n + p.zeroGrad, 0) / phases.length, peak),
+        crossEntropyParts: await crossEntropyParts(cfg, dtype, peak),
+      };
+    }
+    return result;
+  } finally {
+    optimizer.dispose();
+    model.dispose();
+  }
+}
+
+// ---- driver ----
+
+function spawnConfig(name: string): ConfigResult {
+  const childArgs = [__filename, '--config', name, '--json', '--steps', String(timedSteps), '--warmup', String(warmupSteps), '--seed', String(seed)];
+  if (threads !== undefined) childArgs.push('--threads', threads);
+  if (profile) childArgs.push('--profile');
+  if (quick) childArgs.push('--quick');
+  const r = spawnSync(process.execPath, childArgs, { encoding: 'utf8', maxBuffer: 64 << 20, stdio: ['ignore', 'pipe', 'pipe'] });
+  if (r.status !== 0) {
+    process.stderr.write(r.stderr ?? '');
+    throw new Error(`configuration ${name}: child exited with ${r.status ?? r.signal}`);
+  }
+  // the child's progress lines (its stderr) are echoed so a long run shows it is alive
+  for (const line of (r.stderr ?? '').split('\n')) if (line.startsWith('  ')) log(line);
+  return (JSON.parse(r.stdout) as { results: ConfigResult[] }).results[0];
+}
+
+const MiB = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
+
+function printTable(results: ConfigResult[]): void {
+  log('');
+  log(
+    `${'config'.padEnd(10)} ${'step ms'.padStart(8)} ${'tokens/s'.padStart(9)} ${'GFLOP/s'.padStart(8)} ${'peak'.padStart(6)} ${'MFU'.padStart(6)}  ` +
+      `${'fwd+bwd'.padStart(8)} ${'clip'.padStart(5)} ${'adamw'.padStart(6)} ${'zero'.padStart(5)}  ${'activations'.padStart(11)} ${'max RSS'.padStart(9)} ${'RSS after'.padStart(9)}`,
+  );
+  for (const r of results) {
+    const ph = r.phasesMs;
+    log(
+      `${r.config.padEnd(10)} ${r.stepMs.toFixed(0).padStart(8)} ${r.tokensPerSec.toFixed(0).padStart(9)} ${r.achievedGflops.toFixed(0).padStart(8)} ` +
+        `${r.peakGflops.toFixed(0).padStart(6)} ${(100 * r.mfu).toFixed(1).padStart(5)}%  ` +
+        `${ph.forwardBackward.toFixed(0).padStart(8)} ${ph.clip.toFixed(1).padStart(5)} ${ph.adamw.toFixed(1).padStart(6)} ${ph.zeroGrad.toFixed(1).padStart(5)}  ` +
+        `${MiB(r.activationBytes).padStart(11)} ${MiB(r.maxRssBytes).padStart(9)} ${MiB(r.rssAfterBytes).padStart(9)}`,
+    );
+  }
+  for (const r of results) {
+    if (r.stepMsRepeats) log(`${r.config}: median step of each run ${r.stepMsRepeats.map((x) => x.toFixed(0)).join(', ')} ms`);
+  }
+  for (const r of results) {
+    if (!r.profile) continue;
+    const p = r.profile;
+    log('');
+    log(
+      `profile of ${r.config}: mean step ${p.stepMs.toFixed(0)} ms over ${r.timedSteps} steps; native ops ${p.opMs.toFixed(0)} ms, ` +
+        `zeroing the gradients ${p.zeroGradMs.toFixed(1)} ms, JS + dispatch ${p.jsOverheadMs.toFixed(1)} ms`,
+    );
+    const cats = Object.entries(p.categories).sort((x, y) => y[1] - x[1]);
+    for (const [c, ms] of cats) log(`  ${c.padEnd(28)} ${ms.toFixed(1).padStart(8)} ms  ${((100 * ms) / p.stepMs).toFixed(1).padStart(5)}%`);
+    log(`  ${'op'.padEnd(28)} ${'what'.padEnd(34)} ${'calls'.padStart(5)} ${'ms/step'.padStart(8)} ${'share'.padStart(6)} ${'rate'.padStart(16)}  of peak`);
+    for (const row of p.rows) {
+      const rate = row.gflops !== undefined ? `${row.gflops.toFixed(0)} GFLOP/s` : row.gbps !== undefined ? `${row.gbps.toFixed(1)} GB/s` : '';
+      const share = row.peakShare !== undefined ? `${(100 * row.peakShare).toFixed(0)}%` : '';
+      log(
+        `  ${row.op.padEnd(28)} ${row.what.padEnd(34)} ${String(row.callsPerStep).padStart(5)} ${row.msPerStep.toFixed(1).padStart(8)} ` +
+          `${(100 * row.shareOfStep).toFixed(1).padStart(5)}% ${rate.padStart(16)}  ${share}`,
+      );
+    }
+    log(`  the LM head + cross-entropy in parts (each alone, best of interleaved rounds, summed over the micro-batch's chunks):`);
+    for (const c of p.crossEntropyParts) {
+      const rate = c.gflops !== undefined ? `${c.gflops.toFixed(0)} GFLOP/s` : '';
+      const share = c.peakShare !== undefined ? `${(100 * c.peakShare).toFixed(0)}%` : '';
+      log(`    ${c.part.padEnd(40)} ${c.shape.padEnd(24)} ${c.ms.toFixed(1).padStart(8)} ms ${rate.padStart(16)}  ${share}`);
+    }
+  }
+}
+
+function machine(info: BackendInfo) {
+  return {
+    cpu: info.cpu.brand,
+    cores: os.cpus().length,
+    threads: info.threads,
+    isa: info.cpu.activeIsa,
+    gemm: info.gemm.description,
+    bf16Native: info.gemm.bf16Native,
+    loadAverage: os.loadavg(),
+  };
+}
+
+async function main(): Promise<void> {
+  const info = backendInfo();
+  const single = opt('--config');
+  let selected: BenchConfig[];
+  if (single !== undefined) {
+    const c = CONFIGS.find((x) => x.name === single);
+    if (!c) usageError(`--config: '${single}' is not one of ${CONFIGS.map((x) => x.name).join(', ')}`);
+    selected = [c];
+  } else {
+    const names = opt('--configs')?.split(',') ?? CONFIGS.map((c) => c.name);
+    selected = names.map((n) => {
+      const c = CONFIGS.find((x) => x.name === n);
+      if (!c) usageError(`--configs: '${n}' is not one of ${CONFIGS.map((x) => x.name).join(', ')}`);
+      return c;
+    });
+  }
+  const cfg = mptConfig(PRESET);
+  if (single === undefined) {
+    log(
+      `pajama-train training-step benchmark: ${PRESET} (${(parameterCount(cfg) / 1e6).toFixed(1)}M params, ` +
+        `${(flopsPerToken(cfg, SEQ_LEN) / 1e6).toFixed(1)} MFLOP/token), micro-batch ${MICRO_BATCH} x ${SEQ_LEN}, ` +
+        `${warmupSteps} warm-up + median of ${timedSteps} steps`,
+    );
+    log(`machine: ${info.cpu.brand}, ${info.threads} threads, ISA ${info.cpu.activeIsa}, ${info.gemm.description}`);
+    if (repeat > 1) log(`every configuration runs ${repeat} times round-robin; each row is its run of median step time`);
+  }
+  const inProcess = single !== undefined || flag('--in-process');
+  const runs = new Map<string, ConfigResult[]>(selected.map((c) => [c.name, []]));
+  for (let r = 0; r < repeat; r++) {
+    for (const c of selected) runs.get(c.name)!.push(inProcess ? await runConfig(c) : spawnConfig(c.name));
+  }
+  const results = selected.map((c) => {
+    const all = runs.get(c.name)!;
+    if (all.length === 1) return all[0];
+    const byStep = [...all].sort((x, y) => x.stepMs - y.stepMs);
+    return { ...byStep[(byStep.length - 1) >> 1], stepMsRepeats: all.map((x) => x.stepMs) };
+  });
+  if (single === undefined || !json) printTable(results);
+
+  const report = {
+    benchmark: 'train',
+    date: new Date().toISOString(),
+    machine: machine(info),
+    preset: PRESET,
+    model: cfg,
+    microBatch: MICRO_BATCH,
+    seqLen: SEQ_LEN,
+    optimizer: { lr: LR, weightDecay: WEIGHT_DECAY, maxNorm: MAX_NORM },
+    childProcesses: !inProcess,
+    repeat,
+    quick,
+    results,
+  };
+  const text = JSON.stringify(report, null, 2);
+  if (json) process.stdout.write(text + '\n');
+  const out = opt('--out');
+  if (out) {
+    fs.mkdirSync(path.dirname(path.resolve(out)), { recursive: true });
+    fs.writeFileSync(out, text + '\n');
+  }
+}
+
+main().catch((e) => {
+  process.stderr.write(`${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+  process.exitCode = 1;
+});

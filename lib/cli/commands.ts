@@ -242,6 +242,7 @@ export const commands: Record<string, Command> = {
       quick: { kind: 'flag', describe: '3 timed steps per configuration' },
       profile: { kind: 'flag', describe: 'time every native op and report where a step goes' },
       steps: { kind: 'string', describe: 'timed steps per configuration (default 5)' },
+      repeat: { kind: 'string', describe: 'run every configuration R times and keep the median run' },
       configs: { kind: 'string', describe: 'a subset of fp32, fp32-ckpt, bf16, bf16-ckpt' },
       threads: { kind: 'string', describe: 'native threads' },
       out: { kind: 'string', describe: 'also write the JSON here' },
@@ -253,7 +254,7 @@ export const commands: Record<string, Command> = {
       if (!fs.existsSync(script)) throw new Error(`the training benchmark is not built (${script} is missing): run npm run build:ts`);
       const args: string[] = [];
       for (const k of ['json', 'quick', 'profile']) if (o[k]) args.push(`--${k}`);
-      for (const k of ['steps', 'configs', 'threads', 'out']) if (typeof o[k] === 'string') args.push(`--${k}`, o[k] as string);
+      for (const k of ['steps', 'repeat', 'configs', 'threads', 'out']) if (typeof o[k] === 'string') args.push(`--${k}`, o[k] as string);
       const { spawnSync } = await import('node:child_process');
       const r = spawnSync(process.execPath, [script, ...args], { stdio: 'inherit' });
       if (r.status !== 0) throw new Error(`the training benchmark exited with ${r.status ?? r.signal}`);

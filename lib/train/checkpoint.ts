@@ -53,20 +53,9 @@ export function checkpointName(step: number): string {
 // ---------------------------------------------------------------------------------------------------------
 // The Hugging Face MPT config
 
-/** The model shape mptHfConfig needs; the model's own config type passes as is (other keys are ignored). */
-export interface MptShape {
-  dModel: number;
-  nHeads: number;
-  nLayers: number;
-  /** FFN width = expansionRatio * dModel. */
-  expansionRatio: number;
-  maxSeqLen: number;
-  vocabSize: number;
-  /** ALiBi's largest bias exponent. Defaults to 8. */
-  alibiBiasMax?: number;
-  /** LayerNorm epsilon. Defaults to 1e-5. */
-  layerNormEps?: number;
-}
+/** The model shape mptHfConfig needs: the model config, with ALiBi's and LayerNorm's settings optional. */
+export type MptShape = Omit<MptConfig, 'alibiBiasMax' | 'layerNormEps' | 'realVocabSize'> &
+  Partial<Pick<MptConfig, 'alibiBiasMax' | 'layerNormEps' | 'realVocabSize'>>;
 
 export interface MptHfConfigOptions {
   /** The dtype model.safetensors holds. Defaults to 'float32' (master weights). */

@@ -378,19 +378,18 @@ export class MptModel {
     const V = this.config.vocabSize;
     const logits = Tensor.zeros('f32', [B, V]);
     const lastF = Tensor.zeros('f32', [B, C]);
-    const wte = Tensor.zeros('f32', [V, C]);
     try {
       const all = buf.lnf.toFloat32();
       const rows = new Float32Array(B * C);
       for (let b = 0; b < B; b++) rows.set(all.subarray((b * T + T - 1) * C, (b * T + T) * C), b * C);
       lastF.copyFrom(rows);
-      ops.cast(wte, this.weight('transformer.wte.weight'));
-      await ops.matmulForwardAsync(logits, lastF, wte);
+      // the f32 master embedding: no per-call copy of the (V, C) matrix, and no bf16 rounding of the logits
+      await ops.matmulForwardAsync(logits, lastF, this.params.get('transformer.wte.weight'));
       const out = logits.toFloat32();
       for (let b = 0; b < B; b++) out.fill(-Infinity, b * V + this.config.realVocabSize, (b + 1) * V);
       return out;
     } finally {
-      for (const t of [logits, lastF, wte]) t.dispose();
+      for (const t of [logits, lastF]) t.dispose();
     }
   }
 

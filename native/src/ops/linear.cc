@@ -60,18 +60,27 @@ void MatmulBackward(void* dinp, float* dweight, const void* dout, const void* in
   }
 }
 
+// Checks shared by both directions: inp (N, C) and weight (OC, C) of one float dtype, and `out` (the forward
+// output or the backward's dout) holding N rows of OC in that dtype. Sets n, c, oc.
+void LinearShapes(const std::string& op, const Tensor& inp, const Tensor& weight, const char* outName,
+                  const Tensor& out, int64_t* n, int64_t* c, int64_t* oc) {
+  ExpectFloat(op, "inp", inp);
+  ExpectSameDType(op, "weight", weight, "inp", inp);
+  ExpectSameDType(op, outName, out, "inp", inp);
+  PT_CHECK_ARG(weight.ndim() == 2, op, ": 'weight' must be 2-D (OC, C), got ", weight.Describe());
+  *oc = weight.dim(0);
+  *c = weight.dim(1);
+  *n = Rows(op, "inp", inp, *c);
+  PT_CHECK_ARG(Rows(op, outName, out, *oc) == *n, op, ": '", outName, "' ", out.Describe(), " must hold ", *n,
+               " rows of ", *oc, " for 'inp' ", inp.Describe());
+}
+
 // matmulForward(out, inp, weight)
 Kernel BuildMatmulForward(OpArgs& a) {
   Tensor out = a.tensor(0, "out"), inp = a.tensor(1, "inp"), weight = a.tensor(2, "weight");
   const std::string& op = a.op();
-  ExpectFloat(op, "inp", inp);
-  ExpectSameDType(op, "weight", weight, "inp", inp);
-  ExpectSameDType(op, "out", out, "inp", inp);
-  PT_CHECK_ARG(weight.ndim() == 2, op, ": 'weight' must be 2-D (OC, C), got ", weight.Describe());
-  const int64_t oc = weight.dim(0), c = weight.dim(1);
-  const int64_t n = Rows(op, "inp", inp, c);
-  PT_CHECK_ARG(Rows(op, "out", out, oc) == n, op, ": 'out' ", out.Describe(), " must hold ", n, " rows of ", oc,
-               " for 'inp' ", inp.Describe());
+  int64_t n, c, oc;
+  LinearShapes(op, inp, weight, "out", out, &n, &c, &oc);
   ExpectNoOverlap(op, "out", out, "inp", inp);
   ExpectNoOverlap(op, "out", out, "weight", weight);
   return [=]() {
@@ -85,14 +94,8 @@ Kernel BuildMatmulBackward(OpArgs& a) {
   std::optional<Tensor> dinp = a.optTensor(0, "dinp"), dweight = a.optTensor(1, "dweight");
   Tensor dout = a.tensor(2, "dout"), inp = a.tensor(3, "inp"), weight = a.tensor(4, "weight");
   const std::string& op = a.op();
-  ExpectFloat(op, "inp", inp);
-  ExpectSameDType(op, "weight", weight, "inp", inp);
-  ExpectSameDType(op, "dout", dout, "inp", inp);
-  PT_CHECK_ARG(weight.ndim() == 2, op, ": 'weight' must be 2-D (OC, C), got ", weight.Describe());
-  const int64_t oc = weight.dim(0), c = weight.dim(1);
-  const int64_t n = Rows(op, "inp", inp, c);
-  PT_CHECK_ARG(Rows(op, "dout", dout, oc) == n, op, ": 'dout' ", dout.Describe(), " must hold ", n, " rows of ", oc,
-               " for 'inp' ", inp.Describe());
+  int64_t n, c, oc;
+  LinearShapes(op, inp, weight, "dout", dout, &n, &c, &oc);
   const std::pair<const char*, const Tensor*> inputs[] = {{"dout", &dout}, {"inp", &inp}, {"weight", &weight}};
   if (dinp) {
     ExpectSameDType(op, "dinp", *dinp, "inp", inp);

@@ -90,6 +90,26 @@ export interface NativeOpSignatures {
   scaleInPlace: [[t: T, factor: number]];
   // cast.cc: f32 <-> bf16, round to nearest even
   cast: [[out: T, inp: T]];
+  // minhash.cc (typed arrays, not tensors; pinned until an Async run is done, so do not transfer or resize
+  // their buffers meanwhile). Document i is text[offsets[i], offsets[i+1]) of UTF-8; offsets (n + 1) are
+  // non-decreasing, Uint32Array for text under 4 GiB, else Float64Array of exact integers.
+  // signatures (n, numPerm) u32; bandKeys (n, bands) u64; numPerm in [1, 1024], shingleChars in [1, 1024],
+  // bands * rows <= numPerm, seed a safe integer. See lib/data/minhash.ts for the algorithm's contract.
+  minhashSignatures: [
+    [
+      signatures: Uint32Array,
+      bandKeys: BigUint64Array,
+      text: Uint8Array,
+      offsets: Uint32Array | Float64Array,
+      numPerm: number,
+      shingleChars: number,
+      bands: number,
+      rows: number,
+      seed: number,
+    ],
+  ];
+  // keys (m) u64, ids (m) u32: sorted together in place by (key, id) ascending
+  sortKeyIds: [[keys: BigUint64Array, ids: Uint32Array]];
 }
 
 export type NativeOps = {

@@ -37,6 +37,8 @@ export const OP_NAMES = [
   'sumSquares',
   'scaleInPlace',
   'cast',
+  'minhashSignatures',
+  'sortKeyIds',
 ] as const satisfies readonly (keyof NativeOpSignatures)[];
 
 function unwrap(op: string, args: unknown[]): unknown[] {

@@ -140,6 +140,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   RegisterReduce(env, exports);
   RegisterCast(env, exports);
   RegisterAttention(env, exports);
+  RegisterMinHash(env, exports);
   return exports;
 }
 

@@ -1,6 +1,8 @@
 // op.cc: argument readers, the shared shape/dtype checks, and sync/async registration of ops.
 #include "op.h"
 
+#include <thread>
+
 #include "cpu.h"
 
 namespace pt {
@@ -94,6 +96,105 @@ std::vector<int32_t> OpArgs::int32s(size_t i, const char* name) {
   return out;
 }
 
+size_t ArrayArg::elementSize() const {
+  switch (type) {
+    case napi_int8_array:
+    case napi_uint8_array:
+    case napi_uint8_clamped_array: return 1;
+    case napi_int16_array:
+    case napi_uint16_array: return 2;
+    case napi_int32_array:
+    case napi_uint32_array:
+    case napi_float32_array: return 4;
+    case napi_float64_array:
+    case napi_bigint64_array:
+    case napi_biguint64_array: return 8;
+#ifdef NODE_API_HAS_FLOAT16_ARRAY
+    case napi_float16_array: return 2;
+#endif
+  }
+  return 0;
+}
+
+const char* TypedArrayName(napi_typedarray_type t) {
+  switch (t) {
+    case napi_int8_array: return "Int8Array";
+    case napi_uint8_array: return "Uint8Array";
+    case napi_uint8_clamped_array: return "Uint8ClampedArray";
+    case napi_int16_array: return "Int16Array";
+    case napi_uint16_array: return "Uint16Array";
+    case napi_int32_array: return "Int32Array";
+    case napi_uint32_array: return "Uint32Array";
+    case napi_float32_array: return "Float32Array";
+    case napi_float64_array: return "Float64Array";
+    case napi_bigint64_array: return "BigInt64Array";
+    case napi_biguint64_array: return "BigUint64Array";
+#ifdef NODE_API_HAS_FLOAT16_ARRAY
+    case napi_float16_array: return "Float16Array";
+#endif
+  }
+  return "TypedArray";
+}
+
+// What an argument is, for error messages: "Int32Array", "number", "null", ...
+static std::string DescribeJs(const Napi::Value& v) {
+  if (v.IsTypedArray()) return TypedArrayName(v.As<Napi::TypedArray>().TypedArrayType());
+  if (v.IsNull()) return "null";
+  if (v.IsUndefined()) return "undefined";
+  if (v.IsArray()) return "Array";
+  if (v.IsArrayBuffer()) return "ArrayBuffer";
+  if (v.IsNumber()) return "number";
+  if (v.IsString()) return "string";
+  if (v.IsBoolean()) return "boolean";
+  if (v.IsBigInt()) return "bigint";
+  return "object";
+}
+
+namespace {
+
+// Keeps a typed array alive while an async kernel reads or writes it. The worker hands pins back as Storage
+// handles and drops them on the JS thread (worker.cc), so the JS reference rides on an aliasing
+// shared_ptr<Storage>: `placeholder` is an empty Storage that is never disposed, and dropping the last handle
+// deletes the reference.
+struct TypedArrayPin {
+  Storage placeholder{0};
+  napi_env env = nullptr;
+  napi_ref ref = nullptr;
+  std::thread::id jsThread = std::this_thread::get_id();
+  ~TypedArrayPin() {
+    // References belong to the JS thread. A job dropped on the worker thread (only while the environment
+    // shuts down, see worker.cc) leaves its reference to the environment's own teardown.
+    if (ref && std::this_thread::get_id() == jsThread) napi_delete_reference(env, ref);
+  }
+};
+
+}  // namespace
+
+ArrayArg OpArgs::typedArray(size_t i, const char* name, std::initializer_list<napi_typedarray_type> allowed) {
+  std::string want;
+  for (napi_typedarray_type t : allowed) want += std::string(want.empty() ? "" : " or ") + TypedArrayName(t);
+  PT_CHECK_ARG(i < info_.Length(), op_, ": argument '", name, "' (#", i, ") is missing (expected a ", want, ")");
+  Napi::Value v = info_[i];
+  bool ok = false;
+  if (v.IsTypedArray()) {
+    napi_typedarray_type t = v.As<Napi::TypedArray>().TypedArrayType();
+    for (napi_typedarray_type a : allowed) ok = ok || a == t;
+  }
+  PT_CHECK_ARG(ok, op_, ": argument '", name, "' (#", i, ") must be a ", want, ", got ", DescribeJs(v));
+  Napi::Env env = info_.Env();
+  ArrayArg r;
+  napi_value buffer;
+  size_t byteOffset;
+  PT_CHECK_ENGINE(napi_get_typedarray_info(env, v, &r.type, &r.length, &r.data, &buffer, &byteOffset) == napi_ok,
+                  op_, ": could not read argument '", name, "'");
+  auto pin = std::make_shared<TypedArrayPin>();
+  pin->env = env;
+  PT_CHECK_ENGINE(napi_create_reference(env, v, 1, &pin->ref) == napi_ok, op_, ": could not pin argument '", name,
+                  "'");
+  pins_.push_back(std::shared_ptr<Storage>(pin, &pin->placeholder));
+  return r;
+}
+
 std::string OpArgs::string(size_t i, const char* name) {
   PT_CHECK_ARG(i < info_.Length() && info_[i].IsString(), op_, ": argument '", name, "' must be a string");
   return info_[i].As<Napi::String>();
@@ -121,6 +222,13 @@ void ExpectShape(const std::string& op, const char* name, const Tensor& t, const
 
 void ExpectNumel(const std::string& op, const char* name, const Tensor& t, int64_t numel) {
   PT_CHECK_ARG(t.numel == numel, op, ": '", name, "' must have ", numel, " elements, got ", t.Describe());
+}
+
+void ExpectNoOverlap(const std::string& op, const char* nameA, const ArrayArg& a, const char* nameB,
+                     const ArrayArg& b) {
+  if (a.length == 0 || b.length == 0) return;
+  uintptr_t a0 = uintptr_t(a.data), a1 = a0 + a.byteLength(), b0 = uintptr_t(b.data), b1 = b0 + b.byteLength();
+  PT_CHECK_ARG(a1 <= b0 || b1 <= a0, op, ": '", nameA, "' and '", nameB, "' share memory (views of one buffer)");
 }
 
 void ExpectNoOverlap(const std::string& op, const char* nameA, const Tensor& a, const char* nameB,

@@ -7,6 +7,7 @@
 #include <napi.h>
 
 #include <functional>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <vector>
@@ -15,6 +16,20 @@
 #include "tensor.h"
 
 namespace pt {
+
+// A typed-array argument: where its elements are and how many. For async runs the array is pinned (a JS
+// reference keeps it alive until the kernel is done); its buffer must not be detached (transferred) or resized
+// meanwhile. Ops that read offsets or indices out of one must copy them first, since JS may change them.
+struct ArrayArg {
+  void* data = nullptr;
+  size_t length = 0;  // elements
+  napi_typedarray_type type = napi_uint8_array;
+  size_t elementSize() const;
+  size_t byteLength() const { return length * elementSize(); }
+  template <typename T>
+  T* ptr() const { return static_cast<T*>(data); }
+};
+const char* TypedArrayName(napi_typedarray_type t);  // "Uint32Array"
 
 // What a kernel hands back to JS: nothing (undefined), one number, or several (a plain array).
 struct OpResult {
@@ -38,6 +53,8 @@ class OpArgs {
   bool boolean(size_t i, const char* name, bool fallback);
   std::vector<int32_t> int32s(size_t i, const char* name);  // Int32Array or array of integers
   std::string string(size_t i, const char* name);
+  // A typed array of one of the `allowed` element types (e.g. {napi_uint32_array, napi_float64_array}).
+  ArrayArg typedArray(size_t i, const char* name, std::initializer_list<napi_typedarray_type> allowed);
   const std::vector<std::shared_ptr<Storage>>& pins() const { return pins_; }
 
  private:
@@ -59,6 +76,9 @@ void ExpectFloat(const std::string& op, const char* name, const Tensor& t);  // 
 void ExpectSameDType(const std::string& op, const char* nameA, const Tensor& a, const char* nameB, const Tensor& b);
 void ExpectShape(const std::string& op, const char* name, const Tensor& t, const std::vector<int64_t>& shape);
 void ExpectNumel(const std::string& op, const char* name, const Tensor& t, int64_t numel);
+// Typed arrays that a kernel writes must not share bytes with any other argument of the op.
+void ExpectNoOverlap(const std::string& op, const char* nameA, const ArrayArg& a, const char* nameB,
+                     const ArrayArg& b);
 void ExpectNoOverlap(const std::string& op, const char* nameA, const Tensor& a, const char* nameB, const Tensor& b);
 // a is exactly b (same bytes, dtype and shape size: an in-place elementwise op) or does not overlap it.
 void ExpectSameOrNoOverlap(const std::string& op, const char* nameA, const Tensor& a, const char* nameB,

@@ -15,4 +15,5 @@ void RegisterCrossEntropy(Napi::Env env, Napi::Object exports);
 void RegisterAdamW(Napi::Env env, Napi::Object exports);
 void RegisterReduce(Napi::Env env, Napi::Object exports);
 void RegisterCast(Napi::Env env, Napi::Object exports);
+void RegisterMinHash(Napi::Env env, Napi::Object exports);
 }  // namespace pt

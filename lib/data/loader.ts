@@ -7,18 +7,42 @@
 // draws of the stream and deals them round-robin over data-parallel ranks: rank r takes draws r, r + W,
 // r + 2W, ..., so ranks never share a draw and together they see exactly the single-rank stream.
 //
+// Mixture: given `sources` (named groups of shards with weights) instead of `shards`, a draw first picks a
+// source with probability weight / sum of weights (one u32 of the RNG against integer thresholds, so the
+// probabilities are exact to 2^-32 and the same on every machine), then a window uniformly among that
+// source's windows. Every draw is seqLen + 1 tokens, so a source's share of draws is its share of tokens; a
+// source smaller than its share is upsampled (its windows repeat), one with weight 0 is never drawn.
+// Draws per source are counted for the report of tokens drawn and epochs (see mixture.ts for plans).
+//
 // Every rank generates the whole block (cheap: a few u32s per draw), so after each batch the RNG state is
 // the same on every rank: state() is a rank-independent, JSON-serialisable checkpoint, and restore() resumes
 // the stream exactly where it stopped. Restoring with another batchSize or worldSize continues the same
-// global stream with the new dealing; seqLen and the shards (count and token counts) must match.
+// global stream with the new dealing; seqLen and the shards (count and token counts) must match, and for a
+// mixture (state version 2) also the sources' names, order and normalised weights.
 import { DisposedError, invalidArg } from '../core/errors';
 import { PajamaDataError } from './errors';
+import { normaliseWeights, planMixture, type MixturePlan } from './mixture';
 import { Xoshiro128, type RngState } from './rng';
 import { openShard, type ShardReader } from './shard';
 
-export interface TokenLoaderOptions {
-  /** Token shard paths. Every shard must hold at least seqLen + 1 tokens and share vocab and EOS. */
+/** One source of a mixture. */
+export interface MixtureSource {
+  /** Unique among the loader's sources. */
+  name: string;
+  /** Its token shard paths, drawn among in proportion to their size. */
   shards: string[];
+  /** Any non-negative finite number; weights are divided by their sum. 0: never drawn. */
+  weight: number;
+}
+
+export interface TokenLoaderOptions {
+  /** Token shard paths, drawn in proportion to their size. Give this or `sources`, not both. */
+  shards?: string[];
+  /**
+   * Sources drawn by weight (a mixture). Give this or `shards`. Every shard of every source must hold at
+   * least seqLen + 1 tokens and all must share vocab and EOS.
+   */
+  sources?: MixtureSource[];
   /** Tokens per training sequence. */
   seqLen: number;
   /** Sequences per batch on this rank. */
@@ -35,10 +59,12 @@ export interface TokenLoaderOptions {
 export interface SequenceDraw {
   /** Its number in the global stream of draws. */
   index: number;
-  /** Index into the loader's shards. */
+  /** Index into the loader's shards (all sources' shards in order, for a mixture). */
   shard: number;
   /** Token offset of the window's first token in that shard. */
   offset: number;
+  /** Index into the loader's sources; present for a mixture only. */
+  source?: number;
 }
 
 export interface Batch {
@@ -53,7 +79,7 @@ export interface TrainBatch extends Batch {
   draws: SequenceDraw[];
 }
 
-/** A TokenLoader's position: plain JSON. */
+/** A TokenLoader's position, for a loader over `shards`: plain JSON. */
 export interface TokenLoaderState {
   version: 1;
   seed: number;
@@ -68,10 +94,70 @@ export interface TokenLoaderState {
   shardTokens: number[];
 }
 
+/** A TokenLoader's position, for a loader over `sources` (a mixture): plain JSON. */
+export interface TokenLoaderMixtureState {
+  version: 2;
+  seed: number;
+  /** The RNG state after `draws` draws. */
+  rng: RngState;
+  /** Draws of the global stream consumed, by all ranks together. */
+  draws: number;
+  /** Batches this loader (or the one it was restored from) has produced. */
+  batches: number;
+  seqLen: number;
+  /** The sources in order, to refuse resuming over other data or another mixture. */
+  sources: {
+    name: string;
+    /** Normalised weight. */
+    weight: number;
+    /** Token count of each of its shards. */
+    shardTokens: number[];
+    /** Draws from it so far, by all ranks together. */
+    draws: number;
+  }[];
+}
+
+/** How much of one source a loader has drawn. */
+export interface SourceDrawReport {
+  name: string;
+  /** Normalised weight. */
+  weight: number;
+  /** Tokens its shards hold. */
+  tokens: number;
+  /** Draws from it so far, by all ranks together. */
+  draws: number;
+  /** draws * seqLen: the tokens trained on (targets) from it so far. */
+  tokensDrawn: number;
+  /** tokensDrawn / tokens. */
+  epochs: number;
+}
+
+/** The name under which a loader over `shards` (not a mixture) reports its one source. */
+export const ALL_SHARDS_SOURCE = 'all';
+
+/** A source's shards within the loader's readers, and its share of the source-picking u32. */
+interface SourceSpan {
+  name: string;
+  weight: number;
+  /** Index of its first shard in #readers, and its shard count. */
+  first: number;
+  count: number;
+  /** (count + 1): windows in its shards before each, then its total. */
+  windowsBefore: number[];
+  tokens: number;
+  /** A draw's u32 below this (and not below the previous source's) picks this source. */
+  ticketsEnd: number;
+}
+
 function positiveInt(v: unknown, name: string, where: string): number {
   if (!Number.isSafeInteger(v) || (v as number) < 1) throw invalidArg(`${where}: ${name} must be a positive integer, got ${v}`);
   return v as number;
 }
+
+const U32_RANGE = 2 ** 32;
+
+const sameNumbers = (a: unknown, b: readonly number[]): boolean =>
+  Array.isArray(a) && a.length === b.length && a.every((n, i) => n === b[i]);
 
 export class TokenLoader {
   readonly seqLen: number;
@@ -81,8 +167,11 @@ export class TokenLoader {
   readonly seed: number;
   readonly vocabSize: number;
   readonly eosId: number;
+  /** True when built from `sources`. */
+  readonly isMixture: boolean;
   #readers: ShardReader[];
-  #windowsBefore: number[]; // (shards + 1): windows in the shards before each, then the total
+  #spans: SourceSpan[];
+  #spanDraws: number[];
   #rng: Xoshiro128;
   #draws = 0;
   #batches = 0;
@@ -90,8 +179,30 @@ export class TokenLoader {
 
   constructor(options: TokenLoaderOptions) {
     const where = 'TokenLoader';
-    const { shards, seed } = options ?? ({} as TokenLoaderOptions);
-    if (!Array.isArray(shards) || shards.length === 0) throw invalidArg(`${where}: shards must be a non-empty array of shard paths`);
+    const { shards, sources, seed } = options ?? ({} as TokenLoaderOptions);
+    if (shards !== undefined && sources !== undefined) throw invalidArg(`${where}: give shards or sources (a mixture), not both`);
+    this.isMixture = sources !== undefined;
+    const groups: { name: string; shards: string[]; weight: number }[] = [];
+    if (!this.isMixture) {
+      if (!Array.isArray(shards) || shards.length === 0) throw invalidArg(`${where}: shards must be a non-empty array of shard paths`);
+      groups.push({ name: ALL_SHARDS_SOURCE, shards, weight: 1 });
+    } else {
+      if (!Array.isArray(sources) || sources.length === 0) throw invalidArg(`${where}: sources must be a non-empty array of { name, shards, weight }`);
+      const seen = new Set<string>();
+      for (const s of sources) {
+        if (s === null || typeof s !== 'object' || typeof s.name !== 'string' || s.name === '') {
+          throw invalidArg(`${where}: every source needs a non-empty name, got ${JSON.stringify(s)?.slice(0, 200)}`);
+        }
+        if (seen.has(s.name)) throw invalidArg(`${where}: source '${s.name}' is given twice`);
+        seen.add(s.name);
+        if (!Array.isArray(s.shards) || s.shards.length === 0 || !s.shards.every((p) => typeof p === 'string')) {
+          throw invalidArg(`${where}: source '${s.name}': shards must be a non-empty array of shard paths`);
+        }
+      }
+      const names = sources.map((s) => s.name);
+      const weights = normaliseWeights(sources.map((s) => s.weight), names, where);
+      sources.forEach((s, i) => groups.push({ name: s.name, shards: s.shards, weight: weights[i] }));
+    }
     this.seqLen = positiveInt(options.seqLen, 'seqLen', where);
     this.batchSize = positiveInt(options.batchSize, 'batchSize', where);
     this.worldSize = positiveInt(options.worldSize ?? 1, 'worldSize', where);
@@ -106,24 +217,41 @@ export class TokenLoader {
     this.#window = new Uint32Array(this.seqLen + 1);
 
     this.#readers = [];
+    this.#spans = [];
     try {
-      for (const p of shards) this.#readers.push(openShard(p));
-      const first = this.#readers[0];
-      this.#windowsBefore = [0];
-      for (const r of this.#readers) {
-        if (r.tokenCount < this.seqLen + 1) {
-          throw new PajamaDataError(r.path, `holds ${r.tokenCount} tokens, fewer than one sequence of seqLen + 1 = ${this.seqLen + 1}`);
+      let weightBefore = 0;
+      let ticketsBefore = 0;
+      for (const [g, group] of groups.entries()) {
+        const span: SourceSpan = { name: group.name, weight: group.weight, first: this.#readers.length, count: 0, windowsBefore: [0], tokens: 0, ticketsEnd: 0 };
+        for (const p of group.shards) {
+          const r = openShard(p);
+          this.#readers.push(r);
+          const first = this.#readers[0];
+          if (r.tokenCount < this.seqLen + 1) {
+            throw new PajamaDataError(r.path, `holds ${r.tokenCount} tokens, fewer than one sequence of seqLen + 1 = ${this.seqLen + 1}`);
+          }
+          if (r.vocabSize !== first.vocabSize || r.eosId !== first.eosId) {
+            throw new PajamaDataError(
+              r.path,
+              `vocab size ${r.vocabSize} and EOS ${r.eosId} differ from ${first.path}'s ${first.vocabSize} and ${first.eosId} (another tokenizer?)`,
+            );
+          }
+          span.count++;
+          span.tokens += r.tokenCount;
+          span.windowsBefore.push(span.windowsBefore[span.windowsBefore.length - 1] + r.tokenCount - this.seqLen);
         }
-        if (r.vocabSize !== first.vocabSize || r.eosId !== first.eosId) {
-          throw new PajamaDataError(
-            r.path,
-            `vocab size ${r.vocabSize} and EOS ${r.eosId} differ from ${first.path}'s ${first.vocabSize} and ${first.eosId} (another tokenizer?)`,
-          );
+        const windows = span.windowsBefore[span.count];
+        if (windows > 2 ** 53) throw invalidArg(`${where}: more than 2^53 windows in ${this.isMixture ? `source '${span.name}'` : 'all'}`);
+        // Integer thresholds from the running sum of weights: the last source ends at 2^32 exactly.
+        weightBefore += group.weight;
+        span.ticketsEnd = g === groups.length - 1 ? U32_RANGE : Math.min(U32_RANGE, Math.round(weightBefore * U32_RANGE));
+        if (group.weight > 0 && span.ticketsEnd === ticketsBefore) {
+          throw invalidArg(`${where}: the weight of source '${span.name}' is below 2^-32 of the total and could never be drawn; give it 0 or more`);
         }
-        const windows = r.tokenCount - this.seqLen;
-        this.#windowsBefore.push(this.#windowsBefore[this.#windowsBefore.length - 1] + windows);
+        ticketsBefore = span.ticketsEnd;
+        this.#spans.push(span);
       }
-      if (this.#windowsBefore[this.#readers.length] > 2 ** 53) throw invalidArg(`${where}: more than 2^53 windows in all`);
+      const first = this.#readers[0];
       if (first.vocabSize > 2 ** 31) throw new PajamaDataError(first.path, `vocab size ${first.vocabSize} does not fit the Int32Array batches`);
       this.vocabSize = first.vocabSize;
       this.eosId = first.eosId;
@@ -131,11 +259,17 @@ export class TokenLoader {
       this.close();
       throw e;
     }
+    this.#spanDraws = this.#spans.map(() => 0);
   }
 
-  /** The shard paths, resolved, in the order draws index them. */
+  /** The shard paths, resolved, in the order draws index them (a mixture's sources one after another). */
   get shards(): string[] {
     return this.#readers.map((r) => r.path);
+  }
+
+  /** The sources' names, in the order draws index them; [ALL_SHARDS_SOURCE] for a loader over `shards`. */
+  get sourceNames(): string[] {
+    return this.#spans.map((s) => s.name);
   }
 
   /** Draws of the global stream consumed so far, by all ranks together. */
@@ -160,65 +294,139 @@ export class TokenLoader {
     const window = this.#window;
     for (let i = 0; i < B * W; i++) {
       const index = this.#draws + i;
-      const { shard, offset } = this.#draw();
+      const { source, shard, offset } = this.#draw();
       if (i % W !== this.rank) continue;
       const row = draws.length;
       this.#readers[shard].read(offset, T + 1, window);
       inputs.set(window.subarray(0, T), row * T);
       targets.set(window.subarray(1, T + 1), row * T);
-      draws.push({ index, shard, offset });
+      draws.push(this.isMixture ? { index, shard, offset, source } : { index, shard, offset });
     }
     this.#draws += B * W;
     this.#batches++;
     return { inputs, targets, draws };
   }
 
-  /** One draw: a window chosen uniformly among all windows of all shards. */
-  #draw(): { shard: number; offset: number } {
-    const before = this.#windowsBefore;
-    const u = this.#rng.below(before[before.length - 1]);
+  /** One draw: a source by weight (mixture only), then a window uniformly among that source's windows. */
+  #draw(): { source: number; shard: number; offset: number } {
+    let source = 0;
+    if (this.isMixture) {
+      const x = this.#rng.nextU32();
+      while (x >= this.#spans[source].ticketsEnd) source++;
+    }
+    const span = this.#spans[source];
+    const before = span.windowsBefore;
+    const u = this.#rng.below(before[span.count]);
     let lo = 0;
-    let hi = before.length - 2; // the last shard whose first window is at or below u
+    let hi = span.count - 1; // the last shard whose first window is at or below u
     while (lo < hi) {
       const mid = (lo + hi + 1) >> 1;
       if (before[mid] <= u) lo = mid;
       else hi = mid - 1;
     }
-    return { shard: lo, offset: u - before[lo] };
+    this.#spanDraws[source]++;
+    return { source, shard: span.first + lo, offset: u - before[lo] };
+  }
+
+  /** Per source: weight, tokens held, draws and tokens drawn so far, epochs. */
+  sourceReport(): SourceDrawReport[] {
+    return this.#spans.map((s, i) => {
+      const draws = this.#spanDraws[i];
+      const tokensDrawn = draws * this.seqLen;
+      return { name: s.name, weight: s.weight, tokens: s.tokens, draws, tokensDrawn, epochs: tokensDrawn / s.tokens };
+    });
+  }
+
+  /** Expected tokens and epochs per source over a whole run of `totalSequences` draws (all ranks). */
+  plan(totalSequences: number): MixturePlan {
+    return planMixture(this.#spans, totalSequences, this.seqLen);
   }
 
   /** The position after the last batch: rank-independent, JSON-serialisable. */
-  state(): TokenLoaderState {
+  state(): TokenLoaderState | TokenLoaderMixtureState {
+    const common = { seed: this.seed, rng: this.#rng.state(), draws: this.#draws, batches: this.#batches, seqLen: this.seqLen };
+    if (!this.isMixture) return { version: 1, ...common, shardTokens: this.#shardTokens(this.#spans[0]) };
     return {
-      version: 1,
-      seed: this.seed,
-      rng: this.#rng.state(),
-      draws: this.#draws,
-      batches: this.#batches,
-      seqLen: this.seqLen,
-      shardTokens: this.#readers.map((r) => r.tokenCount),
+      version: 2,
+      ...common,
+      sources: this.#spans.map((s, i) => ({ name: s.name, weight: s.weight, shardTokens: this.#shardTokens(s), draws: this.#spanDraws[i] })),
     };
   }
 
+  #shardTokens(span: SourceSpan): number[] {
+    return this.#readers.slice(span.first, span.first + span.count).map((r) => r.tokenCount);
+  }
+
   /** Continues from `state`: the next batch is the one the loader that saved it would have given next. */
-  restore(state: TokenLoaderState): void {
+  restore(state: TokenLoaderState | TokenLoaderMixtureState): void {
     const where = 'TokenLoader.restore';
-    if (state === null || typeof state !== 'object' || state.version !== 1) {
-      throw invalidArg(`${where}: not a version 1 TokenLoader state: ${JSON.stringify(state)?.slice(0, 200)}`);
+    const version = state !== null && typeof state === 'object' ? state.version : undefined;
+    const mine = this.isMixture ? 2 : 1;
+    if (version !== mine) {
+      const what = this.isMixture ? `a mixture of sources ${this.sourceNames.join(', ')}` : 'a list of shards (not a mixture)';
+      const theirs =
+        version === 2 && Array.isArray((state as TokenLoaderMixtureState).sources)
+          ? `: it is a version 2 state of a mixture of sources ${(state as TokenLoaderMixtureState).sources.map((s) => s?.name).join(', ')}`
+          : version === 1
+            ? ': it is a version 1 state of a loader over a list of shards, not a mixture'
+            : `: ${JSON.stringify(state)?.slice(0, 200)}`;
+      throw invalidArg(`${where}: not a version ${mine} TokenLoader state, which this loader over ${what} needs${theirs}`);
     }
     if (state.seqLen !== this.seqLen) throw invalidArg(`${where}: the state is for seqLen ${state.seqLen}, this loader has ${this.seqLen}`);
-    const mine = this.#readers.map((r) => r.tokenCount);
-    if (!Array.isArray(state.shardTokens) || state.shardTokens.length !== mine.length || state.shardTokens.some((n, i) => n !== mine[i])) {
-      throw invalidArg(
-        `${where}: the state is for shards of ${JSON.stringify(state.shardTokens)} tokens, this loader's hold ${JSON.stringify(mine)}`,
-      );
-    }
     if (!Number.isSafeInteger(state.draws) || state.draws < 0 || !Number.isSafeInteger(state.batches) || state.batches < 0) {
       throw invalidArg(`${where}: draws and batches must be non-negative integers, got ${state.draws} and ${state.batches}`);
+    }
+    let spanDraws: number[];
+    if (state.version === 1) {
+      const tokens = this.#shardTokens(this.#spans[0]);
+      if (!sameNumbers(state.shardTokens, tokens)) {
+        throw invalidArg(
+          `${where}: the state is for shards of ${JSON.stringify(state.shardTokens)} tokens, this loader's hold ${JSON.stringify(tokens)}`,
+        );
+      }
+      spanDraws = [state.draws];
+    } else {
+      spanDraws = this.#checkMixture(state, where);
     }
     this.#rng = Xoshiro128.fromState(state.rng);
     this.#draws = state.draws;
     this.#batches = state.batches;
+    this.#spanDraws = spanDraws;
+  }
+
+  /** Checks a mixture state against this loader's sources; returns its draws per source. */
+  #checkMixture(state: TokenLoaderMixtureState, where: string): number[] {
+    const theirs = Array.isArray(state.sources) ? state.sources : [];
+    const theirNames = theirs.map((s) => s?.name);
+    const names = this.sourceNames;
+    if (theirNames.length !== names.length || theirNames.some((n, i) => n !== names[i])) {
+      throw invalidArg(
+        `${where}: the state is for sources [${theirNames.join(', ')}], this loader has [${names.join(', ')}] (names and order must match)`,
+      );
+    }
+    const theirWeights = theirs.map((s) => s.weight);
+    const weights = this.#spans.map((s) => s.weight);
+    if (!sameNumbers(theirWeights, weights)) {
+      const show = (ws: unknown[]) => names.map((n, i) => `${n} ${typeof ws[i] === 'number' ? (ws[i] as number).toPrecision(6) : JSON.stringify(ws[i])}`).join(', ');
+      throw invalidArg(
+        `${where}: the state's mixture weights (${show(theirWeights)}) differ from this loader's (${show(weights)}); ` +
+          'resuming would change the mixture mid-run',
+      );
+    }
+    this.#spans.forEach((span, i) => {
+      const tokens = this.#shardTokens(span);
+      if (!sameNumbers(theirs[i].shardTokens, tokens)) {
+        throw invalidArg(
+          `${where}: source '${span.name}': the state is for shards of ${JSON.stringify(theirs[i].shardTokens)} tokens, ` +
+            `this loader's hold ${JSON.stringify(tokens)}`,
+        );
+      }
+    });
+    const draws = theirs.map((s) => s.draws);
+    if (!draws.every((d) => Number.isSafeInteger(d) && d >= 0) || draws.reduce((a, b) => a + b, 0) !== state.draws) {
+      throw invalidArg(`${where}: the sources' draws ${JSON.stringify(draws)} must be non-negative integers summing to draws ${state.draws}`);
+    }
+    return draws;
   }
 
   /** Closes the shards. Idempotent. */

@@ -3,6 +3,7 @@
 // `--set key=value` overrides of the CLI.
 import { invalidArg } from '../core/errors';
 import { mptConfig, type MptConfig } from '../model/config';
+import { MIXTURE_PRESETS, isMixturePreset, normaliseWeights } from '../data/mixture';
 
 export interface TrainConfig {
   model: {
@@ -55,10 +56,21 @@ export interface TrainConfig {
   /** Optimizer steps. Defaults to 20000. */
   steps: number;
   data: {
-    /** Token shards to train on. */
+    /** Token shards to train on, drawn in proportion to their size. Not with `manifest`. */
     train: string[];
-    /** Validation shards by source name. */
+    /** Validation shards by source name. Not with `manifest`, which lists its own. */
     validation: Record<string, string>;
+    /**
+     * A data manifest (lib/data/manifest.ts): training shards by source, and each source's validation shard,
+     * evaluated as one metric per source. Defaults to none.
+     */
+    manifest: string | null;
+    /**
+     * How much of each manifest source to draw: a preset of lib/data/mixture.ts ('slimpajama', 'redpajama',
+     * 'llama-1', 'refinedweb', 'slimpajama-dc-7b') or weights by source name. Defaults to null: each source
+     * in proportion to its training tokens. Needs `manifest`.
+     */
+    mixture: string | Record<string, number> | null;
   };
   eval: {
     /** Evaluate every this many steps (0: only at the end). Defaults to 0. */
@@ -90,7 +102,7 @@ export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
   optimizer: { lr: 6e-4, warmupSteps: 2000, minLrRatio: 0.1, beta1: 0.9, beta2: 0.95, eps: 1e-8, gradClip: 1.0, decayEmbeddings: true },
   weightDecay: { mode: 'ptwd', value: 0.1, stages: [0, 0.5, 0.1], boundaries: null, plateau: false },
   steps: 20000,
-  data: { train: [], validation: {} },
+  data: { train: [], validation: {}, manifest: null, mixture: null },
   eval: { every: 0, batches: 4 },
   checkpoint: { every: 0, keepLast: 2 },
   runDir: 'runs/default',
@@ -180,6 +192,7 @@ export function resolveTrainConfig(input: unknown = {}): TrainConfig {
   }
   expect(Array.isArray(c.data.train) && c.data.train.every((s) => typeof s === 'string'), 'data.train', 'an array of shard paths', c.data.train);
   for (const [k, v] of Object.entries(c.data.validation)) expect(typeof v === 'string', `data.validation.${k}`, 'a shard path', v);
+  checkDataSources(c.data);
   expect(isInt(c.eval.every), 'eval.every', 'a non-negative integer', c.eval.every);
   expect(isInt(c.eval.batches, 1), 'eval.batches', 'a positive integer', c.eval.batches);
   expect(isInt(c.checkpoint.every), 'checkpoint.every', 'a non-negative integer', c.checkpoint.every);
@@ -190,6 +203,31 @@ export function resolveTrainConfig(input: unknown = {}): TrainConfig {
   expect(c.peakFlops === null || (isNum(c.peakFlops) && c.peakFlops > 0), 'peakFlops', 'a positive number or null', c.peakFlops);
   expect(isInt(c.logEvery, 1), 'logEvery', 'a positive integer', c.logEvery);
   return c;
+}
+
+/** The data keys' types, and the combinations that contradict each other. */
+function checkDataSources(d: TrainConfig['data']): void {
+  expect(d.manifest === null || (typeof d.manifest === 'string' && d.manifest.length > 0), 'data.manifest', 'a manifest path or null', d.manifest);
+  const m = d.mixture;
+  if (typeof m === 'string') {
+    if (!isMixturePreset(m)) throw invalidArg(`config: 'data.mixture' '${m}' is not a preset (presets: ${Object.keys(MIXTURE_PRESETS).join(', ')})`);
+  } else if (isPlainObject(m)) {
+    const names = Object.keys(m);
+    expect(names.length > 0, 'data.mixture', 'a preset name or an object of weights by source name', m);
+    normaliseWeights(Object.values(m), names, "config: 'data.mixture'");
+  } else {
+    expect(m === null, 'data.mixture', 'a preset name, an object of weights by source name, or null', m);
+  }
+  if (d.manifest !== null) {
+    if (d.train.length > 0) {
+      throw invalidArg(`config: 'data.train' and 'data.manifest' both name training shards; give one (the manifest lists shards by source)`);
+    }
+    if (Object.keys(d.validation).length > 0) {
+      throw invalidArg(`config: 'data.validation' and 'data.manifest' both name validation shards; give one (the manifest lists one per source)`);
+    }
+  } else if (m !== null) {
+    throw invalidArg(`config: 'data.mixture' weighs sources by name and needs 'data.manifest'; 'data.train' is a plain list of shards`);
+  }
 }
 
 export interface BatchPlan {

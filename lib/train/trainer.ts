@@ -2,6 +2,12 @@
 // global batch given in tokens, bf16 autocast, clipping at 1.0, AdamW with warmup + cosine to 10%, PTWD,
 // per-source validation loss, metrics (tokens/s, MFU as llm-foundry counts it), HF-compatible checkpoints
 // and exact resume. Every native op runs on the worker thread, so the event loop stays free during a step.
+//
+// Data: either data.train (a list of shards, drawn in proportion to size) with data.validation, or
+// data.manifest (lib/data/manifest.ts) with data.mixture: the loader then draws per source by the mixture's
+// weights (lib/data/mixture.ts), every source with a validation shard is evaluated, the expected epochs per
+// source are logged at start (a 'plan' record and event, a process warning for sources that repeat more than
+// REPEAT_WARNING_EPOCHS times), and every step reports tokens drawn and epochs per source.
 import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -12,7 +18,9 @@ import { invalidArg } from '../core/errors';
 import { MptModel } from '../model/mpt';
 import { flopsPerToken, mptConfig, type MptConfig } from '../model/config';
 import { AdamW, clipGradNormAsync, cosineWithWarmup, PtwdController, type PtwdControllerState } from '../optim/index';
-import { TokenLoader, evalBatches, type TokenLoaderState } from '../data/loader';
+import { TokenLoader, evalBatches, type MixtureSource, type TokenLoaderMixtureState, type TokenLoaderState } from '../data/loader';
+import { readDataManifest } from '../data/manifest';
+import { resolveMixture, type MixturePlan } from '../data/mixture';
 import { latestCheckpoint, loadCheckpoint, loadModelWeights, mptHfConfig, saveCheckpoint } from './checkpoint';
 import { planBatch, resolveTrainConfig, type BatchPlan, type TrainConfig } from './config';
 
@@ -34,6 +42,18 @@ export interface StepMetrics {
   mfu: number;
   stepSec: number;
   elapsedSec: number;
+  /** Per training source (the manifest's, or 'all' for data.train): tokens trained on so far and epochs. */
+  sources: Record<string, { tokensDrawn: number; epochs: number }>;
+}
+
+/** What the run is expected to draw from each source, reported at start. */
+export interface DataPlan extends MixturePlan {
+  /** The manifest the data comes from (absolute), or null for data.train. */
+  manifest: string | null;
+  /** The mixture preset, or null (weights given in the config, or proportional to size). */
+  preset: string | null;
+  /** Where the preset's proportions come from, or null. */
+  citation: string | null;
 }
 
 export interface EvalMetrics {
@@ -46,13 +66,15 @@ export interface TrainerEvents {
   step: [StepMetrics];
   eval: [EvalMetrics];
   checkpoint: [{ step: number; dir: string }];
+  /** At the start of fit(). */
+  plan: [DataPlan];
 }
 
 interface TrainerState {
   step: number;
   elapsedSec: number;
   tokens: number;
-  loader: TokenLoaderState;
+  loader: TokenLoaderState | TokenLoaderMixtureState;
   ptwd: PtwdControllerState;
   optimizerStep: number;
   seed: number;
@@ -80,6 +102,53 @@ export async function measurePeakFlops(dtype: 'f32' | 'bf16', size = 2048): Prom
   }
 }
 
+/** Where the training and validation shards come from, per the config's data keys. */
+interface TrainingData {
+  /** The loader's sources, or null to use data.train as a list of shards. */
+  sources: MixtureSource[] | null;
+  validation: Record<string, string>;
+  /** Manifest sources the loader leaves out (weight 0, or no training shards). */
+  notInLoader: string[];
+  manifest: string | null;
+  preset: string | null;
+  citation: string | null;
+}
+
+/**
+ * data.train + data.validation as they are, or the manifest's sources (sorted by name, so rewriting the
+ * manifest in another key order keeps resume working) weighed by data.mixture, by default in proportion to
+ * their training tokens.
+ */
+function resolveTrainingData(config: TrainConfig): TrainingData {
+  const d = config.data;
+  if (d.manifest === null) {
+    if (d.train.length === 0) throw invalidArg("config: 'data.train' lists no token shards and 'data.manifest' is not set");
+    return { sources: null, validation: { ...d.validation }, notInLoader: [], manifest: null, preset: null, citation: null };
+  }
+  const manifest = readDataManifest(d.manifest);
+  const names = Object.keys(manifest.sources).sort();
+  const bySize = Object.fromEntries(names.map((n) => [n, manifest.sources[n].tokens.train]));
+  const mixture = resolveMixture(d.mixture ?? bySize, names);
+  const empty = names.filter((n) => mixture.weights[n] > 0 && manifest.sources[n].train.length === 0);
+  if (empty.length > 0) {
+    throw invalidArg(`config: the mixture draws from ${empty.join(', ')}, which ${manifest.file} lists without training shards`);
+  }
+  const drawn = names.filter((n) => mixture.weights[n] > 0);
+  const validation: Record<string, string> = {};
+  for (const n of names) {
+    const v = manifest.sources[n].validation;
+    if (v !== null) validation[n] = v;
+  }
+  return {
+    sources: drawn.map((n) => ({ name: n, shards: manifest.sources[n].train, weight: mixture.weights[n] })),
+    validation,
+    notInLoader: names.filter((n) => !drawn.includes(n)),
+    manifest: manifest.file,
+    preset: mixture.preset,
+    citation: mixture.citation,
+  };
+}
+
 export interface TrainerOptions {
   /** Resume from the run directory's latest checkpoint when there is one. Defaults to true. */
   resume?: boolean;
@@ -94,6 +163,10 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   readonly model: MptModel;
   readonly optimizer: AdamW;
   readonly loader: TokenLoader;
+  /** Validation shards by source: data.validation, or each manifest source's validation shard. */
+  readonly validation: Readonly<Record<string, string>>;
+  /** Expected tokens and epochs per source over the whole run. */
+  readonly dataPlan: DataPlan;
   readonly ptwd: PtwdController;
   readonly peakFlops: number;
   readonly flopsPerToken: number;
@@ -111,8 +184,25 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     this.config = config;
     this.modelConfig = mptConfig(config.model.preset, config.model.overrides);
     this.plan = planBatch(config, this.modelConfig);
-    if (config.data.train.length === 0) throw invalidArg("config: 'data.train' lists no token shards");
-    this.loader = new TokenLoader({ shards: config.data.train, seqLen: this.plan.seqLen, batchSize: this.plan.microBatchSize, seed: config.seed });
+    const data = resolveTrainingData(config);
+    this.validation = data.validation;
+    const common = { seqLen: this.plan.seqLen, batchSize: this.plan.microBatchSize, seed: config.seed };
+    this.loader = new TokenLoader(data.sources ? { ...common, sources: data.sources } : { ...common, shards: config.data.train });
+    if (this.loader.vocabSize > this.modelConfig.vocabSize) {
+      this.loader.close();
+      throw invalidArg(
+        `config: the training shards' vocab size ${this.loader.vocabSize} exceeds the model's vocabSize ${this.modelConfig.vocabSize} (another tokenizer?)`,
+      );
+    }
+    const totalSequences = (config.steps * this.plan.globalBatchTokens) / this.plan.seqLen;
+    const mixturePlan = this.loader.plan(totalSequences);
+    this.dataPlan = {
+      ...mixturePlan,
+      notDrawn: [...mixturePlan.notDrawn, ...data.notInLoader],
+      manifest: data.manifest,
+      preset: data.preset,
+      citation: data.citation,
+    };
     this.model = new MptModel(this.modelConfig, {
       precision: config.model.precision,
       checkpointEvery: config.model.checkpointEvery,
@@ -151,6 +241,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       loadModelWeights(config.model.init, t.model.params);
       t.model.syncComputeParams();
     }
+    t.#log({ type: 'plan', step: t.#step, ...t.dataPlan });
+    for (const w of t.dataPlan.warnings) process.emitWarning(`pajama train: ${w}`, { code: 'PAJAMA_MIXTURE_REPEAT' });
     return t;
   }
 
@@ -168,7 +260,11 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const s = loaded.trainerState as TrainerState;
     this.model.syncComputeParams();
     this.optimizer.loadState({ step: s.optimizerStep, m: this.optimizer.m, v: this.optimizer.v });
-    this.loader.restore(s.loader);
+    try {
+      this.loader.restore(s.loader);
+    } catch (e) {
+      throw invalidArg(`cannot resume from ${dir}: ${(e as Error).message} (start a new runDir, or train without resuming, to use other data)`);
+    }
     this.ptwd.restore(s.ptwd);
     this.#step = s.step;
     this.#elapsedSec = s.elapsedSec;
@@ -229,6 +325,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       mfu: (tokensPerSec * this.flopsPerToken) / this.peakFlops,
       stepSec,
       elapsedSec: this.#elapsedSec,
+      sources: Object.fromEntries(this.loader.sourceReport().map((r) => [r.name, { tokensDrawn: r.tokensDrawn, epochs: r.epochs }])),
     };
     this.#log({ type: 'step', ...m });
     if (this.#progress) this.#drawProgress(m);
@@ -236,11 +333,11 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     return m;
   }
 
-  /** Mean loss on each validation source (config.data.validation), eval.batches batches each. */
+  /** Mean loss on each validation source (see `validation`), eval.batches batches each. */
   async evaluate(): Promise<EvalMetrics> {
     const losses: Record<string, number> = {};
     const { seqLen: T, microBatchSize: B } = this.plan;
-    for (const [name, shard] of Object.entries(this.config.data.validation)) {
+    for (const [name, shard] of Object.entries(this.validation)) {
       let sum = 0;
       let count = 0;
       for (const batch of evalBatches(shard, T, B, this.config.eval.batches)) {
@@ -292,13 +389,14 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   async fit(): Promise<{ steps: number; finalLoss: number; eval: EvalMetrics | null; checkpoint: string; stopped: boolean }> {
     let last: StepMetrics | null = null;
     const { eval: ev, checkpoint: ck } = this.config;
+    this.emit('plan', this.dataPlan);
     while (!this.done && !this.#stopRequested) {
       last = await this.step();
       if (ev.every > 0 && this.#step % ev.every === 0 && !this.done) await this.evaluate();
       if (ck.every > 0 && this.#step % ck.every === 0 && !this.done) this.saveCheckpoint();
     }
     if (this.#progress) process.stderr.write('\n');
-    const evalResult = Object.keys(this.config.data.validation).length > 0 ? await this.evaluate() : null;
+    const evalResult = Object.keys(this.validation).length > 0 ? await this.evaluate() : null;
     const dir = this.saveCheckpoint();
     return { steps: this.#step, finalLoss: last ? last.loss : NaN, eval: evalResult, checkpoint: dir, stopped: !this.done };
   }

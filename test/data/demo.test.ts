@@ -1,6 +1,7 @@
-// The demo corpus: every source becomes a train and a validation shard whose documents decode back to the
-// package files exactly, split disjointly and reproducibly by the seed under the byte cap; a second build
-// with the same inputs reuses the shards, and any change (options, a damaged shard) rebuilds them.
+// The demo corpus goes through the data pipeline: every source becomes raw jsonl of whole package documents
+// under the byte cap, then training and validation shards (prepare.ts) whose documents decode back to
+// package files exactly, disjointly and reproducibly by the seed; a second build reuses every stage, and a
+// change of options re-runs what it affects.
 import t from 'tap';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -8,11 +9,12 @@ import * as path from 'node:path';
 import {
   buildDemoCorpus,
   demoDataConfig,
-  splitDemoDocuments,
+  selectDemoDocuments,
   gpt2Tokenizer,
   openShard,
+  readDataManifest,
   DEMO_SOURCES,
-  type DemoCorpus,
+  DEMO_MIXTURE,
 } from '../../lib/data/index';
 
 const tok = gpt2Tokenizer();
@@ -57,135 +59,110 @@ function packageTexts(source: string): Set<string> {
   ]);
 }
 
-const SMALL = { maxBytesPerSource: 120_000, validationShare: 0.2 };
+const SMALL = { maxBytesPerSource: 120_000, validationShare: 0.2, workers: 1 };
 
-t.test('each source: train and val shards of whole package documents, disjoint, under the cap', async (t) => {
+t.test('each source: train and validation shards of whole package documents, disjoint, under the cap', async (t) => {
   const outDir = tempDir(t);
-  const progress: string[] = [];
-  const c = await buildDemoCorpus({ outDir, seed: 7, ...SMALL, onProgress: (p) => progress.push(p.source) });
+  const stages: string[] = [];
+  const c = await buildDemoCorpus({ outDir, seed: 7, ...SMALL, onLog: (l) => stages.push(l) });
   t.equal(c.reused, false);
+  t.match(stages.join('\n'), /scan: running[\s\S]*dedup: running[\s\S]*tokenize: running/);
   t.same(
     c.sources.map((s) => s.name),
     DEMO_SOURCES.map((s) => s.name),
   );
-  t.same([...new Set(progress)], ['moby-dick', 'sotu', 'code'], 'progress reported per source, in order');
+  const m = readDataManifest(c.manifest);
+  t.same(Object.keys(m.sources).sort(), DEMO_SOURCES.map((s) => s.name).sort());
   for (const s of c.sources) {
     t.test(s.name, async (t) => {
-      t.equal(s.train, path.join(outDir, `${s.name}.train.bin`));
-      t.equal(s.val, path.join(outDir, `${s.name}.val.bin`));
-      t.match(s.origin, /^(@stdlib\/datasets-[a-z-]+|typescript)@\d+\.\d+\.\d+/);
-      const train = shardTexts(s.train);
-      const val = shardTexts(s.val);
-      t.equal(train.length, s.trainDocuments);
-      t.equal(val.length, s.valDocuments);
-      t.equal(s.documents, train.length + val.length);
-      t.ok(s.valDocuments >= 1 && s.trainDocuments >= 1);
-      t.equal(s.valDocuments, Math.round(0.2 * s.documents) || 1, 'validationShare of the documents taken');
-      t.ok(s.documents < s.availableDocuments, 'the cap left documents out');
-      const known = packageTexts(s.name);
-      const all = [...train, ...val];
-      t.ok(
-        all.every((d) => known.has(d)),
-        'every document decodes to a package file, byte for byte',
-      );
-      t.equal(new Set(all).size, all.length, 'no document twice, none in both splits');
-      const bytes = all.reduce((n, d) => n + Buffer.byteLength(d), 0);
-      t.equal(s.bytes, bytes);
-      t.ok(bytes <= SMALL.maxBytesPerSource, `${bytes} bytes within the cap`);
-      const rt = openShard(s.train);
-      const rv = openShard(s.val);
-      t.equal(rt.tokenCount, s.trainTokens);
-      t.equal(rv.tokenCount, s.valTokens);
-      t.equal(rt.vocabSize, tok.vocabSize);
-      rt.close();
-      rv.close();
+      t.ok(s.bytes <= SMALL.maxBytesPerSource, `${s.bytes} bytes under the cap`);
+      const package_ = packageTexts(s.name);
+      const raw = fs.readFileSync(s.raw, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { text: string; meta: { redpajama_set_name: string } });
+      t.equal(raw.length, s.documents);
+      t.ok(raw.every((r) => r.meta.redpajama_set_name === s.name && package_.has(r.text)), 'raw documents are whole package files, tagged with the source');
+      const ms = m.sources[s.name];
+      t.equal(ms.validation !== null, true, 'a validation shard');
+      const train = ms.train.flatMap(shardTexts);
+      const val = shardTexts(ms.validation!);
+      t.ok(val.length >= 2, `${val.length} validation documents (at least 2)`);
+      t.ok(train.length >= 1);
+      const rawSet = new Set(raw.map((r) => r.text.normalize('NFC')));
+      t.ok([...train, ...val].every((d) => rawSet.has(d)), 'every shard document is a raw document');
+      t.equal(new Set([...train, ...val]).size, train.length + val.length, 'train and validation are disjoint');
+      const r = c.report.sources[s.name];
+      t.equal(r.documents, s.documents);
+      t.equal(r.train.documents + r.validation.documents + r.short.documents + r.duplicates.documents + r.decontaminated.documents, s.documents, 'every document is accounted for');
+      t.equal(r.train.documents, train.length);
+      t.equal(r.validation.documents, val.length);
     });
   }
-  const onDisk = JSON.parse(fs.readFileSync(path.join(outDir, 'manifest.json'), 'utf8'));
-  const { outDir: _o, reused: _r, ...manifest } = c;
-  t.same(onDisk, { ...manifest, sources: c.sources.map((s) => ({ ...s, train: path.basename(s.train), val: path.basename(s.val) })) });
-  t.same(demoDataConfig(c), {
-    train: c.sources.map((s) => s.train),
-    validation: { 'moby-dick': c.sources[0].val, sotu: c.sources[1].val, code: c.sources[2].val },
-  });
+  t.same(demoDataConfig(c), { manifest: c.manifest, mixture: { ...DEMO_MIXTURE } });
 });
 
-t.test('the seed decides the split: same seed, same bytes; another seed, another split', async (t) => {
+t.test('the seed decides the corpus: same seed, same bytes; another seed, another selection', async (t) => {
   const a = await buildDemoCorpus({ outDir: tempDir(t), seed: 3, sources: ['sotu'], ...SMALL });
   const b = await buildDemoCorpus({ outDir: tempDir(t), seed: 3, sources: ['sotu'], ...SMALL });
   const c = await buildDemoCorpus({ outDir: tempDir(t), seed: 4, sources: ['sotu'], ...SMALL });
-  t.ok(fs.readFileSync(a.sources[0].train).equals(fs.readFileSync(b.sources[0].train)));
-  t.ok(fs.readFileSync(a.sources[0].val).equals(fs.readFileSync(b.sources[0].val)));
-  t.equal(a.sources[0].fingerprint, b.sources[0].fingerprint);
-  t.not(a.sources[0].fingerprint, c.sources[0].fingerprint);
-  t.not(shardTexts(a.sources[0].val).join('\0'), shardTexts(c.sources[0].val).join('\0'));
+  const shardBytes = (x: typeof a) => readDataManifest(x.manifest).sources.sotu.train.map((f) => fs.readFileSync(f).toString('hex')).join();
+  t.equal(shardBytes(a), shardBytes(b));
+  t.not(shardBytes(a), shardBytes(c));
 });
 
-t.test('a second build reuses the shards; changed options or a damaged shard rebuild them', async (t) => {
+t.test('a second build reuses every stage; changed options re-run what they affect', async (t) => {
   const outDir = tempDir(t);
-  const opts = { outDir, seed: 11, sources: ['moby-dick', 'code'] as const, ...SMALL };
+  const opts = { outDir, seed: 5, sources: ['sotu', 'code'] as const, ...SMALL };
   const first = await buildDemoCorpus({ ...opts, sources: [...opts.sources] });
-  const mtime = (c: DemoCorpus) => c.sources.map((s) => fs.statSync(s.train).mtimeMs);
-  const before = mtime(first);
-  const again = await buildDemoCorpus({ ...opts, sources: [...opts.sources] });
+  t.equal(first.reused, false);
+  const log: string[] = [];
+  const again = await buildDemoCorpus({ ...opts, sources: [...opts.sources], onLog: (l) => log.push(l) });
   t.equal(again.reused, true);
-  t.same(again, { ...first, reused: true });
-  t.same(mtime(again), before, 'nothing rewritten');
-
-  const share = await buildDemoCorpus({ ...opts, sources: [...opts.sources], validationShare: 0.3 });
-  t.equal(share.reused, false, 'another validationShare rebuilds');
-  t.not(share.sources[0].valDocuments, first.sources[0].valDocuments);
-
-  const back = await buildDemoCorpus({ ...opts, sources: [...opts.sources] });
-  t.equal(back.reused, false);
-  t.same({ ...back, reused: true }, again, 'back to the first options: the same manifest');
-  fs.truncateSync(back.sources[1].val, 64 + 2 * 10);
-  const repaired = await buildDemoCorpus({ ...opts, sources: [...opts.sources] });
-  t.equal(repaired.reused, false, 'a truncated shard is rebuilt');
-  t.equal(openShard(repaired.sources[1].val).tokenCount, back.sources[1].valTokens);
-
-  fs.writeFileSync(path.join(outDir, 'manifest.json'), '{ not json');
-  t.equal((await buildDemoCorpus({ ...opts, sources: [...opts.sources] })).reused, false, 'an unreadable manifest rebuilds');
-  t.equal((await buildDemoCorpus({ ...opts, sources: [...opts.sources] })).reused, true);
+  t.equal(log.filter((l) => /skipped/.test(l)).length, 3, 'all three stages skipped');
+  const share: string[] = [];
+  await buildDemoCorpus({ ...opts, sources: [...opts.sources], validationShare: 0.3, onLog: (l) => share.push(l) });
+  t.match(share.join('\n'), /scan: done[\s\S]*skipped[\s\S]*dedup: running/, 'a new holdout share keeps the scan, re-runs dedup and tokenize');
+  t.equal((await buildDemoCorpus({ ...opts, sources: [...opts.sources] })).reused, false, 'back to the first share re-runs dedup and tokenize');
+  const manifest = readDataManifest(again.manifest);
+  fs.writeFileSync(manifest.sources.sotu.train[0], 'damaged');
+  const repair: string[] = [];
+  const repaired = await buildDemoCorpus({ ...opts, sources: [...opts.sources], onLog: (l) => repair.push(l) });
+  t.match(repair.join('\n'), /dedup: done[^\n]*skipped[\s\S]*tokenize: running/, 'a damaged shard re-runs tokenize only');
+  t.equal(readDataManifest(repaired.manifest).sources.sotu.tokens.train, manifest.sources.sotu.tokens.train, 'and rebuilds the same shards');
 });
 
 t.test('the default corpus: all of Moby Dick, a few MB in all, every source held out', async (t) => {
   const t0 = performance.now();
   const c = await buildDemoCorpus({ outDir: tempDir(t) });
   const sec = (performance.now() - t0) / 1e3;
+  const m = readDataManifest(c.manifest);
   t.comment(
     `default demo corpus in ${sec.toFixed(1)} s: ` +
-      c.sources.map((s) => `${s.name} ${s.documents} docs, ${(s.bytes / 1e6).toFixed(2)} MB, ${s.trainTokens}+${s.valTokens} tokens`).join('; '),
+      c.sources.map((s) => `${s.name} ${s.documents} docs, ${(s.bytes / 1e6).toFixed(2)} MB, ${m.sources[s.name].tokens.train}+${m.sources[s.name].tokens.validation} tokens`).join('; '),
   );
-  t.equal(c.seed, 1234);
-  t.equal(c.validationShare, 0.05);
   const moby = c.sources.find((s) => s.name === 'moby-dick')!;
   t.equal(moby.documents, moby.availableDocuments, 'the whole book fits in the default cap');
   t.equal(moby.documents, 139);
   const total = c.sources.reduce((n, s) => n + s.bytes, 0);
   t.ok(total > 3e6 && total < 8e6, `${total} bytes in all`);
-  for (const s of c.sources) t.ok(s.valTokens > 5000 && s.trainTokens > 10 * s.valTokens, `${s.name}: ${s.trainTokens} train, ${s.valTokens} val tokens`);
-  t.ok(sec < 30, `built in ${sec.toFixed(1)} s`);
+  for (const s of c.sources) {
+    const tk = m.sources[s.name].tokens;
+    t.ok(tk.validation > 2 * 8 * 256 && tk.train > 10 * tk.validation, `${s.name}: ${tk.train} train, ${tk.validation} validation tokens`);
+  }
+  t.ok(c.report.dedup.verification !== null, 'the dedup check ran on a sample');
 });
 
-t.test('splitDemoDocuments: disjoint, sorted, within the cap, never an empty split', async (t) => {
+t.test('selectDemoDocuments: sorted, within the cap, at least two, seeded per source', async (t) => {
   const sizes = Array.from({ length: 50 }, (_, i) => 100 + ((i * 37) % 200));
   for (const seed of [0, 1, 2, 99]) {
-    for (const share of [0.01, 0.05, 0.5, 0.99]) {
-      const { train, val } = splitDemoDocuments(sizes, { seed, sourceName: 'x', maxBytes: 4000, validationShare: share });
-      const taken = [...train, ...val];
-      t.equal(new Set(taken).size, taken.length);
-      t.ok(taken.reduce((n, i) => n + sizes[i], 0) <= 4000);
-      t.ok(train.length >= 1 && val.length >= 1);
-      t.same(train, [...train].sort((a, b) => a - b));
-      t.same(val, [...val].sort((a, b) => a - b));
-    }
+    const taken = selectDemoDocuments(sizes, { seed, sourceName: 'x', maxBytes: 4000 });
+    t.equal(new Set(taken).size, taken.length);
+    t.ok(taken.reduce((n, i) => n + sizes[i], 0) <= 4000);
+    t.ok(taken.length >= 2);
+    t.same(taken, [...taken].sort((a, b) => a - b));
   }
-  const all = splitDemoDocuments(sizes, { seed: 5, sourceName: 'x', maxBytes: 1e9, validationShare: 0.1 });
-  t.equal(all.train.length + all.val.length, 50, 'no cap: every document');
-  t.equal(all.val.length, 5);
-  const other = splitDemoDocuments(sizes, { seed: 5, sourceName: 'y', maxBytes: 1e9, validationShare: 0.1 });
-  t.not(other.val.join(), all.val.join(), 'each source has its own shuffle');
+  t.equal(selectDemoDocuments(sizes, { seed: 5, sourceName: 'x', maxBytes: 1e9 }).length, 50, 'no cap: every document');
+  const a = selectDemoDocuments(sizes, { seed: 5, sourceName: 'x', maxBytes: 3000 });
+  const b = selectDemoDocuments(sizes, { seed: 5, sourceName: 'y', maxBytes: 3000 });
+  t.not(a.join(), b.join(), 'each source has its own shuffle');
 });
 
 t.test('bad options are TypeErrors that say what is wrong', async (t) => {
@@ -197,11 +174,12 @@ t.test('bad options are TypeErrors that say what is wrong', async (t) => {
   await bad({ outDir, validationShare: 1 }, /validationShare must be in \(0, 1\)/);
   await bad({ outDir, maxBytesPerSource: 0 }, /maxBytesPerSource must be a positive integer/);
   await bad({ outDir, maxBytesPerSource: 1.5 }, /maxBytesPerSource must be a positive integer/);
-  await bad({ outDir, seed: -1 }, /seed must be a non-negative integer/);
+  await bad({ outDir, seed: -1 }, /seed must be an integer in \[0, 2\^32\)/);
   await bad({ outDir, sources: ['moby-dick', 'wikipedia'] }, /unknown source 'wikipedia'/);
   await bad({ outDir, sources: ['sotu', 'sotu'] }, /lists a source twice/);
   await bad({ outDir, sources: [] }, /sources must be a non-empty array/);
   await bad({ outDir, validation: 0.1 }, /unknown option 'validation'/);
+  await bad({ outDir, workers: -1 }, /workers must be a non-negative integer/);
   await bad({ outDir, sources: ['sotu'], maxBytesPerSource: 10 }, /only 0 document\(s\) of source 'sotu' fit in maxBytesPerSource 10/);
   t.same(fs.readdirSync(outDir), [], 'nothing written');
 });

@@ -1,0 +1,998 @@
+// prepare.ts: raw SlimPajama/RedPajama shards -> per-source token shards and a manifest, as SlimPajama did:
+//
+//   scan      read every document (jsonl.zst reader), NFC-normalise, drop short documents, compute the
+//             MinHash band keys of the rest (native) into the LSH index (spilled to disk), and record every
+//             document in a 16-byte table: source, status, split draw, bytes, exact hash
+//   dedup     join candidates with union-find (global: across sources, local: within each), keep the first
+//             document of every cluster, carve validation/test documents per source by ratio and seed, and
+//             remove training documents whose exact hash matches a holdout document (decontamination)
+//   tokenize  read the corpus again and write the kept documents' tokens into per-source shards (worker
+//             threads), then the manifest (manifest.ts) and the report
+//
+// Every stage ends by writing its outputs and then its entry in prepare-state.json, keyed by a hash of the
+// configuration it depends on and of the input files (paths, sizes, mtimes): an interrupted run resumes at
+// the first stage that did not finish, and changing an option re-runs the stages it affects.
+//
+// Document ids are ordinals in the reader's order (sorted files, then lines), so every decision is a pure
+// function of the input files and the config.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { createHash } from 'node:crypto';
+import { invalidArg } from '../core/errors';
+import { PajamaDataError } from './errors';
+import { cleanDocument } from './clean';
+import { JsonlDocumentReader, listShardFiles, type JsonlReadStats } from './jsonl';
+import { LshIndex, UnionFind, foldSourceIntoKeys, verifyLshSample, DEDUP_MODES, type ClusterStats, type DedupMode, type LshVerification } from './dedup';
+import { DEFAULT_MINHASH, minhashDocumentsAsync, type MinHashOptions } from './minhash';
+import { ShardWriter } from './shard';
+import { TokenizerPool } from './tokenizer-pool';
+import { createTokenizer, type TokenizerSpec } from './tokenizer';
+import { readDataManifest, writeDataManifest, type DataManifest } from './manifest';
+import { Xoshiro128 } from './rng';
+
+export interface PrepareConfig {
+  /** Raw shards: .jsonl / .jsonl.zst files, folders, globs. Relative to the config file's folder. */
+  inputs: string[];
+  /** Path (glob or folder) -> source name, for corpora without meta.redpajama_set_name; wins over meta. */
+  sources: Record<string, string>;
+  /** The source of documents that neither meta nor `sources` names. Defaults to null (they are malformed). */
+  defaultSource: string | null;
+  /** Output folder (shards/, manifest.json, report.json, work/). Relative to the config file's folder. */
+  output: string;
+  /** Fail on the first malformed line instead of counting and skipping it. Defaults to false. */
+  strict: boolean;
+  filter: {
+    /** Drop documents shorter than this many characters after normalisation. Defaults to 200 (SlimPajama). */
+    minChars: number;
+  };
+  dedup: {
+    /** 'global' (across sources, SlimPajama's), 'local' (within each source) or 'none'. Defaults to 'global'. */
+    mode: DedupMode;
+    /** MinHash permutations. Defaults to 128. */
+    numPerm: number;
+    /** Shingle length in characters. Defaults to 13. */
+    shingleChars: number;
+    /** LSH bands x rows. Defaults to 9 x 13 (a threshold near Jaccard 0.8). */
+    bands: number;
+    rows: number;
+    /** MinHash seed. Defaults to 1. */
+    seed: number;
+    /** Memory for LSH records before they spill to disk, MiB. Defaults to 512. */
+    memoryMiB: number;
+    /** Documents sampled for the brute-force Jaccard check of the report (0: none). Defaults to 500. */
+    verifySample: number;
+  };
+  split: {
+    /** Share of each source's kept documents held out for validation. Defaults to 0.001. */
+    validation: number;
+    /** Share held out for test. Defaults to 0. */
+    test: number;
+    /** At least this many validation documents per source (when it has more). Defaults to 1. */
+    minValidationDocuments: number;
+    /** Seed of the holdout draw. Defaults to 1234. */
+    seed: number;
+  };
+  /** Remove training documents whose exact (normalised) text hash matches a holdout document. Defaults to true. */
+  decontaminate: boolean;
+  /** 'gpt2' (the default) or a Hugging Face tokenizer.json path (byte-level BPE, e.g. GPT-NeoX-20B). */
+  tokenizer: string;
+  /** Most tokens in one training shard file before the next one starts. Defaults to 2^28. */
+  shardTokens: number;
+  /** Tokenizer worker threads (0: all cores). Defaults to 0. */
+  workers: number;
+}
+
+export const DEFAULT_PREPARE_CONFIG: PrepareConfig = {
+  inputs: [],
+  sources: {},
+  defaultSource: null,
+  output: 'data/prepared',
+  strict: false,
+  filter: { minChars: 200 },
+  dedup: { mode: 'global', numPerm: 128, shingleChars: 13, bands: 9, rows: 13, seed: 1, memoryMiB: 512, verifySample: 500 },
+  split: { validation: 0.001, test: 0, minValidationDocuments: 1, seed: 1234 },
+  decontaminate: true,
+  tokenizer: 'gpt2',
+  shardTokens: 2 ** 28,
+  workers: 0,
+};
+
+export const PREPARE_STAGES = ['scan', 'dedup', 'tokenize'] as const;
+export type PrepareStage = (typeof PREPARE_STAGES)[number];
+
+// ---------------------------------------------------------------------------------------------------------
+// Config
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function checkKeys(input: Record<string, unknown>, defaults: object, where: string): void {
+  for (const k of Object.keys(input)) {
+    if (!(k in defaults)) throw invalidArg(`prepare config: unknown key '${where}${k}' (known: ${Object.keys(defaults).join(', ')})`);
+  }
+}
+
+function num(v: unknown, key: string, check: (n: number) => boolean, want: string): number {
+  if (typeof v !== 'number' || !Number.isFinite(v) || !check(v)) throw invalidArg(`prepare config: '${key}' must be ${want}, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+const int = (lo: number) => (n: number) => Number.isInteger(n) && n >= lo;
+
+/**
+ * Validates `input` over the defaults: unknown keys, wrong types and out-of-range values are errors naming
+ * the key. Relative paths are resolved against `baseDir` (the config file's folder).
+ */
+export function resolvePrepareConfig(input: unknown, baseDir = process.cwd()): PrepareConfig {
+  if (!isObject(input)) throw invalidArg(`prepare config: must be an object, got ${JSON.stringify(input)?.slice(0, 80)}`);
+  const d = DEFAULT_PREPARE_CONFIG;
+  checkKeys(input, d, '');
+  const c: PrepareConfig = structuredClone(d);
+  const section = <K extends 'filter' | 'dedup' | 'split'>(k: K): Record<string, unknown> => {
+    const v = input[k];
+    if (v === undefined) return {};
+    if (!isObject(v)) throw invalidArg(`prepare config: '${k}' must be an object, got ${JSON.stringify(v)}`);
+    checkKeys(v, d[k], `${k}.`);
+    return v;
+  };
+  if (input.inputs !== undefined) {
+    if (!Array.isArray(input.inputs) || input.inputs.some((s) => typeof s !== 'string' || s === '')) {
+      throw invalidArg(`prepare config: 'inputs' must be an array of paths or globs, got ${JSON.stringify(input.inputs)}`);
+    }
+    c.inputs = (input.inputs as string[]).map((p) => (path.isAbsolute(p) ? p : path.join(baseDir, p)));
+  }
+  if (c.inputs.length === 0) throw invalidArg(`prepare config: 'inputs' must name at least one file, folder or glob`);
+  if (input.sources !== undefined) {
+    if (!isObject(input.sources) || Object.values(input.sources).some((s) => typeof s !== 'string' || s === '')) {
+      throw invalidArg(`prepare config: 'sources' must map paths or globs to source names, got ${JSON.stringify(input.sources)}`);
+    }
+    c.sources = {};
+    for (const [p, s] of Object.entries(input.sources as Record<string, string>)) c.sources[path.isAbsolute(p) ? p : path.join(baseDir, p)] = s;
+  }
+  if (input.defaultSource !== undefined) {
+    if (input.defaultSource !== null && (typeof input.defaultSource !== 'string' || input.defaultSource === '')) {
+      throw invalidArg(`prepare config: 'defaultSource' must be a source name or null, got ${JSON.stringify(input.defaultSource)}`);
+    }
+    c.defaultSource = input.defaultSource as string | null;
+  }
+  if (input.output !== undefined) {
+    if (typeof input.output !== 'string' || input.output === '') throw invalidArg(`prepare config: 'output' must be a folder path, got ${JSON.stringify(input.output)}`);
+    c.output = input.output;
+  }
+  c.output = path.isAbsolute(c.output) ? c.output : path.join(baseDir, c.output);
+  for (const k of ['strict', 'decontaminate'] as const) {
+    if (input[k] !== undefined) {
+      if (typeof input[k] !== 'boolean') throw invalidArg(`prepare config: '${k}' must be true or false, got ${JSON.stringify(input[k])}`);
+      c[k] = input[k] as boolean;
+    }
+  }
+  const f = section('filter');
+  if (f.minChars !== undefined) c.filter.minChars = num(f.minChars, 'filter.minChars', int(0), 'a non-negative integer');
+  const dd = section('dedup');
+  if (dd.mode !== undefined) {
+    if (!DEDUP_MODES.includes(dd.mode as DedupMode)) throw invalidArg(`prepare config: 'dedup.mode' must be one of ${DEDUP_MODES.join(', ')}, got ${JSON.stringify(dd.mode)}`);
+    c.dedup.mode = dd.mode as DedupMode;
+  }
+  for (const k of ['numPerm', 'shingleChars', 'bands', 'rows'] as const) {
+    if (dd[k] !== undefined) c.dedup[k] = num(dd[k], `dedup.${k}`, int(1), 'a positive integer');
+  }
+  if (dd.seed !== undefined) c.dedup.seed = num(dd.seed, 'dedup.seed', (n) => Number.isInteger(n) && n >= 0 && n < 2 ** 32, 'an integer in [0, 2^32)');
+  if (dd.memoryMiB !== undefined) c.dedup.memoryMiB = num(dd.memoryMiB, 'dedup.memoryMiB', (n) => n >= 1, 'at least 1');
+  if (dd.verifySample !== undefined) c.dedup.verifySample = num(dd.verifySample, 'dedup.verifySample', int(0), 'a non-negative integer');
+  if (c.dedup.bands * c.dedup.rows > c.dedup.numPerm) {
+    throw invalidArg(`prepare config: dedup.bands * dedup.rows (${c.dedup.bands} * ${c.dedup.rows}) must not exceed dedup.numPerm (${c.dedup.numPerm})`);
+  }
+  const sp = section('split');
+  for (const k of ['validation', 'test'] as const) {
+    if (sp[k] !== undefined) c.split[k] = num(sp[k], `split.${k}`, (n) => n >= 0 && n < 1, 'a share in [0, 1)');
+  }
+  if (c.split.validation + c.split.test >= 1) throw invalidArg(`prepare config: split.validation + split.test must be below 1, got ${c.split.validation + c.split.test}`);
+  if (sp.minValidationDocuments !== undefined) c.split.minValidationDocuments = num(sp.minValidationDocuments, 'split.minValidationDocuments', int(0), 'a non-negative integer');
+  if (sp.seed !== undefined) c.split.seed = num(sp.seed, 'split.seed', (n) => Number.isInteger(n) && n >= 0 && n < 2 ** 32, 'an integer in [0, 2^32)');
+  if (input.tokenizer !== undefined) {
+    if (typeof input.tokenizer !== 'string' || input.tokenizer === '') throw invalidArg(`prepare config: 'tokenizer' must be 'gpt2' or a tokenizer.json path, got ${JSON.stringify(input.tokenizer)}`);
+    c.tokenizer = input.tokenizer === 'gpt2' || path.isAbsolute(input.tokenizer) ? input.tokenizer : path.join(baseDir, input.tokenizer);
+  }
+  if (input.shardTokens !== undefined) c.shardTokens = num(input.shardTokens, 'shardTokens', int(1024), 'an integer >= 1024');
+  if (input.workers !== undefined) c.workers = num(input.workers, 'workers', int(0), 'a non-negative integer');
+  return c;
+}
+
+export function tokenizerSpecOf(config: PrepareConfig): TokenizerSpec {
+  return config.tokenizer === 'gpt2' ? { kind: 'gpt2' } : { kind: 'hf', path: config.tokenizer };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The document table: 16 bytes per document, in reading order.
+
+/** What became of a document. */
+export const DOC_STATUS = ['train', 'validation', 'test', 'short', 'duplicate', 'decontaminated'] as const;
+export type DocStatus = (typeof DOC_STATUS)[number];
+const ST_TRAIN = 0;
+const ST_VALIDATION = 1;
+const ST_TEST = 2;
+const ST_SHORT = 3;
+const ST_DUPLICATE = 4;
+const ST_DECONTAMINATED = 5;
+
+// u16 source, u8 short (1) or not (0), u8 unused, u32 split draw, u32 bytes, u32 unused, f64 exact hash
+// (53 bits of the SHA-1 of the normalised text).
+const DOC_RECORD_BYTES = 24;
+const TABLE_CHUNK = 1 << 16; // documents per chunk when streaming the table
+
+/** Appends document records to the table file in large writes. */
+class DocTableWriter {
+  #fd: number;
+  #buf = Buffer.alloc(DOC_RECORD_BYTES * TABLE_CHUNK);
+  #n = 0;
+  count = 0;
+  constructor(file: string) {
+    this.#fd = fs.openSync(file, 'w');
+  }
+  push(source: number, short: boolean, splitDraw: number, bytes: number, hash: number): void {
+    const o = this.#n * DOC_RECORD_BYTES;
+    this.#buf.writeUInt16LE(source, o);
+    this.#buf[o + 2] = short ? 1 : 0;
+    this.#buf[o + 3] = 0;
+    this.#buf.writeUInt32LE(splitDraw >>> 0, o + 4);
+    this.#buf.writeUInt32LE(Math.min(bytes, 2 ** 32 - 1), o + 8);
+    this.#buf.writeUInt32LE(0, o + 12);
+    this.#buf.writeDoubleLE(hash, o + 16);
+    this.#n++;
+    this.count++;
+    if (this.#n === TABLE_CHUNK) this.#flush();
+  }
+  #flush(): void {
+    let at = 0;
+    const len = this.#n * DOC_RECORD_BYTES;
+    while (at < len) at += fs.writeSync(this.#fd, this.#buf, at, len - at);
+    this.#n = 0;
+  }
+  close(): void {
+    this.#flush();
+    fs.fsyncSync(this.#fd);
+    fs.closeSync(this.#fd);
+  }
+}
+
+interface DocRecord {
+  source: number;
+  short: boolean;
+  splitDraw: number;
+  bytes: number;
+  hash: number;
+}
+
+/** Streams the table a chunk at a time: calls `each(id, record)` in order. */
+function forEachDocument(file: string, each: (id: number, r: DocRecord) => void): number {
+  const fd = fs.openSync(file, 'r');
+  const buf = Buffer.alloc(DOC_RECORD_BYTES * TABLE_CHUNK);
+  const r: DocRecord = { source: 0, short: false, splitDraw: 0, bytes: 0, hash: 0 };
+  let id = 0;
+  try {
+    for (;;) {
+      const n = fs.readSync(fd, buf, 0, buf.length, null);
+      if (n === 0) break;
+      if (n % DOC_RECORD_BYTES !== 0) throw new PajamaDataError(file, `is not a whole number of ${DOC_RECORD_BYTES}-byte records (truncated)`);
+      for (let o = 0; o < n; o += DOC_RECORD_BYTES) {
+        r.source = buf.readUInt16LE(o);
+        r.short = buf[o + 2] === 1;
+        r.splitDraw = buf.readUInt32LE(o + 4);
+        r.bytes = buf.readUInt32LE(o + 8);
+        r.hash = buf.readDoubleLE(o + 16);
+        each(id++, r);
+      }
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return id;
+}
+
+/** 53 bits of the SHA-1 of `normalized`: the exact-duplicate key of decontamination (a safe integer). */
+export function exactHash(normalized: string): number {
+  const d = createHash('sha1').update(normalized).digest();
+  return (d.readUInt32LE(4) & 0x1fffff) * 2 ** 32 + d.readUInt32LE(0);
+}
+
+/** A u32 draw for the holdout split, fixed by (seed, document id): a murmur3-style finaliser. */
+export function splitDraw(seed: number, id: number): number {
+  let h = (Math.imul(seed ^ 0x9e3779b9, 0x85ebca6b) ^ id ^ Math.floor(id / 2 ** 32)) >>> 0;
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b) >>> 0;
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35) >>> 0;
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Statistics and the report
+
+export interface SourceReport {
+  /** Documents read (malformed lines excluded). */
+  documents: number;
+  /** UTF-8 bytes of the NFC text read. */
+  bytes: number;
+  /** Dropped by the short-document filter. */
+  short: { documents: number; bytes: number; rate: number };
+  /** Removed as near-duplicates, and their share of the documents that passed the filter. */
+  duplicates: { documents: number; bytes: number; rate: number; byteRate: number };
+  /** Training documents removed because a holdout document has the same text. */
+  decontaminated: { documents: number; bytes: number };
+  train: { documents: number; bytes: number; tokens: number };
+  validation: { documents: number; bytes: number; tokens: number };
+  test: { documents: number; bytes: number; tokens: number };
+}
+
+export interface PrepareReport {
+  version: 1;
+  output: string;
+  reader: JsonlReadStats;
+  sources: Record<string, SourceReport>;
+  totals: SourceReport;
+  dedup: { mode: DedupMode; minhash: MinHashOptions; clusters: number; cluster: ClusterStats | null; verification: LshVerification | null };
+  tokenizer: { name: string; vocabSize: number; eosId: number };
+  seconds: Partial<Record<PrepareStage, number>>;
+}
+
+function emptySourceReport(): SourceReport {
+  return {
+    documents: 0,
+    bytes: 0,
+    short: { documents: 0, bytes: 0, rate: 0 },
+    duplicates: { documents: 0, bytes: 0, rate: 0, byteRate: 0 },
+    decontaminated: { documents: 0, bytes: 0 },
+    train: { documents: 0, bytes: 0, tokens: 0 },
+    validation: { documents: 0, bytes: 0, tokens: 0 },
+    test: { documents: 0, bytes: 0, tokens: 0 },
+  };
+}
+
+function finishRates(r: SourceReport): void {
+  r.short.rate = r.documents > 0 ? r.short.documents / r.documents : 0;
+  const passed = r.documents - r.short.documents;
+  const passedBytes = r.bytes - r.short.bytes;
+  r.duplicates.rate = passed > 0 ? r.duplicates.documents / passed : 0;
+  r.duplicates.byteRate = passedBytes > 0 ? r.duplicates.bytes / passedBytes : 0;
+}
+
+function addInto(total: SourceReport, r: SourceReport): void {
+  total.documents += r.documents;
+  total.bytes += r.bytes;
+  for (const k of ['short', 'duplicates', 'decontaminated'] as const) {
+    total[k].documents += r[k].documents;
+    total[k].bytes += r[k].bytes;
+  }
+  for (const k of ['train', 'validation', 'test'] as const) {
+    total[k].documents += r[k].documents;
+    total[k].bytes += r[k].bytes;
+    total[k].tokens += r[k].tokens;
+  }
+}
+
+/** The report as a plain-text table, one row per source and a total. */
+export function formatPrepareReport(report: PrepareReport): string {
+  const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
+  const mb = (b: number) => (b / 1e6).toFixed(1);
+  const head = ['source', 'docs', 'MB', 'short', 'dup (docs)', 'dup (bytes)', 'decontam', 'train docs', 'train tokens', 'val tokens', 'test tokens'];
+  const rows: string[][] = [];
+  const row = (name: string, r: SourceReport) =>
+    rows.push([
+      name,
+      String(r.documents),
+      mb(r.bytes),
+      pct(r.short.rate),
+      pct(r.duplicates.rate),
+      pct(r.duplicates.byteRate),
+      String(r.decontaminated.documents),
+      String(r.train.documents),
+      String(r.train.tokens),
+      String(r.validation.tokens),
+      String(r.test.tokens),
+    ]);
+  for (const [name, r] of Object.entries(report.sources)) row(name, r);
+  row('total', report.totals);
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
+  const out = [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.slice(0, -1).map(line), widths.map((w) => '-'.repeat(w)).join('  '), line(rows[rows.length - 1])];
+  const v = report.dedup.verification;
+  out.push(
+    `dedup: ${report.dedup.mode}, ${report.dedup.minhash.numPerm} permutations, ${report.dedup.minhash.bands} bands x ${report.dedup.minhash.rows} rows, ` +
+      `${report.dedup.minhash.shingleChars}-character shingles; ${report.dedup.clusters} clusters with duplicates`,
+  );
+  if (v) {
+    out.push(
+      `dedup check on ${v.documents} sampled documents (${v.pairs} pairs, exact Jaccard by brute force): ` +
+        `${v.pairsAbove} pairs >= ${v.threshold}, recall ${v.recall === null ? 'n/a' : pct(v.recall)}; ` +
+        `${v.candidates} LSH candidate pairs, ${v.falseCandidates} below ${v.threshold} (false-positive rate ${v.falsePositiveRate === null ? 'n/a' : pct(v.falsePositiveRate)})`,
+    );
+  }
+  if (report.reader.malformed > 0) out.push(`malformed lines skipped: ${report.reader.malformed} (see report.json)`);
+  return out.join('\n');
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Progress
+
+export interface PrepareProgress {
+  stage: PrepareStage;
+  /** Documents read in this stage so far. */
+  documents: number;
+  /** Uncompressed bytes read so far. */
+  bytes: number;
+  /** Files done and in all. */
+  files: number;
+  totalFiles: number;
+  /** Bytes read from disk (compressed for .zst) and the size of all input files. */
+  diskBytes: number;
+  diskBytesTotal: number;
+}
+
+export interface PrepareOptions {
+  /** Start over: remove the state of an earlier run in the output folder. */
+  force?: boolean;
+  /** Stop after this stage (`pajama dedup` stops after 'dedup'). */
+  until?: PrepareStage;
+  onProgress?: (p: PrepareProgress) => void;
+  /** A line of news: a stage skipped because it is done, started, or finished. */
+  onLog?: (line: string) => void;
+}
+
+export interface PrepareResult {
+  report: PrepareReport;
+  /** The manifest path (null when stopped before tokenize). */
+  manifest: string | null;
+  /** Stages run now, and stages found done. */
+  ran: PrepareStage[];
+  skipped: PrepareStage[];
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Stage state
+
+interface StageEntry {
+  key: string;
+  finished: string;
+  seconds: number;
+}
+
+interface PrepareState {
+  version: 1;
+  stages: Partial<Record<PrepareStage, StageEntry>>;
+}
+
+function readState(file: string): PrepareState {
+  if (!fs.existsSync(file)) return { version: 1, stages: {} };
+  try {
+    const s = JSON.parse(fs.readFileSync(file, 'utf8')) as PrepareState;
+    if (s.version !== 1 || !isObject(s.stages)) throw new Error('not a version 1 state');
+    return s;
+  } catch (e) {
+    throw new PajamaDataError(file, `is not a readable prepare state (${(e as Error).message}); rerun with --force to start over`);
+  }
+}
+
+function writeJsonAtomic(file: string, value: unknown): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  fs.writeFileSync(tmp, JSON.stringify(value, null, 2) + '\n');
+  fs.renameSync(tmp, file);
+}
+
+/** What each stage depends on: the input files and the config sections it reads, chained. */
+function stageKeys(config: PrepareConfig, files: string[]): Record<PrepareStage, string> {
+  const inputs = files.map((f) => {
+    const st = fs.statSync(f);
+    return [f, st.size, st.mtimeMs];
+  });
+  const h = (v: unknown) => createHash('sha256').update(JSON.stringify(v)).digest('hex').slice(0, 32);
+  const scan = h({ inputs, sources: config.sources, defaultSource: config.defaultSource, strict: config.strict, filter: config.filter, dedup: config.dedup, split: config.split.seed });
+  const dedup = h({ scan, split: config.split, decontaminate: config.decontaminate, mode: config.dedup.mode });
+  const tokenize = h({ dedup, tokenizer: config.tokenizer, tokenizerFile: config.tokenizer === 'gpt2' ? null : fileStamp(config.tokenizer), shardTokens: config.shardTokens });
+  return { scan, dedup, tokenize };
+}
+
+function fileStamp(file: string): [number, number] | null {
+  try {
+    const st = fs.statSync(file);
+    return [st.size, st.mtimeMs];
+  } catch {
+    return null;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The pipeline
+
+interface ScanOutput {
+  version: 1;
+  documents: number;
+  sources: string[];
+  reader: JsonlReadStats;
+  perSource: Record<string, { documents: number; bytes: number; short: number; shortBytes: number }>;
+  /** Exact-hash low bits of the documents drawn for validation/test, by id (filled in by dedup). */
+  lsh: { runs: number; records: number };
+}
+
+/** Runs the pipeline (or resumes it); see the file header. */
+export async function prepareData(config: PrepareConfig, options: PrepareOptions = {}): Promise<PrepareResult> {
+  const log = options.onLog ?? (() => undefined);
+  const out = config.output;
+  const work = path.join(out, 'work');
+  const stateFile = path.join(out, 'prepare-state.json');
+  if (options.force) {
+    fs.rmSync(work, { recursive: true, force: true });
+    fs.rmSync(stateFile, { force: true });
+  }
+  fs.mkdirSync(work, { recursive: true });
+  const files = listShardFiles(config.inputs);
+  const keys = stageKeys(config, files);
+  const state = readState(stateFile);
+  const until = options.until ?? 'tokenize';
+  const ran: PrepareStage[] = [];
+  const skipped: PrepareStage[] = [];
+  const seconds: Partial<Record<PrepareStage, number>> = {};
+  let upstreamRan = false;
+  for (const stage of PREPARE_STAGES) {
+    const entry = state.stages[stage];
+    if (!upstreamRan && entry && entry.key === keys[stage] && stageOutputsExist(stage, out)) {
+      skipped.push(stage);
+      seconds[stage] = entry.seconds;
+      log(`${stage}: done on ${entry.finished}, skipped`);
+    } else {
+      upstreamRan = true;
+      delete state.stages[stage];
+      for (const later of PREPARE_STAGES.slice(PREPARE_STAGES.indexOf(stage) + 1)) delete state.stages[later];
+      writeJsonAtomic(stateFile, state);
+      log(`${stage}: running`);
+      const t0 = performance.now();
+      if (stage === 'scan') await runScan(config, files, work, options);
+      else if (stage === 'dedup') await runDedup(config, work);
+      else await runTokenize(config, files, out, work, options);
+      const s = (performance.now() - t0) / 1000;
+      seconds[stage] = s;
+      state.stages[stage] = { key: keys[stage], finished: new Date().toISOString(), seconds: s };
+      writeJsonAtomic(stateFile, state);
+      ran.push(stage);
+      log(`${stage}: finished in ${s.toFixed(1)} s`);
+    }
+    if (stage === until) break;
+  }
+  const report = buildReport(config, out, work, until, seconds);
+  writeJsonAtomic(path.join(out, until === 'tokenize' ? 'report.json' : 'dedup-report.json'), report);
+  return { report, manifest: until === 'tokenize' ? path.join(out, 'manifest.json') : null, ran, skipped };
+}
+
+function stageOutputsExist(stage: PrepareStage, out: string): boolean {
+  const work = path.join(out, 'work');
+  if (stage === 'scan') return fs.existsSync(path.join(work, 'scan.json')) && fs.existsSync(path.join(work, 'documents.bin'));
+  if (stage === 'dedup') return fs.existsSync(path.join(work, 'dedup.json')) && fs.existsSync(path.join(work, 'status.bin'));
+  if (!fs.existsSync(path.join(work, 'tokenize.json'))) return false;
+  try {
+    readDataManifest(path.join(out, 'manifest.json')); // checks every shard's header and token count
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const MINHASH_BATCH_BYTES = 8 * 2 ** 20;
+
+async function runScan(config: PrepareConfig, files: string[], work: string, options: PrepareOptions): Promise<void> {
+  for (const f of fs.readdirSync(work)) fs.rmSync(path.join(work, f), { recursive: true, force: true });
+  const dedupOn = config.dedup.mode !== 'none';
+  const mh: MinHashOptions = {
+    numPerm: config.dedup.numPerm,
+    shingleChars: config.dedup.shingleChars,
+    bands: config.dedup.bands,
+    rows: config.dedup.rows,
+    seed: config.dedup.seed,
+  };
+  const index = dedupOn ? new LshIndex({ bands: mh.bands, dir: path.join(work, 'lsh'), memoryBytes: config.dedup.memoryMiB * 2 ** 20 }) : null;
+  const table = new DocTableWriter(path.join(work, 'documents.bin'));
+  const sourceIds = new Map<string, number>();
+  const perSource: ScanOutput['perSource'] = {};
+  const sample: { id: number; normalized: string }[] = [];
+  const sampleRng = Xoshiro128.fromSeed(config.dedup.seed);
+  let seenForSample = 0;
+
+  // MinHash batches: normalised texts of the documents that passed the filter. One batch is hashed on the
+  // native worker while the next is read.
+  let batchTexts: string[] = [];
+  let batchIds: number[] = [];
+  let batchSources: number[] = [];
+  let batchBytes = 0;
+  let inFlight: Promise<void> | null = null;
+  const launch = (): void => {
+    const texts = batchTexts;
+    const ids = Uint32Array.from(batchIds);
+    const srcs = batchSources;
+    batchTexts = [];
+    batchIds = [];
+    batchSources = [];
+    batchBytes = 0;
+    const prev = inFlight;
+    inFlight = (async () => {
+      const { bandKeys } = await minhashDocumentsAsync(texts, mh);
+      if (config.dedup.mode === 'local') foldSourceIntoKeys(bandKeys, srcs, mh.bands);
+      if (prev) await prev;
+      await index!.add(ids, bandKeys);
+    })();
+  };
+
+  const reader = new JsonlDocumentReader({
+    inputs: files,
+    sources: config.sources,
+    defaultSource: config.defaultSource ?? undefined,
+    strict: config.strict,
+    onProgress: options.onProgress
+      ? (p) => options.onProgress!({ stage: 'scan', documents: p.documents, bytes: p.bytes, files: p.filesDone, totalFiles: p.files, diskBytes: p.diskBytes, diskBytesTotal: p.diskBytesTotal })
+      : undefined,
+  });
+  try {
+    for await (const doc of reader) {
+      const id = table.count;
+      let src = sourceIds.get(doc.source);
+      if (src === undefined) {
+        src = sourceIds.size;
+        if (src > 0xffff) throw new PajamaDataError(doc.file, `line ${doc.line}: more than 65,536 distinct sources`);
+        sourceIds.set(doc.source, src);
+        perSource[doc.source] = { documents: 0, bytes: 0, short: 0, shortBytes: 0 };
+      }
+      const c = cleanDocument(doc.text, { minChars: config.filter.minChars });
+      const bytes = Buffer.byteLength(c.text, 'utf8');
+      const ps = perSource[doc.source];
+      ps.documents++;
+      ps.bytes += bytes;
+      let hash = 0;
+      if (c.keep) {
+        hash = exactHash(c.normalized);
+        if (dedupOn && c.normalized.length > 0) {
+          batchTexts.push(c.normalized);
+          batchIds.push(id);
+          batchSources.push(src);
+          batchBytes += c.normalized.length;
+          if (batchBytes >= MINHASH_BATCH_BYTES) {
+            launch();
+            if (inFlight) await inFlight; // bounded: at most one batch hashing while the next is read
+          }
+          if (config.dedup.verifySample > 0) {
+            seenForSample++;
+            if (sample.length < config.dedup.verifySample) sample.push({ id, normalized: c.normalized });
+            else {
+              const j = sampleRng.below(seenForSample);
+              if (j < sample.length) sample[j] = { id, normalized: c.normalized };
+            }
+          }
+        }
+      } else {
+        ps.short++;
+        ps.shortBytes += bytes;
+      }
+      table.push(src, !c.keep, splitDraw(config.split.seed, id), bytes, hash);
+    }
+    if (batchTexts.length > 0) launch();
+    if (inFlight) await inFlight;
+    if (index) await index.spill();
+  } finally {
+    table.close();
+  }
+  if (table.count >= 2 ** 32 - 1) throw invalidArg(`prepare: ${table.count} documents; at most 2^32 - 2 are supported`);
+  const scan: ScanOutput = {
+    version: 1,
+    documents: table.count,
+    sources: [...sourceIds.keys()],
+    reader: reader.stats,
+    perSource,
+    lsh: { runs: index?.runCount ?? 0, records: (index?.documents ?? 0) * mh.bands },
+  };
+  sample.sort((a, b) => a.id - b.id);
+  fs.writeFileSync(path.join(work, 'sample.jsonl'), sample.map((s) => JSON.stringify(s)).join('\n') + (sample.length ? '\n' : ''));
+  writeJsonAtomic(path.join(work, 'scan.json'), scan);
+}
+
+function readJsonFile<T>(file: string): T {
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8')) as T;
+  } catch (e) {
+    throw new PajamaDataError(file, `cannot be read (${(e as Error).message}); rerun prepare with --force`);
+  }
+}
+
+interface DedupOutput {
+  version: 1;
+  clusters: number;
+  cluster: ClusterStats | null;
+  verification: LshVerification | null;
+  perSource: Record<string, { duplicates: number; duplicateBytes: number; decontaminated: number; decontaminatedBytes: number; validation: number; test: number; train: number }>;
+}
+
+async function runDedup(config: PrepareConfig, work: string): Promise<void> {
+  const scan = readJsonFile<ScanOutput>(path.join(work, 'scan.json'));
+  const n = scan.documents;
+  const tableFile = path.join(work, 'documents.bin');
+  const uf = new UnionFind(Math.max(1, n));
+  uf.grow(n);
+  let cluster: ClusterStats | null = null;
+  const mh: MinHashOptions = { numPerm: config.dedup.numPerm, shingleChars: config.dedup.shingleChars, bands: config.dedup.bands, rows: config.dedup.rows, seed: config.dedup.seed };
+  if (config.dedup.mode !== 'none') {
+    const index = LshIndex.open({ bands: mh.bands, dir: path.join(work, 'lsh'), memoryBytes: config.dedup.memoryMiB * 2 ** 20, documents: n });
+    cluster = await index.cluster(uf);
+  }
+  const status = new Uint8Array(n);
+  const perSource: DedupOutput['perSource'] = {};
+  for (const s of scan.sources) perSource[s] = { duplicates: 0, duplicateBytes: 0, decontaminated: 0, decontaminatedBytes: 0, validation: 0, test: 0, train: 0 };
+  const vLimit = Math.floor(config.split.validation * 2 ** 32);
+  const tLimit = Math.floor((config.split.validation + config.split.test) * 2 ** 32);
+  // Per source: the documents with the smallest draws, to reach minValidationDocuments.
+  const m = config.split.minValidationDocuments;
+  const smallest: { draw: number; id: number }[][] = scan.sources.map(() => []);
+  const keptPerSource = new Array<number>(scan.sources.length).fill(0);
+  const hasDuplicates = new Uint8Array(Math.ceil(n / 8));
+  let clusters = 0;
+  forEachDocument(tableFile, (id, r) => {
+    if (r.short) {
+      status[id] = ST_SHORT;
+      return;
+    }
+    const root = uf.find(id);
+    if (root !== id) {
+      status[id] = ST_DUPLICATE;
+      if ((hasDuplicates[root >> 3] & (1 << (root & 7))) === 0) {
+        hasDuplicates[root >> 3] |= 1 << (root & 7);
+        clusters++;
+      }
+      const ps = perSource[scan.sources[r.source]];
+      ps.duplicates++;
+      ps.duplicateBytes += r.bytes;
+      return;
+    }
+    keptPerSource[r.source]++;
+    status[id] = r.splitDraw < vLimit ? ST_VALIDATION : r.splitDraw < tLimit ? ST_TEST : ST_TRAIN;
+    if (m > 0) {
+      const list = smallest[r.source];
+      if (list.length < m || r.splitDraw < list[list.length - 1].draw) {
+        list.push({ draw: r.splitDraw, id });
+        list.sort((a, b) => a.draw - b.draw || a.id - b.id);
+        if (list.length > m) list.pop();
+      }
+    }
+  });
+  // Top up validation to the minimum, never taking a source's last training document.
+  for (let s = 0; s < scan.sources.length; s++) {
+    let have = 0;
+    for (const { id } of smallest[s]) if (status[id] === ST_VALIDATION) have++;
+    for (const { id } of smallest[s]) {
+      if (have >= m) break;
+      if (status[id] !== ST_TRAIN) continue;
+      if (keptPerSource[s] - have <= 1) break;
+      status[id] = ST_VALIDATION;
+      have++;
+    }
+  }
+  // Decontamination: training documents with the exact text of a kept holdout document.
+  const holdout = new Set<number>();
+  forEachDocument(tableFile, (id, r) => {
+    if (status[id] === ST_VALIDATION || status[id] === ST_TEST) holdout.add(r.hash);
+  });
+  if (config.decontaminate && holdout.size > 0) {
+    forEachDocument(tableFile, (id, r) => {
+      if (status[id] === ST_TRAIN && holdout.has(r.hash)) status[id] = ST_DECONTAMINATED;
+    });
+  }
+  forEachDocument(tableFile, (id, r) => {
+    const ps = perSource[scan.sources[r.source]];
+    const st = status[id];
+    if (st === ST_DECONTAMINATED) {
+      ps.decontaminated++;
+      ps.decontaminatedBytes += r.bytes;
+    } else if (st === ST_VALIDATION) ps.validation++;
+    else if (st === ST_TEST) ps.test++;
+    else if (st === ST_TRAIN) ps.train++;
+  });
+  let verification: LshVerification | null = null;
+  if (config.dedup.mode !== 'none' && config.dedup.verifySample > 0) {
+    const text = fs.readFileSync(path.join(work, 'sample.jsonl'), 'utf8');
+    const sample = text.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as { id: number; normalized: string });
+    verification = await verifyLshSample(sample.map((s) => s.normalized), mh);
+  }
+  fs.writeFileSync(path.join(work, 'status.bin'), status);
+  const out: DedupOutput = { version: 1, clusters, cluster, verification, perSource };
+  writeJsonAtomic(path.join(work, 'dedup.json'), out);
+}
+
+interface TokenizeOutput {
+  version: 1;
+  tokenizer: { name: string; vocabSize: number; eosId: number };
+  perSource: Record<string, Record<'train' | 'validation' | 'test', { documents: number; bytes: number; tokens: number; files: string[] }>>;
+}
+
+/** A file-name-safe form of a source name. */
+function sourceFileName(source: string): string {
+  return source.replace(/[^A-Za-z0-9._-]/g, '_');
+}
+
+const TOKENIZE_BATCH_BYTES = 1 << 20;
+
+async function runTokenize(config: PrepareConfig, files: string[], out: string, work: string, options: PrepareOptions): Promise<void> {
+  const scan = readJsonFile<ScanOutput>(path.join(work, 'scan.json'));
+  const status = fs.readFileSync(path.join(work, 'status.bin'));
+  if (status.length !== scan.documents) throw new PajamaDataError(path.join(work, 'status.bin'), `holds ${status.length} documents, the scan found ${scan.documents}; rerun with --force`);
+  const fileNames = new Map<string, string>();
+  for (const s of scan.sources) {
+    const f = sourceFileName(s);
+    const other = fileNames.get(f);
+    if (other !== undefined) throw invalidArg(`prepare: sources '${other}' and '${s}' would share the shard name '${f}'; rename one in 'sources'`);
+    fileNames.set(f, s);
+  }
+  const shardsDir = path.join(out, 'shards');
+  fs.rmSync(shardsDir, { recursive: true, force: true });
+  fs.mkdirSync(shardsDir, { recursive: true });
+  const spec = tokenizerSpecOf(config);
+  const tokenizer = createTokenizer(spec);
+  const result: TokenizeOutput = { version: 1, tokenizer: { name: tokenizer.name, vocabSize: tokenizer.vocabSize, eosId: tokenizer.eosId }, perSource: {} };
+  const writers = new Map<string, ShardWriter>();
+  const entry = (source: string, split: 'train' | 'validation' | 'test') => {
+    let ps = result.perSource[source];
+    if (!ps) {
+      const e = () => ({ documents: 0, bytes: 0, tokens: 0, files: [] as string[] });
+      ps = result.perSource[source] = { train: e(), validation: e(), test: e() };
+    }
+    return ps[split];
+  };
+  for (const s of scan.sources) for (const sp of ['train', 'validation', 'test'] as const) entry(s, sp);
+  const writerFor = (source: string, split: 'train' | 'validation' | 'test'): ShardWriter => {
+    const key = `${split}\u0000${source}`;
+    let w = writers.get(key);
+    const e = entry(source, split);
+    if (w && split === 'train' && w.tokens >= config.shardTokens) {
+      w.close();
+      writers.delete(key);
+      w = undefined;
+    }
+    if (!w) {
+      const name = split === 'train' ? `${sourceFileName(source)}.train.${String(e.files.length).padStart(5, '0')}.bin` : `${sourceFileName(source)}.${split}.bin`;
+      w = new ShardWriter(path.join(shardsDir, name), { vocabSize: tokenizer.vocabSize, eosId: tokenizer.eosId });
+      writers.set(key, w);
+      e.files.push(`shards/${name}`);
+    }
+    return w;
+  };
+
+  const pool = config.workers === 1 ? null : await TokenizerPool.create(spec, config.workers === 0 ? undefined : config.workers);
+  type Pending = { docs: { source: string; split: 'train' | 'validation' | 'test'; bytes: number }[]; ids: Promise<ArrayLike<number>[]> };
+  const queue: Pending[] = [];
+  const maxQueue = Math.max(2, 2 * (pool?.size ?? 1));
+  let batch: { texts: string[]; docs: Pending['docs']; bytes: number } = { texts: [], docs: [], bytes: 0 };
+  const submit = (): void => {
+    if (batch.texts.length === 0) return;
+    const texts = batch.texts;
+    queue.push({ docs: batch.docs, ids: pool ? pool.encodeBatch(texts) : Promise.resolve(texts.map((t) => tokenizer.encode(t))) });
+    batch = { texts: [], docs: [], bytes: 0 };
+  };
+  const drainOne = async (): Promise<void> => {
+    const p = queue.shift()!;
+    const ids = await p.ids;
+    for (let i = 0; i < p.docs.length; i++) {
+      const d = p.docs[i];
+      const w = writerFor(d.source, d.split);
+      const before = w.tokens;
+      w.appendDocument(ids[i]);
+      const e = entry(d.source, d.split);
+      e.documents++;
+      e.bytes += d.bytes;
+      e.tokens += w.tokens - before;
+    }
+  };
+  const reader = new JsonlDocumentReader({
+    inputs: files,
+    sources: config.sources,
+    defaultSource: config.defaultSource ?? undefined,
+    strict: config.strict,
+    onProgress: options.onProgress
+      ? (p) => options.onProgress!({ stage: 'tokenize', documents: p.documents, bytes: p.bytes, files: p.filesDone, totalFiles: p.files, diskBytes: p.diskBytes, diskBytesTotal: p.diskBytesTotal })
+      : undefined,
+  });
+  let id = 0;
+  try {
+    for await (const doc of reader) {
+      if (id >= status.length) throw new PajamaDataError(doc.file, `line ${doc.line}: more documents than the scan found (${scan.documents}); the input changed, rerun with --force`);
+      const st = status[id++];
+      if (st > ST_TEST) continue;
+      const text = doc.text.normalize('NFC');
+      const split = st === ST_TRAIN ? 'train' : st === ST_VALIDATION ? 'validation' : 'test';
+      batch.texts.push(text);
+      batch.docs.push({ source: doc.source, split, bytes: Buffer.byteLength(text, 'utf8') });
+      batch.bytes += text.length;
+      if (batch.bytes >= TOKENIZE_BATCH_BYTES) {
+        submit();
+        while (queue.length >= maxQueue) await drainOne();
+      }
+    }
+    submit();
+    while (queue.length > 0) await drainOne();
+    if (id !== scan.documents) throw new PajamaDataError(files[files.length - 1] ?? config.output, `the corpus now holds ${id} documents, the scan found ${scan.documents}; rerun with --force`);
+    for (const w of writers.values()) w.close();
+    writers.clear();
+  } finally {
+    for (const w of writers.values()) w.abort();
+    await pool?.close();
+  }
+  const dedup = readJsonFile<DedupOutput>(path.join(work, 'dedup.json'));
+  const manifest: DataManifest = {
+    version: 1,
+    kind: 'pajama-data-manifest',
+    tokenizer: { ...result.tokenizer, spec: config.tokenizer === 'gpt2' ? 'gpt2' : path.basename(config.tokenizer) },
+    sources: {},
+    created: new Date().toISOString(),
+    config: { ...config, inputs: config.inputs, output: config.output } as unknown as Record<string, unknown>,
+  };
+  for (const s of scan.sources) {
+    const ps = result.perSource[s];
+    const sc = scan.perSource[s];
+    const dd = dedup.perSource[s];
+    manifest.sources[s] = {
+      train: ps.train.files,
+      validation: ps.validation.files[0] ?? null,
+      test: ps.test.files[0] ?? null,
+      documents: { read: sc.documents, short: sc.short, duplicates: dd.duplicates, decontaminated: dd.decontaminated, train: ps.train.documents, validation: ps.validation.documents, test: ps.test.documents },
+      tokens: { train: ps.train.tokens, validation: ps.validation.tokens, test: ps.test.tokens },
+      bytes: { read: sc.bytes, short: sc.shortBytes, duplicates: dd.duplicateBytes, train: ps.train.bytes, validation: ps.validation.bytes, test: ps.test.bytes },
+      stats: {},
+    };
+  }
+  writeDataManifest(path.join(out, 'manifest.json'), manifest);
+  writeJsonAtomic(path.join(work, 'tokenize.json'), result);
+}
+
+function buildReport(config: PrepareConfig, out: string, work: string, until: PrepareStage, seconds: PrepareReport['seconds']): PrepareReport {
+  const scan = readJsonFile<ScanOutput>(path.join(work, 'scan.json'));
+  const dedup = readJsonFile<DedupOutput>(path.join(work, 'dedup.json'));
+  const tok = until === 'tokenize' ? readJsonFile<TokenizeOutput>(path.join(work, 'tokenize.json')) : null;
+  const sources: Record<string, SourceReport> = {};
+  const totals = emptySourceReport();
+  for (const s of scan.sources) {
+    const r = emptySourceReport();
+    const sc = scan.perSource[s];
+    const dd = dedup.perSource[s];
+    r.documents = sc.documents;
+    r.bytes = sc.bytes;
+    r.short.documents = sc.short;
+    r.short.bytes = sc.shortBytes;
+    r.duplicates.documents = dd.duplicates;
+    r.duplicates.bytes = dd.duplicateBytes;
+    r.decontaminated.documents = dd.decontaminated;
+    r.decontaminated.bytes = dd.decontaminatedBytes;
+    r.train.documents = dd.train;
+    r.validation.documents = dd.validation;
+    r.test.documents = dd.test;
+    if (tok) {
+      for (const k of ['train', 'validation', 'test'] as const) {
+        r[k].bytes = tok.perSource[s][k].bytes;
+        r[k].tokens = tok.perSource[s][k].tokens;
+      }
+    }
+    finishRates(r);
+    sources[s] = r;
+    addInto(totals, r);
+  }
+  finishRates(totals);
+  const tokenizer = tok ? tok.tokenizer : (() => {
+    const t = createTokenizer(tokenizerSpecOf(config));
+    return { name: t.name, vocabSize: t.vocabSize, eosId: t.eosId };
+  })();
+  return {
+    version: 1,
+    output: out,
+    reader: scan.reader,
+    sources,
+    totals,
+    dedup: {
+      mode: config.dedup.mode,
+      minhash: { ...DEFAULT_MINHASH, numPerm: config.dedup.numPerm, shingleChars: config.dedup.shingleChars, bands: config.dedup.bands, rows: config.dedup.rows, seed: config.dedup.seed },
+      clusters: dedup.clusters,
+      cluster: dedup.cluster,
+      verification: dedup.verification,
+    },
+    tokenizer,
+    seconds,
+  };
+}

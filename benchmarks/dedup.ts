@@ -16,6 +16,7 @@ import { backendInfo } from '../lib/index';
 import { prepareData, resolvePrepareConfig, PREPARE_STAGES } from '../lib/data/prepare';
 import { normalizeForDedup } from '../lib/data/clean';
 import { shingleHashes, sortedJaccard } from '../lib/data/dedup';
+import { lshCandidateProbability } from '../lib/data/minhash';
 import { Xoshiro128 } from '../lib/data/rng';
 
 const args = process.argv.slice(2);
@@ -129,6 +130,8 @@ async function main(): Promise<void> {
     const DUPLICATE = 4;
     let above = 0;
     let recalled = 0;
+    let expectedAbove = 0; // sum over the pairs of the LSH candidate probability at their exact Jaccard
+    let expectedBelow = 0;
     let below = 0;
     let belowRemoved = 0;
     const plantedIds = new Set<number>();
@@ -136,6 +139,9 @@ async function main(): Promise<void> {
       plantedIds.add(p.copyIndex);
       const j = sortedJaccard(shingleHashes(normalizeForDedup(p.original), 13), shingleHashes(normalizeForDedup(p.copy), 13));
       const removed = status[p.copyIndex] === DUPLICATE;
+      const prob = lshCandidateProbability(j, config.dedup.bands, config.dedup.rows);
+      if (j >= 0.8) expectedAbove += prob;
+      else expectedBelow += prob;
       if (j >= 0.8) {
         above++;
         if (removed) recalled++;
@@ -166,16 +172,30 @@ async function main(): Promise<void> {
       megabytesPerSecondPerCore: mbps / Math.max(1, info.threads),
       extrapolatedSecondsPer1GB: 1000 / mbps,
       lshRuns: result.report.dedup.cluster?.runs ?? 0,
+      peakRssMiB: process.resourceUsage().maxRSS / 1024,
       candidatePairs: result.report.dedup.cluster?.candidatePairs ?? 0,
       removed,
-      planted: { pairsAtOrAbove08: above, removedAtOrAbove08: recalled, recall: above ? recalled / above : null, pairsBelow08: below, removedBelow08: belowRemoved },
+      planted: {
+        pairsAtOrAbove08: above,
+        removedAtOrAbove08: recalled,
+        recall: above ? recalled / above : null,
+        expectedRecall: above ? expectedAbove / above : null,
+        pairsBelow08: below,
+        removedBelow08: belowRemoved,
+        expectedRemovedBelow08: expectedBelow,
+      },
       removedNotPlanted,
       perSourceDuplicateRate: Object.fromEntries(Object.entries(result.report.sources).map(([k, v]) => [k, v.duplicates.rate])),
     };
     log(`stages: ${PREPARE_STAGES.filter((s) => secs[s] !== undefined).map((s) => `${s} ${secs[s]!.toFixed(1)} s`).join(', ')}`);
     log(`dedup of ${(corpus.bytes / 1e6).toFixed(0)} MB: ${total.toFixed(1)} s, ${mbps.toFixed(1)} MB/s on ${info.threads} threads (1 GB: ~${(1000 / mbps).toFixed(0)} s)`);
-    log(`planted pairs with Jaccard >= 0.8: ${above}, removed ${recalled} (recall ${above ? ((100 * recalled) / above).toFixed(2) : 'n/a'}%); below 0.8: ${below}, removed ${belowRemoved}`);
+    log(
+      `planted pairs with Jaccard >= 0.8: ${above}, removed ${recalled} (recall ${above ? ((100 * recalled) / above).toFixed(2) : 'n/a'}%; ` +
+        `the S-curve 1-(1-s^${config.dedup.rows})^${config.dedup.bands} at their exact Jaccard predicts ${above ? ((100 * expectedAbove) / above).toFixed(2) : 'n/a'}%); ` +
+        `below 0.8: ${below}, removed ${belowRemoved} (predicted ${expectedBelow.toFixed(1)})`,
+    );
     log(`removed documents that are not planted copies: ${removedNotPlanted} of ${removed} removed`);
+    log(`LSH runs spilled: ${out.lshRuns} (memory budget ${memoryMiB} MiB); peak RSS of this process ${out.peakRssMiB.toFixed(0)} MiB (the generated corpus included)`);
     const json = JSON.stringify(out, null, 2);
     if (flag('--json')) console.log(json);
     const outFile = opt('--out');

@@ -15,7 +15,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { invalidArg } from '../core/errors';
 import { PajamaDataError } from './errors';
-import { minhashDocumentsAsync, sortKeyIdsAsync, type MinHashOptions } from './minhash';
+import { EMPTY_BAND_KEY, minhashDocumentsAsync, sortKeyIdsAsync, type MinHashOptions } from './minhash';
 
 export type DedupMode = 'global' | 'local' | 'none';
 
@@ -285,6 +285,7 @@ export class LshIndex {
         const { keys, ids, length } = chunk;
         for (let i = 0; i < length; i++) {
           const k = keys[i];
+          if (k === EMPTY_BAND_KEY) continue; // empty documents: no shingles, never candidates
           if (k === groupKey && groupSize > 0) {
             if (uf.union(groupFirst, ids[i])) stats.merges++;
             groupSize++;

@@ -609,13 +609,14 @@ async function runScan(config: PrepareConfig, files: string[], work: string, opt
     batchIds = [];
     batchSources = [];
     batchBytes = 0;
-    const prev = inFlight;
-    inFlight = (async () => {
+    const hashing = (async () => {
       const { bandKeys } = await minhashDocumentsAsync(texts, mh);
       if (config.dedup.mode === 'local') foldSourceIntoKeys(bandKeys, srcs, mh.bands);
-      if (prev) await prev;
       await index!.add(ids, bandKeys);
     })();
+    // Awaited before the next launch or at the end; until then a failure must not count as unhandled.
+    hashing.catch(() => undefined);
+    inFlight = hashing;
   };
 
   const reader = new JsonlDocumentReader({
@@ -651,8 +652,8 @@ async function runScan(config: PrepareConfig, files: string[], work: string, opt
           batchSources.push(src);
           batchBytes += c.normalized.length;
           if (batchBytes >= MINHASH_BATCH_BYTES) {
+            if (inFlight) await inFlight; // at most one batch hashing (native worker) while the next is read
             launch();
-            if (inFlight) await inFlight; // bounded: at most one batch hashing while the next is read
           }
           if (config.dedup.verifySample > 0) {
             seenForSample++;
@@ -669,6 +670,7 @@ async function runScan(config: PrepareConfig, files: string[], work: string, opt
       }
       table.push(src, !c.keep, splitDraw(config.split.seed, id), bytes, hash);
     }
+    if (inFlight) await inFlight;
     if (batchTexts.length > 0) launch();
     if (inFlight) await inFlight;
     if (index) await index.spill();
@@ -865,7 +867,9 @@ async function runTokenize(config: PrepareConfig, files: string[], out: string, 
   const submit = (): void => {
     if (batch.texts.length === 0) return;
     const texts = batch.texts;
-    queue.push({ docs: batch.docs, ids: pool ? pool.encodeBatch(texts) : Promise.resolve(texts.map((t) => tokenizer.encode(t))) });
+    const ids = pool ? pool.encodeBatch(texts) : Promise.resolve().then(() => texts.map((t) => tokenizer.encode(t)));
+    ids.catch(() => undefined); // awaited in order by drainOne; an earlier failure must not leave this one unhandled
+    queue.push({ docs: batch.docs, ids });
     batch = { texts: [], docs: [], bytes: 0 };
   };
   const drainOne = async (): Promise<void> => {

@@ -18,7 +18,8 @@ import { invalidArg } from '../core/errors';
 import { MptModel } from '../model/mpt';
 import { flopsPerToken, mptConfig, type MptConfig } from '../model/config';
 import { AdamW, clipGradNormAsync, cosineWithWarmup, PtwdController, type PtwdControllerState } from '../optim/index';
-import { TokenLoader, evalBatches, type MixtureSource, type TokenLoaderMixtureState, type TokenLoaderState } from '../data/loader';
+import { openShard } from '../data/shard';
+import { TokenLoader, evalBatches, evalBatchCount, type MixtureSource, type TokenLoaderMixtureState, type TokenLoaderState } from '../data/loader';
 import { readDataManifest } from '../data/manifest';
 import { resolveMixture, type MixturePlan } from '../data/mixture';
 import { latestCheckpoint, loadCheckpoint, loadModelWeights, mptHfConfig, saveCheckpoint } from './checkpoint';
@@ -149,6 +150,30 @@ function resolveTrainingData(config: TrainConfig): TrainingData {
   };
 }
 
+/**
+ * The validation shards that hold at least one evaluation batch. A shard named in data.validation that is
+ * too small is an error (the user asked for it); a manifest source's is left out with a warning, so one
+ * tiny source does not stop a run, and the loss table says which sources are missing.
+ */
+function usableValidation(data: TrainingData, seqLen: number, batchSize: number): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, shard] of Object.entries(data.validation)) {
+    const r = openShard(shard);
+    const tokens = r.tokenCount;
+    r.close();
+    if (evalBatchCount(tokens, seqLen, batchSize) > 0) {
+      out[name] = shard;
+      continue;
+    }
+    const why = `the validation shard of '${name}' (${shard}) holds ${tokens} tokens, fewer than one evaluation batch of ${batchSize} windows of ${seqLen} + 1`;
+    if (data.manifest === null) throw invalidArg(`config: ${why}; use a smaller batch.microBatchSize or batch.seqLen, or a larger shard`);
+    process.emitWarning(`pajama train: ${why}; '${name}' is not evaluated (hold out more of it: split.validation or split.minValidationDocuments)`, {
+      code: 'PAJAMA_VALIDATION_TOO_SMALL',
+    });
+  }
+  return out;
+}
+
 export interface TrainerOptions {
   /** Resume from the run directory's latest checkpoint when there is one. Defaults to true. */
   resume?: boolean;
@@ -185,7 +210,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     this.modelConfig = mptConfig(config.model.preset, config.model.overrides);
     this.plan = planBatch(config, this.modelConfig);
     const data = resolveTrainingData(config);
-    this.validation = data.validation;
+    this.validation = usableValidation(data, this.plan.seqLen, this.plan.microBatchSize);
     const common = { seqLen: this.plan.seqLen, batchSize: this.plan.microBatchSize, seed: config.seed };
     this.loader = new TokenLoader(data.sources ? { ...common, sources: data.sources } : { ...common, shards: config.data.train });
     if (this.loader.vocabSize > this.modelConfig.vocabSize) {

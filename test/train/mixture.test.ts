@@ -233,3 +233,35 @@ t.test('config: data.manifest and data.mixture, and what contradicts them', asyn
   t.throws(() => resolveTrainConfig({ data: { mixtures: 'x' } }), /unknown key 'data.mixtures'/);
   await t.rejects(Trainer.create(config(path.join(dir, 'nodata'), { data: {} })), /'data.train' lists no token shards and 'data.manifest' is not set/);
 });
+
+t.test('a validation shard smaller than one evaluation batch: a warning for a manifest source, an error for data.validation', async (t) => {
+  const tiny = writeShard('shards/delta.validation.bin', 1, 5, 9); // 41 tokens: fewer than 2 windows of 32 + 1
+  const deltaTrain = writeShard('shards/delta.train.0.bin', 30, 5, 10);
+  const m2: DataManifest = structuredClone(manifest);
+  m2.sources.delta = {
+    train: ['shards/delta.train.0.bin'],
+    validation: 'shards/delta.validation.bin',
+    test: null,
+    documents: counts(30),
+    tokens: { train: deltaTrain, validation: tiny, test: 0 },
+    bytes: {},
+  };
+  const m2Path = path.join(dir, 'data', 'manifest-delta.json');
+  writeDataManifest(m2Path, m2);
+  const warnings: string[] = [];
+  const onWarning = (w: Error & { code?: string }) => void (w.code === 'PAJAMA_VALIDATION_TOO_SMALL' && warnings.push(w.message));
+  process.on('warning', onWarning);
+  const trainer = await Trainer.create({ ...config(path.join(dir, 'run-delta')), data: { manifest: m2Path, mixture: null } }, { resume: false });
+  await new Promise((r) => setImmediate(r));
+  process.removeListener('warning', onWarning);
+  t.same(Object.keys(trainer.validation).sort(), ['alpha', 'beta'], 'delta is not evaluated');
+  t.match(warnings.join('\n'), /validation shard of 'delta' .* holds 41 tokens, fewer than one evaluation batch of 2 windows of 32 \+ 1/);
+  trainer.dispose();
+  await t.rejects(
+    Trainer.create(
+      { ...config(path.join(dir, 'run-delta2')), data: { train: [path.join(dir, 'data', 'shards/delta.train.0.bin')], validation: { delta: path.join(dir, 'data', 'shards/delta.validation.bin') } } },
+      { resume: false },
+    ),
+    { name: 'TypeError', message: /validation shard of 'delta' .* holds 41 tokens/ },
+  );
+});

@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { LshIndex, UnionFind, foldSourceIntoKeys, shingleHashes, sortedJaccard, verifyLshSample } from '../../lib/data/dedup';
-import { DEFAULT_MINHASH } from '../../lib/data/minhash';
+import { DEFAULT_MINHASH, exactJaccard } from '../../lib/data/minhash';
 import { makeRng, seed } from '../helpers/reference';
 
 t.comment(`seed ${seed} (PAJAMA_TEST_SEED replays it)`);
@@ -129,6 +129,19 @@ t.test('shingle hashes give exact Jaccard on small strings', async (t) => {
   t.equal(shingleHashes('ab', 3).length, 1, 'a text shorter than a shingle is one shingle');
   t.equal(shingleHashes('😀😀😀😀', 3).length, 1, 'shingles count code points, not UTF-16 units');
   t.equal(sortedJaccard(shingleHashes('aaaa', 2), shingleHashes('aaaaaa', 2)), 1, 'sets, not bags');
+});
+
+t.test('sortedJaccard over shingleHashes equals minhash.ts exactJaccard (the reference the native kernel is tested against)', async (t) => {
+  const alphabet = ['a', 'b', 'c', ' ', 'é', '日', '😀'];
+  let worst = 0;
+  for (let i = 0; i < 200; i++) {
+    const len = () => Math.floor(rng() * 60);
+    const a = Array.from({ length: len() }, () => alphabet[Math.floor(rng() * alphabet.length)]).join('');
+    const b = rng() < 0.5 ? a.slice(0, Math.floor(rng() * a.length)) + 'ab' + a.slice(Math.floor(rng() * a.length)) : a;
+    if (a.length === 0 || b.length === 0) continue;
+    for (const k of [3, 13]) worst = Math.max(worst, Math.abs(sortedJaccard(shingleHashes(a, k), shingleHashes(b, k)) - exactJaccard(a, b, k)));
+  }
+  t.equal(worst, 0, 'identical on random strings with multi-byte and astral characters');
 });
 
 t.test('verifyLshSample: recall of near-duplicate pairs and false positives against brute force', async (t) => {

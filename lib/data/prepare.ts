@@ -524,9 +524,11 @@ export async function prepareData(config: PrepareConfig, options: PrepareOptions
   }
   fs.mkdirSync(work, { recursive: true });
   const files = listShardFiles(config.inputs);
+  const until = options.until ?? 'tokenize';
+  // A bad tokenizer file fails now, not after hours of scanning.
+  if (until === 'tokenize') createTokenizer(tokenizerSpecOf(config));
   const keys = stageKeys(config, files);
   const state = readState(stateFile);
-  const until = options.until ?? 'tokenize';
   const ran: PrepareStage[] = [];
   const skipped: PrepareStage[] = [];
   const seconds: Partial<Record<PrepareStage, number>> = {};

@@ -195,6 +195,15 @@ t.test('strict mode fails on the malformed line, naming file and line', { skip: 
   await t.rejects(prepareData(config), { name: 'PajamaDataError', message: /b\.jsonl\.zst: line 4/ });
 });
 
+t.test('a bad tokenizer file fails before any stage runs', { skip: skipZstd }, async (t) => {
+  const dir = path.join(root, 'badtok');
+  writeCorpus(path.join(dir, 'raw'));
+  fs.writeFileSync(path.join(dir, 'tokenizer.json'), '{"model": {"type": "WordPiece"}}');
+  const config = resolvePrepareConfig({ inputs: ['raw'], sources: { 'raw/markdown': 'Markdown' }, output: 'out', tokenizer: 'tokenizer.json' }, dir);
+  await t.rejects(prepareData(config), /tokenizer\.json/);
+  t.notOk(fs.existsSync(path.join(dir, 'out', 'work', 'scan.json')), 'nothing was scanned');
+});
+
 t.test('config errors name the key', async (t) => {
   const bad = (input: unknown, message: RegExp) => t.throws(() => resolvePrepareConfig(input, root), { name: 'TypeError', code: 'ERR_PAJAMA_INVALID_ARG', message });
   bad({ inputs: ['x'], dedupe: {} }, /unknown key 'dedupe'/);

@@ -1,8 +1,9 @@
 // prepare.ts: raw SlimPajama/RedPajama shards -> per-source token shards and a manifest, as SlimPajama did:
 //
 //   scan      read every document (jsonl.zst reader), NFC-normalise, drop short documents, compute the
-//             MinHash band keys of the rest (native) into the LSH index (spilled to disk), and record every
-//             document in a 16-byte table: source, status, split draw, bytes, exact hash
+//             MinHash band keys of the rest (native): one file per worker thread (scan.ts), merged in file
+//             order into the LSH index (spilled to disk) and a 24-byte table of every document: source,
+//             short or not, split draw, bytes, exact hash
 //   dedup     join candidates with union-find (global: across sources, local: within each), keep the first
 //             document of every cluster, carve validation/test documents per source by ratio and seed, and
 //             remove training documents whose exact hash matches a holdout document (decontamination)
@@ -16,19 +17,19 @@
 // Document ids are ordinals in the reader's order (sorted files, then lines), so every decision is a pure
 // function of the input files and the config.
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { invalidArg } from '../core/errors';
 import { PajamaDataError } from './errors';
-import { cleanDocument } from './clean';
 import { JsonlDocumentReader, listShardFiles, type JsonlReadStats } from './jsonl';
-import { LshIndex, UnionFind, foldSourceIntoKeys, verifyLshSample, DEDUP_MODES, type ClusterStats, type DedupMode, type LshVerification } from './dedup';
-import { DEFAULT_MINHASH, minhashDocumentsAsync, type MinHashOptions } from './minhash';
+import { LshIndex, UnionFind, verifyLshSample, DEDUP_MODES, type ClusterStats, type DedupMode, type LshVerification } from './dedup';
+import { DEFAULT_MINHASH, type MinHashOptions } from './minhash';
+import { emptyReadStats, exactHash, mergeReadStats, mix32, scanFiles, type ScanFileTask, type ScanProgress } from './scan';
 import { ShardWriter } from './shard';
 import { TokenizerPool } from './tokenizer-pool';
 import { createTokenizer, type TokenizerSpec } from './tokenizer';
 import { readDataManifest, writeDataManifest, type DataManifest } from './manifest';
-import { Xoshiro128 } from './rng';
 
 export interface PrepareConfig {
   /** Raw shards: .jsonl / .jsonl.zst files, folders, globs. Relative to the config file's folder. */
@@ -78,7 +79,7 @@ export interface PrepareConfig {
   tokenizer: string;
   /** Most tokens in one training shard file before the next one starts. Defaults to 2^28. */
   shardTokens: number;
-  /** Tokenizer worker threads (0: all cores). Defaults to 0. */
+  /** Worker threads for the scan (a file each) and for tokenising (0: all cores; 1: no workers). Defaults to 0. */
   workers: number;
 }
 
@@ -290,19 +291,12 @@ function forEachDocument(file: string, each: (id: number, r: DocRecord) => void)
   return id;
 }
 
-/** 53 bits of the SHA-1 of `normalized`: the exact-duplicate key of decontamination (a safe integer). */
-export function exactHash(normalized: string): number {
-  const d = createHash('sha1').update(normalized).digest();
-  return (d.readUInt32LE(4) & 0x1fffff) * 2 ** 32 + d.readUInt32LE(0);
+/** A u32 draw for the holdout split, fixed by (seed, document id). */
+export function splitDraw(seed: number, id: number): number {
+  return mix32(seed, id >>> 0, Math.floor(id / 2 ** 32));
 }
 
-/** A u32 draw for the holdout split, fixed by (seed, document id): a murmur3-style finaliser. */
-export function splitDraw(seed: number, id: number): number {
-  let h = (Math.imul(seed ^ 0x9e3779b9, 0x85ebca6b) ^ id ^ Math.floor(id / 2 ** 32)) >>> 0;
-  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b) >>> 0;
-  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35) >>> 0;
-  return (h ^ (h >>> 16)) >>> 0;
-}
+export { exactHash };
 
 // ---------------------------------------------------------------------------------------------------------
 // Statistics and the report
@@ -576,8 +570,6 @@ function stageOutputsExist(stage: PrepareStage, out: string): boolean {
   }
 }
 
-const MINHASH_BATCH_BYTES = 8 * 2 ** 20;
-
 async function runScan(config: PrepareConfig, files: string[], work: string, options: PrepareOptions): Promise<void> {
   for (const f of fs.readdirSync(work)) fs.rmSync(path.join(work, f), { recursive: true, force: true });
   const dedupOn = config.dedup.mode !== 'none';
@@ -588,109 +580,130 @@ async function runScan(config: PrepareConfig, files: string[], work: string, opt
     rows: config.dedup.rows,
     seed: config.dedup.seed,
   };
+  const filesDir = path.join(work, 'files');
+  fs.mkdirSync(filesDir, { recursive: true });
+  const tasks: ScanFileTask[] = files.map((file, index) => ({
+    index,
+    file,
+    outPrefix: path.join(filesDir, String(index).padStart(6, '0')),
+    sources: config.sources,
+    defaultSource: config.defaultSource,
+    strict: config.strict,
+    minChars: config.filter.minChars,
+    minhash: dedupOn ? mh : null,
+    local: config.dedup.mode === 'local',
+    sampleSize: dedupOn ? config.dedup.verifySample : 0,
+    sampleSeed: config.dedup.seed,
+  }));
+  // Progress: the latest of each file, summed.
+  const sizes = files.map((f) => fs.statSync(f).size);
+  const totalDisk = sizes.reduce((a, b) => a + b, 0);
+  const latest = new Map<number, ScanProgress>();
+  const onFileProgress = (p: ScanProgress): void => {
+    latest.set(p.index, p);
+    if (!options.onProgress) return;
+    let diskBytes = 0;
+    let bytes = 0;
+    let documents = 0;
+    let done = 0;
+    for (const q of latest.values()) {
+      diskBytes += q.diskBytes;
+      bytes += q.bytes;
+      documents += q.documents;
+      if (q.done) done++;
+    }
+    options.onProgress({ stage: 'scan', documents, bytes, files: done, totalFiles: files.length, diskBytes, diskBytesTotal: totalDisk });
+  };
+  const workers = config.workers === 0 ? os.availableParallelism() : config.workers;
+  const results = await scanFiles(tasks, workers, onFileProgress);
+
+  // Merge in file order: global ids, source numbering by first appearance, split draws, LSH records.
   const index = dedupOn ? new LshIndex({ bands: mh.bands, dir: path.join(work, 'lsh'), memoryBytes: config.dedup.memoryMiB * 2 ** 20 }) : null;
   const table = new DocTableWriter(path.join(work, 'documents.bin'));
   const sourceIds = new Map<string, number>();
   const perSource: ScanOutput['perSource'] = {};
-  const sample: { id: number; normalized: string }[] = [];
-  const sampleRng = Xoshiro128.fromSeed(config.dedup.seed);
-  let seenForSample = 0;
-
-  // MinHash batches: normalised texts of the documents that passed the filter. One batch is hashed on the
-  // native worker while the next is read.
-  let batchTexts: string[] = [];
-  let batchIds: number[] = [];
-  let batchSources: number[] = [];
-  let batchBytes = 0;
-  let inFlight: Promise<void> | null = null;
-  const launch = (): void => {
-    const texts = batchTexts;
-    const ids = Uint32Array.from(batchIds);
-    const srcs = batchSources;
-    batchTexts = [];
-    batchIds = [];
-    batchSources = [];
-    batchBytes = 0;
-    const hashing = (async () => {
-      const { bandKeys } = await minhashDocumentsAsync(texts, mh);
-      if (config.dedup.mode === 'local') foldSourceIntoKeys(bandKeys, srcs, mh.bands);
-      await index!.add(ids, bandKeys);
-    })();
-    // Awaited before the next launch or at the end; until then a failure must not count as unhandled.
-    hashing.catch(() => undefined);
-    inFlight = hashing;
-  };
-
-  const reader = new JsonlDocumentReader({
-    inputs: files,
-    sources: config.sources,
-    defaultSource: config.defaultSource ?? undefined,
-    strict: config.strict,
-    onProgress: options.onProgress
-      ? (p) => options.onProgress!({ stage: 'scan', documents: p.documents, bytes: p.bytes, files: p.filesDone, totalFiles: p.files, diskBytes: p.diskBytes, diskBytesTotal: p.diskBytesTotal })
-      : undefined,
-  });
+  let reader = emptyReadStats();
+  const samples: { key: number; id: number; normalized: string }[] = [];
   try {
-    for await (const doc of reader) {
-      const id = table.count;
-      let src = sourceIds.get(doc.source);
-      if (src === undefined) {
-        src = sourceIds.size;
-        if (src > 0xffff) throw new PajamaDataError(doc.file, `line ${doc.line}: more than 65,536 distinct sources`);
-        sourceIds.set(doc.source, src);
-        perSource[doc.source] = { documents: 0, bytes: 0, short: 0, shortBytes: 0 };
-      }
-      const c = cleanDocument(doc.text, { minChars: config.filter.minChars });
-      const bytes = Buffer.byteLength(c.text, 'utf8');
-      const ps = perSource[doc.source];
-      ps.documents++;
-      ps.bytes += bytes;
-      let hash = 0;
-      if (c.keep) {
-        hash = exactHash(c.normalized);
-        if (dedupOn && c.normalized.length > 0) {
-          batchTexts.push(c.normalized);
-          batchIds.push(id);
-          batchSources.push(src);
-          batchBytes += c.normalized.length;
-          if (batchBytes >= MINHASH_BATCH_BYTES) {
-            if (inFlight) await inFlight; // at most one batch hashing (native worker) while the next is read
-            launch();
-          }
-          if (config.dedup.verifySample > 0) {
-            seenForSample++;
-            if (sample.length < config.dedup.verifySample) sample.push({ id, normalized: c.normalized });
-            else {
-              const j = sampleRng.below(seenForSample);
-              if (j < sample.length) sample[j] = { id, normalized: c.normalized };
-            }
-          }
+    for (const r of results) {
+      const offset = table.count;
+      if (offset + r.documents >= 2 ** 32 - 1) throw invalidArg(`prepare: more than 2^32 - 2 documents; split the corpus`);
+      const toGlobal = r.sources.map((name) => {
+        let g = sourceIds.get(name);
+        if (g === undefined) {
+          g = sourceIds.size;
+          if (g > 0xffff) throw new PajamaDataError(files[r.index], 'more than 65,536 distinct sources in the corpus');
+          sourceIds.set(name, g);
+          perSource[name] = { documents: 0, bytes: 0, short: 0, shortBytes: 0 };
         }
-      } else {
-        ps.short++;
-        ps.shortBytes += bytes;
+        const ps = perSource[name];
+        const fs_ = r.perSource[name];
+        ps.documents += fs_.documents;
+        ps.bytes += fs_.bytes;
+        ps.short += fs_.short;
+        ps.shortBytes += fs_.shortBytes;
+        return g;
+      });
+      const prefix = tasks[r.index].outPrefix;
+      const docs = fs.readFileSync(`${prefix}.docs`);
+      if (docs.length !== r.documents * DOC_RECORD_BYTES) throw new PajamaDataError(`${prefix}.docs`, `holds ${docs.length} bytes for ${r.documents} documents`);
+      for (let i = 0, o = 0; i < r.documents; i++, o += DOC_RECORD_BYTES) {
+        table.push(toGlobal[docs.readUInt16LE(o)], docs[o + 2] === 1, splitDraw(config.split.seed, offset + i), docs.readUInt32LE(o + 8), docs.readDoubleLE(o + 16));
       }
-      table.push(src, !c.keep, splitDraw(config.split.seed, id), bytes, hash);
+      if (index && r.hashed > 0) await addFileKeys(index, prefix, r.hashed, offset);
+      for (const s of r.sample) samples.push({ key: s.key, id: offset + s.local, normalized: s.normalized });
+      reader = mergeReadStats(reader, r.reader);
+      for (const ext of ['.docs', '.ids', '.keys']) fs.rmSync(`${prefix}${ext}`, { force: true });
     }
-    if (inFlight) await inFlight;
-    if (batchTexts.length > 0) launch();
-    if (inFlight) await inFlight;
     if (index) await index.spill();
   } finally {
     table.close();
   }
-  if (table.count >= 2 ** 32 - 1) throw invalidArg(`prepare: ${table.count} documents; at most 2^32 - 2 are supported`);
+  fs.rmSync(filesDir, { recursive: true, force: true });
   const scan: ScanOutput = {
     version: 1,
     documents: table.count,
     sources: [...sourceIds.keys()],
-    reader: reader.stats,
+    reader,
     perSource,
     lsh: { runs: index?.runCount ?? 0, records: (index?.documents ?? 0) * mh.bands },
   };
-  sample.sort((a, b) => a.id - b.id);
-  fs.writeFileSync(path.join(work, 'sample.jsonl'), sample.map((s) => JSON.stringify(s)).join('\n') + (sample.length ? '\n' : ''));
+  // The corpus's bottom-k by sample key, in id order.
+  samples.sort((a, b) => a.key - b.key || a.id - b.id);
+  const sample = samples.slice(0, config.dedup.verifySample).sort((a, b) => a.id - b.id);
+  fs.writeFileSync(path.join(work, 'sample.jsonl'), sample.map((s) => JSON.stringify({ id: s.id, normalized: s.normalized })).join('\n') + (sample.length ? '\n' : ''));
   writeJsonAtomic(path.join(work, 'scan.json'), scan);
+}
+
+/** Adds one file's band keys to the index, a chunk at a time, with ids shifted by the file's offset. */
+async function addFileKeys(index: LshIndex, prefix: string, count: number, offset: number): Promise<void> {
+  const bands = index.bands;
+  const chunk = 1 << 15;
+  const idsFd = fs.openSync(`${prefix}.ids`, 'r');
+  const keysFd = fs.openSync(`${prefix}.keys`, 'r');
+  try {
+    for (let done = 0; done < count; done += chunk) {
+      const n = Math.min(chunk, count - done);
+      const ids = new Uint32Array(n);
+      const keys = new BigUint64Array(n * bands);
+      readExactly(idsFd, new Uint8Array(ids.buffer), done * 4, `${prefix}.ids`);
+      readExactly(keysFd, new Uint8Array(keys.buffer), done * bands * 8, `${prefix}.keys`);
+      for (let i = 0; i < n; i++) ids[i] += offset;
+      await index.add(ids, keys);
+    }
+  } finally {
+    fs.closeSync(idsFd);
+    fs.closeSync(keysFd);
+  }
+}
+
+function readExactly(fd: number, into: Uint8Array, position: number, file: string): void {
+  let at = 0;
+  while (at < into.length) {
+    const got = fs.readSync(fd, into, at, into.length - at, position + at);
+    if (got === 0) throw new PajamaDataError(file, `ended at byte ${position + at}, expected ${position + into.length}`);
+    at += got;
+  }
 }
 
 function readJsonFile<T>(file: string): T {

@@ -188,11 +188,30 @@ t.test('stages resume: an interrupted run continues where it stopped, a changed 
   t.equal(fifth.report.sources.Markdown.documents, fourth.report.sources.Markdown.documents + 1);
 });
 
-t.test('strict mode fails on the malformed line, naming file and line', { skip: skipZstd }, async (t) => {
+t.test('strict mode fails on the malformed line, naming file and line, in this thread or a worker', { skip: skipZstd }, async (t) => {
   const dir = path.join(root, 'strict');
   writeCorpus(path.join(dir, 'raw'));
-  const config = resolvePrepareConfig({ inputs: ['raw'], sources: { 'raw/markdown': 'Markdown' }, output: 'out', strict: true, workers: 1 }, dir);
-  await t.rejects(prepareData(config), { name: 'PajamaDataError', message: /b\.jsonl\.zst: line 4/ });
+  for (const workers of [1, 2]) {
+    const config = resolvePrepareConfig({ inputs: ['raw'], sources: { 'raw/markdown': 'Markdown' }, output: 'out', strict: true, workers }, dir);
+    await t.rejects(prepareData(config, { force: true }), { name: 'PajamaDataError', message: /b\.jsonl\.zst: line 4/ }, `${workers} worker(s)`);
+  }
+});
+
+t.test('the scan on worker threads gives exactly what it gives in one thread', { skip: skipZstd }, async (t) => {
+  const dir = path.join(root, 'workers');
+  writeCorpus(path.join(dir, 'raw'));
+  for (let i = 0; i < 4; i++) writeShard(path.join(dir, 'raw', 'more', `m${i}.jsonl.zst`), Array.from({ length: 20 }, () => JSON.stringify({ text: randomDoc(), meta: { redpajama_set_name: i % 2 ? 'RedPajamaBook' : 'RedPajamaArXiv' } })));
+  const input = { inputs: ['raw'], sources: { 'raw/markdown': 'Markdown' }, split: { validation: 0.2 }, dedup: { verifySample: 50 } };
+  const progress: number[] = [];
+  const one = await prepareData(resolvePrepareConfig({ ...input, output: 'one', workers: 1 }, dir), { until: 'dedup' });
+  const two = await prepareData(resolvePrepareConfig({ ...input, output: 'two', workers: 2 }, dir), { until: 'dedup', onProgress: (p) => progress.push(p.files) });
+  const bytes = (out: string, f: string) => fs.readFileSync(path.join(dir, out, 'work', f)).toString('hex');
+  t.equal(bytes('two', 'documents.bin'), bytes('one', 'documents.bin'), 'the same document table');
+  t.equal(bytes('two', 'status.bin'), bytes('one', 'status.bin'), 'the same decisions');
+  t.equal(bytes('two', 'sample.jsonl'), bytes('one', 'sample.jsonl'), 'the same verification sample');
+  t.same(two.report.sources, one.report.sources);
+  t.same(two.report.reader, one.report.reader);
+  t.equal(Math.max(...progress), 7, 'progress counts the 7 files done');
 });
 
 t.test('a bad tokenizer file fails before any stage runs', { skip: skipZstd }, async (t) => {

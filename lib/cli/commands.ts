@@ -305,7 +305,7 @@ export const commands: Record<string, Command> = {
     summary: ': the embedded default (npm start): train a small MPT on text shipped in npm packages',
     options: {
       'run-dir': { kind: 'string', describe: "where data, checkpoints and metrics go (default 'runs/demo')" },
-      steps: { kind: 'number', describe: 'optimizer steps (default 150: about four minutes on 2 cores)' },
+      steps: { kind: 'number', describe: 'optimizer steps (default 150: about three minutes on 2 cores)' },
     },
     async run(o) {
       const steps = (o.steps as number | undefined) ?? 150;

@@ -36,7 +36,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { invalidArg } from '../core/errors';
 import { PajamaDataError } from './errors';
-import type { Tokenizer } from './tokenizer';
+import { decodeWith, type ByteTable, type Tokenizer } from './tokenizer';
 
 export interface HfTokenizerOptions {
   /**
@@ -900,7 +900,7 @@ export class HfTokenizer implements Tokenizer {
   private readonly addedIds: Set<number>;
   private readonly cache: PieceCache | null;
   /** Byte pieces of every id, for decode; built on first use. */
-  private decodeTable: { bytes: Uint8Array; starts: Uint32Array } | null = null;
+  private decodeTable: ByteTable | null = null;
 
   // Scratch, reused across calls: the ids being written, and the symbols of the word being merged.
   private out = new Uint32Array(4096);
@@ -979,22 +979,7 @@ export class HfTokenizer implements Tokenizer {
   }
 
   decode(ids: ArrayLike<number>): string {
-    const table = (this.decodeTable ??= this.buildDecodeTable());
-    const { bytes, starts } = table;
-    let n = 0;
-    for (let i = 0; i < ids.length; i++) {
-      const id = ids[i];
-      if (id >>> 0 !== id || id >= this.vocabSize) throw invalidArg(`${this.name}.decode: ids[${i}] = ${id} is not a token id in [0, ${this.vocabSize})`);
-      n += starts[id + 1] - starts[id];
-    }
-    const out = new Uint8Array(n);
-    let at = 0;
-    for (let i = 0; i < ids.length; i++) {
-      const id = ids[i];
-      out.set(bytes.subarray(starts[id], starts[id + 1]), at);
-      at += starts[id + 1] - starts[id];
-    }
-    return new TextDecoder('utf-8').decode(out);
+    return decodeWith((this.decodeTable ??= this.buildDecodeTable()), ids, this.vocabSize, `${this.name}.decode`);
   }
 
   /** The id of a token's content (vocab or added), or undefined. */
@@ -1003,7 +988,7 @@ export class HfTokenizer implements Tokenizer {
   }
 
   /** Added tokens decode to their content; vocab tokens map each character back to its byte. */
-  private buildDecodeTable(): { bytes: Uint8Array; starts: Uint32Array } {
+  private buildDecodeTable(): ByteTable {
     const utf8 = new TextEncoder();
     const { tokens } = this.model;
     const pieces: Uint8Array[] = [];

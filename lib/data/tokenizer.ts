@@ -40,7 +40,7 @@ const GPT2_EOS_TEXT = '<|endoftext|>';
 const ENCODE_OPTIONS = { allowedSpecial: new Set<string>(), disallowedSpecial: new Set<string>() };
 
 /** Every token's bytes, concatenated, and where each starts: built on first decode. */
-interface ByteTable {
+export interface ByteTable {
   bytes: Uint8Array;
   starts: Uint32Array; // (vocabSize + 1)
 }
@@ -67,7 +67,8 @@ function buildByteTable(ranks: readonly (string | number[])[], special: Readonly
   return { bytes, starts };
 }
 
-function decodeWith(table: ByteTable, ids: ArrayLike<number>, vocabSize: number, where: string): string {
+/** The text of `ids` from a table of every token's bytes; ids are checked against vocabSize (`where` names the caller). */
+export function decodeWith(table: ByteTable, ids: ArrayLike<number>, vocabSize: number, where: string): string {
   const { bytes, starts } = table;
   let n = 0;
   for (let i = 0; i < ids.length; i++) {

@@ -13,19 +13,14 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { backendInfo } from '../lib/index';
+import { benchCli } from './cli';
 import { prepareData, resolvePrepareConfig, PREPARE_STAGES } from '../lib/data/prepare';
 import { normalizeForDedup } from '../lib/data/clean';
 import { shingleHashes, sortedJaccard } from '../lib/data/dedup';
 import { lshCandidateProbability } from '../lib/data/minhash';
 import { Xoshiro128 } from '../lib/data/rng';
 
-const args = process.argv.slice(2);
-const flag = (f: string) => args.includes(f);
-const opt = (f: string) => {
-  const i = args.indexOf(f);
-  return i >= 0 ? args[i + 1] : undefined;
-};
-const log = flag('--json') ? (s: string) => process.stderr.write(s + '\n') : (s: string) => console.log(s);
+const { args, flag, opt, log, writeReport } = benchCli('bench:dedup', { flags: ['--keep'], options: ['--mb', '--mode', '--memory-mib'] });
 const targetMB = Number(opt('--mb') ?? 256);
 const mode = opt('--mode') ?? 'global';
 const memoryMiB = Number(opt('--memory-mib') ?? 512);
@@ -196,10 +191,7 @@ async function main(): Promise<void> {
     );
     log(`removed documents that are not planted copies: ${removedNotPlanted} of ${removed} removed`);
     log(`LSH runs spilled: ${out.lshRuns} (memory budget ${memoryMiB} MiB); peak RSS of this process ${out.peakRssMiB.toFixed(0)} MiB (the generated corpus included)`);
-    const json = JSON.stringify(out, null, 2);
-    if (flag('--json')) console.log(json);
-    const outFile = opt('--out');
-    if (outFile) fs.writeFileSync(outFile, json + '\n');
+    writeReport(out);
   } finally {
     if (!flag('--keep')) fs.rmSync(root, { recursive: true, force: true });
   }

@@ -5,11 +5,10 @@
 //   npm run bench:kernels               table
 //   npm run bench:kernels -- --json     JSON on stdout (and the table on stderr)
 //   options: --quick (smaller repeat counts), --threads N, --out FILE (also write the JSON there)
-import * as fs from 'node:fs';
 import * as os from 'node:os';
-import * as path from 'node:path';
 import { Tensor, backendInfo, ops, setThreads, type DType } from '../lib/index';
 import { alibiSlopes } from '../lib/model/alibi';
+import { benchCli } from './cli';
 
 interface Result {
   name: string;
@@ -21,15 +20,9 @@ interface Result {
   peakShare?: number; // gflops / the same-dtype square GEMM rate of this run
 }
 
-const args = process.argv.slice(2);
-const flag = (f: string) => args.includes(f);
-const opt = (f: string) => {
-  const i = args.indexOf(f);
-  return i >= 0 ? args[i + 1] : undefined;
-};
+const { flag, opt, log, writeReport } = benchCli('bench:kernels', { flags: ['--quick'], options: ['--threads'] });
 const quick = flag('--quick');
 if (opt('--threads')) setThreads(Number(opt('--threads')));
-const log = flag('--json') ? (s: string) => process.stderr.write(s + '\n') : (s: string) => console.log(s);
 
 function rand(dtype: DType, shape: number[], scale = 1): Tensor {
   const n = shape.reduce((a, b) => a * b, 1);
@@ -176,13 +169,7 @@ function main(): void {
     peakGflops: peak,
     results,
   };
-  const json = JSON.stringify(report, null, 2);
-  if (flag('--json')) process.stdout.write(json + '\n');
-  const out = opt('--out');
-  if (out) {
-    fs.mkdirSync(path.dirname(out), { recursive: true });
-    fs.writeFileSync(out, json + '\n');
-  }
+  writeReport(report);
 }
 
 main();

@@ -20,19 +20,13 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { backendInfo, setIsaLimit, setThreads, type IsaLevel } from '../lib/index';
 import { DEFAULT_MINHASH, minhashDocuments, packDocuments, sortKeyIds, type PackedDocuments } from '../lib/data/minhash';
+import { benchCli } from './cli';
 
-const args = process.argv.slice(2);
-const flag = (f: string): boolean => args.includes(f);
-const opt = (f: string): string | undefined => {
-  const i = args.indexOf(f);
-  return i >= 0 ? args[i + 1] : undefined;
-};
+const { args, flag, intOpt, log, writeReport, usageError } = benchCli('bench:minhash', { flags: ['--quick'], options: ['--repeat', '--records'] });
 const quick = flag('--quick');
-const repeat = Number(opt('--repeat') ?? (quick ? 3 : 7));
-const records = Number(opt('--records') ?? (quick ? 2_000_000 : 10_000_000));
-if (!Number.isInteger(repeat) || repeat < 1) throw new Error(`--repeat must be a positive integer`);
-if (!Number.isInteger(records) || records < 1 || records > 2 ** 32 - 1) throw new Error(`--records must be in [1, 2^32)`);
-const log = flag('--json') ? (s: string) => process.stderr.write(s + '\n') : (s: string) => console.log(s);
+const repeat = intOpt('--repeat', quick ? 3 : 7, 1);
+const records = intOpt('--records', quick ? 2_000_000 : 10_000_000, 1);
+if (records > 2 ** 32 - 1) usageError(`--records must be in [1, 2^32), got ${records}`);
 
 /**
  * What each optimisation did, measured while writing it: one thread, this benchmark's text, best of 5 runs
@@ -276,13 +270,7 @@ function main(): void {
     results: rows,
     optimisations: OPTIMISATION_LOG,
   };
-  const json = JSON.stringify(report, null, 2);
-  if (flag('--json')) process.stdout.write(json + '\n');
-  const out = opt('--out');
-  if (out) {
-    fs.mkdirSync(path.dirname(out), { recursive: true });
-    fs.writeFileSync(out, json + '\n');
-  }
+  writeReport(report);
 }
 
 main();

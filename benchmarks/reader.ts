@@ -22,37 +22,13 @@ import * as path from 'node:path';
 import { JsonlDocumentReader, type JsonlReadOptions } from '../lib/data/jsonl';
 import { cleanDocument, normalizeForDedup } from '../lib/data/clean';
 import { Xoshiro128 } from '../lib/data/rng';
+import { benchCli } from './cli';
 
-const args = process.argv.slice(2);
-function usageError(message: string): never {
-  process.stderr.write(`bench:reader: ${message}\n`);
-  process.exit(2);
-}
-const FLAGS = ['--json'];
-const OPTIONS = ['--mb', '--repeat', '--level', '--seed', '--out'];
-for (let i = 0; i < args.length; i++) {
-  if (OPTIONS.includes(args[i])) {
-    if (i + 1 >= args.length) usageError(`${args[i]} needs a value`);
-    i++;
-  } else if (!FLAGS.includes(args[i])) usageError(`unknown argument '${args[i]}' (flags: ${FLAGS.join(' ')}; options: ${OPTIONS.join(' ')})`);
-}
-const flag = (f: string) => args.includes(f);
-const opt = (f: string) => {
-  const i = args.indexOf(f);
-  return i >= 0 ? args[i + 1] : undefined;
-};
-function intOption(name: string, fallback: number, min: number): number {
-  const v = opt(name);
-  if (v === undefined) return fallback;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) usageError(`${name} must be an integer >= ${min}, got '${v}'`);
-  return n;
-}
-const corpusMB = intOption('--mb', 100, 1);
-const repeat = intOption('--repeat', 3, 1);
-const level = intOption('--level', 3, 1);
-const seed = intOption('--seed', 1, 0);
-const log = flag('--json') ? (s: string) => process.stderr.write(s + '\n') : (s: string) => console.log(s);
+const { args, intOpt, log, writeReport, usageError } = benchCli('bench:reader', { flags: [], options: ['--mb', '--repeat', '--level', '--seed'] });
+const corpusMB = intOpt('--mb', 100, 1);
+const repeat = intOpt('--repeat', 3, 1);
+const level = intOpt('--level', 3, 1);
+const seed = intOpt('--seed', 1, 0);
 
 const SOURCES: [string, number][] = [
   ['RedPajamaCommonCrawl', 52],
@@ -242,13 +218,7 @@ async function main(): Promise<void> {
       repeat,
       results,
     };
-    const json = JSON.stringify(report, null, 2);
-    if (flag('--json')) process.stdout.write(json + '\n');
-    const out = opt('--out');
-    if (out) {
-      fs.mkdirSync(path.dirname(out), { recursive: true });
-      fs.writeFileSync(out, json + '\n');
-    }
+    writeReport(report);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -17,14 +17,9 @@ import { Tokenizer as HfReference } from '@huggingface/tokenizers';
 import { loadHfTokenizer } from '../lib/data/hf-tokenizer';
 import { TokenizerPool } from '../lib/data/tokenizer-pool';
 import { gpt2Tokenizer, type Tokenizer, type TokenizerSpec } from '../lib/data/tokenizer';
+import { benchCli } from './cli';
 
-const args = process.argv.slice(2);
-const flag = (f: string) => args.includes(f);
-const opt = (f: string) => {
-  const i = args.indexOf(f);
-  return i >= 0 ? args[i + 1] : undefined;
-};
-const log = flag('--json') ? (s: string) => process.stderr.write(s + '\n') : (s: string) => console.log(s);
+const { args, opt, log, writeReport } = benchCli('bench:tokenizer', { flags: [], options: ['--tokenizer', '--mb', '--repeat'] });
 
 /** The repository root: the nearest folder above this file with a package.json (works from dist/ too). */
 function repoRoot(): string {
@@ -185,13 +180,7 @@ async function main(): Promise<void> {
     note: 'Timings on a shared machine are noisy; compare ratios within one run. cold = fresh process and tokenizer, first pass; unseen = second half of the text after the first; warm = median of repeated passes over the same text.',
     results: results.map((r) => ({ ...r, mbPerS: Number(r.mbPerS.toFixed(3)), ms: Number(r.ms.toFixed(1)), ...(r.cpuMs !== undefined ? { cpuMs: Number(r.cpuMs.toFixed(1)) } : {}) })),
   };
-  const out = JSON.stringify(report, null, 2);
-  if (flag('--json')) process.stdout.write(out + '\n');
-  const file = opt('--out');
-  if (file) {
-    fs.mkdirSync(path.dirname(file), { recursive: true });
-    fs.writeFileSync(file, out + '\n');
-  }
+  writeReport(report);
 }
 
 main().catch((e) => {

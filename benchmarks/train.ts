@@ -16,15 +16,14 @@
 //            time: on a shared machine), --in-process (no child processes; peak RSS is then the whole run's)
 //   internal: --config NAME runs one configuration in this process (what each child does)
 import { spawnSync } from 'node:child_process';
-import * as fs from 'node:fs';
 import * as os from 'node:os';
-import * as path from 'node:path';
 import { backendInfo, ops, setThreads, Tensor, type BackendInfo } from '../lib/index';
 import { flopsPerToken, mptConfig, parameterCount, type MptConfig } from '../lib/model/config';
 import { MptModel, type Precision } from '../lib/model/mpt';
 import { AdamW, clipGradNormAsync } from '../lib/optim/index';
 import { measurePeakFlops } from '../lib/train/trainer';
 import { Xoshiro128 } from '../lib/data/rng';
+import { benchCli, type BenchCli } from './cli';
 
 const PRESET = 'bench-45m';
 const MICRO_BATCH = 8;
@@ -117,32 +116,12 @@ interface CrossEntropyPart {
   peakShare?: number;
 }
 
-const args = process.argv.slice(2);
-/** A bad command line: a one-line message and exit status 2, no stack trace. */
-function usageError(message: string): never {
-  process.stderr.write(`bench:train: ${message}\n`);
-  process.exit(2);
-}
-const FLAGS = ['--quick', '--json', '--profile', '--in-process'];
-const OPTIONS = ['--steps', '--warmup', '--seed', '--threads', '--configs', '--config', '--out', '--repeat'];
-for (let i = 0; i < args.length; i++) {
-  if (OPTIONS.includes(args[i])) {
-    if (i + 1 >= args.length) usageError(`${args[i]} needs a value`);
-    i++;
-  } else if (!FLAGS.includes(args[i])) usageError(`unknown argument '${args[i]}' (flags: ${FLAGS.join(' ')}; options: ${OPTIONS.join(' ')})`);
-}
-const flag = (f: string) => args.includes(f);
-const opt = (f: string) => {
-  const i = args.indexOf(f);
-  return i >= 0 ? args[i + 1] : undefined;
-};
-const intOpt = (f: string, dflt: number, min: number): number => {
-  const s = opt(f);
-  if (s === undefined) return dflt;
-  const n = Number(s);
-  if (!Number.isInteger(n) || n < min) usageError(`${f} must be an integer >= ${min}, got '${s}'`);
-  return n;
-};
+// Annotated, so that cli.usageError (never returns) narrows types where it is called.
+const cli: BenchCli = benchCli('bench:train', {
+  flags: ['--quick', '--profile', '--in-process'],
+  options: ['--steps', '--warmup', '--seed', '--threads', '--configs', '--config', '--repeat'],
+});
+const { args, flag, opt, intOpt, log, writeReport } = cli;
 
 const quick = flag('--quick');
 const json = flag('--json');
@@ -153,7 +132,6 @@ const seed = intOpt('--seed', 0, 0);
 const repeat = intOpt('--repeat', 1, 1);
 const threads = opt('--threads');
 if (threads !== undefined) setThreads(intOpt('--threads', 0, 1));
-const log = json ? (s: string) => process.stderr.write(s + '\n') : (s: string) => console.log(s);
 
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -589,13 +567,13 @@ async function main(): Promise<void> {
   let selected: BenchConfig[];
   if (single !== undefined) {
     const c = CONFIGS.find((x) => x.name === single);
-    if (!c) usageError(`--config: '${single}' is not one of ${CONFIGS.map((x) => x.name).join(', ')}`);
+    if (!c) cli.usageError(`--config: '${single}' is not one of ${CONFIGS.map((x) => x.name).join(', ')}`);
     selected = [c];
   } else {
     const names = opt('--configs')?.split(',') ?? CONFIGS.map((c) => c.name);
     selected = names.map((n) => {
       const c = CONFIGS.find((x) => x.name === n);
-      if (!c) usageError(`--configs: '${n}' is not one of ${CONFIGS.map((x) => x.name).join(', ')}`);
+      if (!c) cli.usageError(`--configs: '${n}' is not one of ${CONFIGS.map((x) => x.name).join(', ')}`);
       return c;
     });
   }
@@ -636,13 +614,7 @@ async function main(): Promise<void> {
     quick,
     results,
   };
-  const text = JSON.stringify(report, null, 2);
-  if (json) process.stdout.write(text + '\n');
-  const out = opt('--out');
-  if (out) {
-    fs.mkdirSync(path.dirname(path.resolve(out)), { recursive: true });
-    fs.writeFileSync(out, text + '\n');
-  }
+  writeReport(report);
 }
 
 main().catch((e) => {

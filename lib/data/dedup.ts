@@ -302,6 +302,40 @@ export class LshIndex {
     return stats;
   }
 
+  /**
+   * After cluster(uf): for every document d that is not its cluster's root r = uf.find(d), how many bands
+   * hold the same key for d and r (`shared[d]`, 0 when d joined r's cluster through other documents), and the
+   * smallest other id d shares a band key with (`via[d]`: r itself when shared[d] > 0; 2^32 - 1 for a root).
+   * A band agrees with probability J^rows for documents of Jaccard similarity J, so shared / bands estimates
+   * J^rows. Reads the runs once more; memory is 6 bytes a document.
+   */
+  async agreementWithRoots(uf: UnionFind): Promise<{ shared: Uint16Array; via: Uint32Array }> {
+    await this.spill();
+    const n = uf.size;
+    const shared = new Uint16Array(n);
+    const via = new Uint32Array(n).fill(0xffffffff);
+    for (let b = 0; b < this.bands; b++) {
+      let groupKey = -1n;
+      let groupFirst = 0; // runs merge in (key, id) order: the first id of a group is its smallest
+      for (const chunk of mergeRuns(this.#runs[b])) {
+        const { keys, ids, length } = chunk;
+        for (let i = 0; i < length; i++) {
+          const k = keys[i];
+          if (k === EMPTY_BAND_KEY) continue;
+          const id = ids[i];
+          if (k !== groupKey) {
+            groupKey = k;
+            groupFirst = id;
+            continue;
+          }
+          if (groupFirst < via[id]) via[id] = groupFirst;
+          if (uf.find(id) === groupFirst) shared[id]++;
+        }
+      }
+    }
+    return { shared, via };
+  }
+
   /** Deletes the run files. */
   removeRuns(): void {
     for (const runs of this.#runs) for (const f of runs) fs.rmSync(f, { force: true });

@@ -286,7 +286,8 @@ export async function buildDemoCorpus(options: DemoCorpusOptions): Promise<DemoC
       inputs: ['raw'],
       output: 'prepared',
       dedup: { mode: 'global', verifySample: 200 },
-      split: { validation: share, minValidationDocuments: DEMO_MIN_VALIDATION_DOCUMENTS, seed },
+      // The demo evaluates 2 batches of 8 windows of 256 + 1 tokens per source (commands.ts's runDemo).
+      split: { validation: share, minValidationDocuments: DEMO_MIN_VALIDATION_DOCUMENTS, minValidationTokens: 2 * 8 * 256 + 1, seed },
       tokenizer,
       workers,
     },

@@ -640,6 +640,9 @@ function isSingleWord(s: string, start: number, end: number): boolean {
 // ---------------------------------------------------------------------------------------------------------------
 // The BPE model
 
+/** Unused ids tolerated below a tokenizer's largest id (or a tenth of its entries, if more). */
+const MAX_UNUSED_IDS = 1024;
+
 const BPE_KEYS = ['dropout', 'unk_token', 'continuing_subword_prefix', 'end_of_word_suffix', 'fuse_unk', 'byte_fallback', 'ignore_merges', 'vocab', 'merges'];
 
 /** Merges in an open-addressing table keyed by the pair of symbol ids. */
@@ -711,13 +714,29 @@ function readModel(check: FileCheck, v: unknown, added: readonly AddedToken[]): 
 
   const vocab = check.object(obj.vocab, `${where}.vocab`);
   let maxId = -1;
-  for (const t of added) maxId = Math.max(maxId, t.id);
+  let maxAt = '';
+  added.forEach((t, i) => {
+    if (t.id > maxId) [maxId, maxAt] = [t.id, `added_tokens[${i}].id`];
+  });
+  let entries = 0;
   for (const content in vocab) {
     const id = vocab[content];
     if (!Number.isInteger(id) || (id as number) < 0 || (id as number) >= 2 ** 31) {
       throw check.fail(`${where}.vocab[${JSON.stringify(content)}]`, `expected a token id, got ${describe(id)}`);
     }
-    if ((id as number) > maxId) maxId = id as number;
+    entries++;
+    if ((id as number) > maxId) [maxId, maxAt] = [id as number, `${where}.vocab[${JSON.stringify(content)}]`];
+  }
+  // Ids index the embedding matrix: the vocabulary size is the largest id + 1, so ids must be (nearly) dense.
+  // A stray large id (a typo, 99999999) would otherwise make a model with a 100M-row embedding.
+  const named = entries + added.length; // an upper bound on the distinct ids
+  const maxHoles = Math.max(MAX_UNUSED_IDS, Math.ceil(named / 10));
+  if (maxId + 1 - named > maxHoles) {
+    throw check.fail(
+      maxAt,
+      `id ${maxId} leaves at least ${maxId + 1 - named} of the ids below it unused (${entries} vocab entries and ${added.length} added tokens); ` +
+        `ids must be dense, with at most ${maxHoles} unused below the largest (a typo in the id?)`,
+    );
   }
   const ids = new Map<string, number>();
   const tokens = new Array<string | undefined>(maxId + 1);

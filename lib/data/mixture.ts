@@ -151,15 +151,35 @@ export interface ResolvedMixture {
   weights: Record<string, number>;
   /** Available sources the mixture does not draw from (left out, or given weight 0). */
   notDrawn: string[];
+  /**
+   * Sources the mixture names but the data lacks, with the share the mixture gave each (of the mixture's
+   * total): empty unless resolved with missing: 'renormalize', which draws from the others in proportion.
+   */
+  missing: { name: string; weight: number }[];
+}
+
+/** What to do when a mixture names sources the data lacks (TrainConfig's data.mixtureMissing). */
+export type MixtureMissing = 'error' | 'renormalize';
+export const MIXTURE_MISSING: readonly MixtureMissing[] = ['error', 'renormalize'];
+
+export interface ResolveMixtureOptions {
+  /**
+   * 'error' (the default): a source the mixture names but the data lacks is an error. 'renormalize': such
+   * sources are left out and the weights of the others are divided by their sum (listed in `missing`).
+   */
+  missing?: MixtureMissing;
 }
 
 /**
  * A preset name or user weights (by source name, any positive scale) against the data's sources. A source
  * the mixture names with any weight but the data lacks is an error naming the missing and the available
- * sources; data sources the mixture does not name get weight 0 and are listed in notDrawn.
+ * sources, unless options.missing is 'renormalize' (then the present ones are renormalised, and the missing
+ * ones listed); data sources the mixture does not name get weight 0 and are listed in notDrawn.
  */
-export function resolveMixture(spec: string | Record<string, number>, available: readonly string[]): ResolvedMixture {
+export function resolveMixture(spec: string | Record<string, number>, available: readonly string[], options: ResolveMixtureOptions = {}): ResolvedMixture {
   const where = 'resolveMixture';
+  const onMissing = options.missing ?? 'error';
+  if (!MIXTURE_MISSING.includes(onMissing)) throw invalidArg(`${where}: options.missing must be one of ${MIXTURE_MISSING.join(', ')}, got ${JSON.stringify(onMissing)}`);
   if (!Array.isArray(available) || !available.every((s) => typeof s === 'string')) {
     throw invalidArg(`${where}: available must be an array of source names`);
   }
@@ -181,24 +201,34 @@ export function resolveMixture(spec: string | Record<string, number>, available:
   }
   const named = Object.keys(given);
   if (named.length === 0) throw invalidArg(`${where}: the mixture names no sources`);
-  normaliseWeights(
+  const shares = normaliseWeights(
     named.map((n) => given[n]),
     named,
     presetName ? `${where} (preset '${presetName}')` : where,
   );
   const missing = named.filter((n) => !available.includes(n));
-  if (missing.length > 0) {
-    const what = presetName ? `the mixture preset '${presetName}'` : 'the mixture';
+  const what = presetName ? `the mixture preset '${presetName}'` : 'the mixture';
+  if (missing.length > 0 && (onMissing === 'error' || !named.some((n) => available.includes(n) && given[n] > 0))) {
+    const way =
+      onMissing === 'error'
+        ? "; set data.mixtureMissing to 'renormalize' to draw from the sources present in proportion to their weights"
+        : '; there is nothing left to renormalise over';
     throw invalidArg(
       `${where}: ${what} draws from ${missing.length === 1 ? 'source' : 'sources'} ${missing.join(', ')}, which the data does not have ` +
-        `(available: ${available.join(', ') || 'none'})`,
+        `(available: ${available.join(', ') || 'none'})${way}`,
     );
   }
   const raw = available.map((n) => (Object.prototype.hasOwnProperty.call(given, n) ? given[n] : 0));
   const normalised = normaliseWeights(raw, available, where);
   const weights: Record<string, number> = {};
   available.forEach((n, i) => (weights[n] = normalised[i]));
-  return { preset: presetName, citation, weights, notDrawn: available.filter((n) => weights[n] === 0) };
+  return {
+    preset: presetName,
+    citation,
+    weights,
+    notDrawn: available.filter((n) => weights[n] === 0),
+    missing: missing.map((n) => ({ name: n, weight: shares[named.indexOf(n)] })),
+  };
 }
 
 /** One source in a plan. */
@@ -226,6 +256,8 @@ export interface MixturePlan {
   notDrawn: string[];
   /** One message per source expected to repeat more than REPEAT_WARNING_EPOCHS times. */
   warnings: string[];
+  /** Sources the mixture named that the data lacks, with their share of the mixture (data.mixtureMissing 'renormalize'). */
+  missing?: { name: string; weight: number }[];
 }
 
 /** The expected tokens and epochs of every source over a run of `totalSequences` draws of seqLen tokens. */
@@ -265,6 +297,14 @@ export function formatMixturePlan(plan: MixturePlan): string[] {
     );
   }
   if (plan.notDrawn.length > 0) lines.push(`  not drawn (weight 0 or not in the mixture): ${plan.notDrawn.join(', ')}`);
+  if (plan.missing && plan.missing.length > 0) {
+    const gone = plan.missing.reduce((a, m) => a + m.weight, 0);
+    lines.push(
+      `  named by the mixture but not in the data (data.mixtureMissing 'renormalize'): ` +
+        `${plan.missing.map((m) => `${m.name} ${(100 * m.weight).toFixed(2)}%`).join(', ')}; ` +
+        `the percentages above are the remaining ${(100 * (1 - gone)).toFixed(2)}% renormalised to 100%`,
+    );
+  }
   for (const w of plan.warnings) lines.push(`  warning: ${w}`);
   return lines;
 }

@@ -30,6 +30,8 @@ import { ShardWriter } from './shard';
 import { TokenizerPool } from './tokenizer-pool';
 import { createTokenizer, type TokenizerSpec } from './tokenizer';
 import { readDataManifest, writeDataManifest, type DataManifest } from './manifest';
+import { checkInputsOutsideFolder, checkOutputsAreNotInputs, removeStaleTempFiles } from './outputs';
+import { tmpPathFor } from '../train/atomic';
 
 export interface PrepareConfig {
   /** Raw shards: .jsonl / .jsonl.zst files, folders, globs. Relative to the config file's folder. */
@@ -70,6 +72,15 @@ export interface PrepareConfig {
     test: number;
     /** At least this many validation documents per source (when it has more). Defaults to 1. */
     minValidationDocuments: number;
+    /**
+     * At least this many validation tokens per source, so that every source is evaluated on several full
+     * batches: documents are added in draw order until their text reaches this many tokens at
+     * VALIDATION_BYTES_PER_TOKEN bytes each (an over-estimate for BPE on text, so the minimum is met), never
+     * taking more than half of a source's kept documents. Defaults to 65,537: the trainer's default
+     * evaluation, eval.batches 4 x batch.microBatchSize 8 windows of 2,048 + 1 tokens (the mpt presets'
+     * maxSeqLen). 0 turns it off.
+     */
+    minValidationTokens: number;
     /** Seed of the holdout draw. Defaults to 1234. */
     seed: number;
   };
@@ -91,7 +102,7 @@ export const DEFAULT_PREPARE_CONFIG: PrepareConfig = {
   strict: false,
   filter: { minChars: 200 },
   dedup: { mode: 'global', numPerm: 128, shingleChars: 13, bands: 9, rows: 13, seed: 1, memoryMiB: 512, verifySample: 500 },
-  split: { validation: 0.001, test: 0, minValidationDocuments: 1, seed: 1234 },
+  split: { validation: 0.001, test: 0, minValidationDocuments: 1, minValidationTokens: 4 * 8 * 2048 + 1, seed: 1234 },
   decontaminate: true,
   tokenizer: 'gpt2',
   shardTokens: 2 ** 28,
@@ -110,7 +121,8 @@ function isObject(v: unknown): v is Record<string, unknown> {
 
 function checkKeys(input: Record<string, unknown>, defaults: object, where: string): void {
   for (const k of Object.keys(input)) {
-    if (!(k in defaults)) throw invalidArg(`prepare config: unknown key '${where}${k}' (known: ${Object.keys(defaults).join(', ')})`);
+    // hasOwnProperty, not `in`, which also finds the keys every object inherits ('constructor', '__proto__')
+    if (!Object.prototype.hasOwnProperty.call(defaults, k)) throw invalidArg(`prepare config: unknown key '${where}${k}' (known: ${Object.keys(defaults).join(', ')})`);
   }
 }
 
@@ -190,6 +202,7 @@ export function resolvePrepareConfig(input: unknown, baseDir = process.cwd()): P
   }
   if (c.split.validation + c.split.test >= 1) throw invalidArg(`prepare config: split.validation + split.test must be below 1, got ${c.split.validation + c.split.test}`);
   if (sp.minValidationDocuments !== undefined) c.split.minValidationDocuments = num(sp.minValidationDocuments, 'split.minValidationDocuments', int(0), 'a non-negative integer');
+  if (sp.minValidationTokens !== undefined) c.split.minValidationTokens = num(sp.minValidationTokens, 'split.minValidationTokens', int(0), 'a non-negative integer');
   if (sp.seed !== undefined) c.split.seed = num(sp.seed, 'split.seed', (n) => Number.isInteger(n) && n >= 0 && n < 2 ** 32, 'an integer in [0, 2^32)');
   if (input.tokenizer !== undefined) {
     if (typeof input.tokenizer !== 'string' || input.tokenizer === '') throw invalidArg(`prepare config: 'tokenizer' must be 'gpt2' or a tokenizer.json path, got ${JSON.stringify(input.tokenizer)}`);
@@ -207,6 +220,13 @@ export function tokenizerSpecOf(config: PrepareConfig): TokenizerSpec {
 // ---------------------------------------------------------------------------------------------------------
 // The document table: 16 bytes per document, in reading order.
 
+/**
+ * Bytes of text per token assumed when split.minValidationTokens is turned into bytes before tokenising.
+ * GPT-2 and GPT-NeoX BPE average about 4 bytes a token on English prose and 3 on code; 6 over-estimates
+ * both, so the validation set reaches the minimum after tokenising (the tokenize stage logs any that do not).
+ */
+export const VALIDATION_BYTES_PER_TOKEN = 6;
+
 /** What became of a document. */
 export const DOC_STATUS = ['train', 'validation', 'test', 'short', 'duplicate', 'decontaminated'] as const;
 export type DocStatus = (typeof DOC_STATUS)[number];
@@ -217,8 +237,8 @@ const ST_SHORT = 3;
 const ST_DUPLICATE = 4;
 const ST_DECONTAMINATED = 5;
 
-// u16 source, u8 short (1) or not (0), u8 unused, u32 split draw, u32 bytes, u32 unused, f64 exact hash
-// (53 bits of the SHA-1 of the normalised text).
+// u16 source, u8 short (1) or not (0), u8 unused, u32 split draw, u32 bytes, u32 line in its file, f64 exact
+// hash (53 bits of the SHA-1 of the normalised text).
 const DOC_RECORD_BYTES = 24;
 const TABLE_CHUNK = 1 << 16; // documents per chunk when streaming the table
 
@@ -231,14 +251,14 @@ class DocTableWriter {
   constructor(file: string) {
     this.#fd = fs.openSync(file, 'w');
   }
-  push(source: number, short: boolean, splitDraw: number, bytes: number, hash: number): void {
+  push(source: number, short: boolean, splitDraw: number, bytes: number, line: number, hash: number): void {
     const o = this.#n * DOC_RECORD_BYTES;
     this.#buf.writeUInt16LE(source, o);
     this.#buf[o + 2] = short ? 1 : 0;
     this.#buf[o + 3] = 0;
     this.#buf.writeUInt32LE(splitDraw >>> 0, o + 4);
     this.#buf.writeUInt32LE(Math.min(bytes, 2 ** 32 - 1), o + 8);
-    this.#buf.writeUInt32LE(0, o + 12);
+    this.#buf.writeUInt32LE(line >>> 0, o + 12);
     this.#buf.writeDoubleLE(hash, o + 16);
     this.#n++;
     this.count++;
@@ -262,6 +282,8 @@ interface DocRecord {
   short: boolean;
   splitDraw: number;
   bytes: number;
+  /** 1-based line in its input file. */
+  line: number;
   hash: number;
 }
 
@@ -269,7 +291,7 @@ interface DocRecord {
 function forEachDocument(file: string, each: (id: number, r: DocRecord) => void): number {
   const fd = fs.openSync(file, 'r');
   const buf = Buffer.alloc(DOC_RECORD_BYTES * TABLE_CHUNK);
-  const r: DocRecord = { source: 0, short: false, splitDraw: 0, bytes: 0, hash: 0 };
+  const r: DocRecord = { source: 0, short: false, splitDraw: 0, bytes: 0, line: 0, hash: 0 };
   let id = 0;
   try {
     for (;;) {
@@ -281,6 +303,7 @@ function forEachDocument(file: string, each: (id: number, r: DocRecord) => void)
         r.short = buf[o + 2] === 1;
         r.splitDraw = buf.readUInt32LE(o + 4);
         r.bytes = buf.readUInt32LE(o + 8);
+        r.line = buf.readUInt32LE(o + 12);
         r.hash = buf.readDoubleLE(o + 16);
         each(id++, r);
       }
@@ -400,6 +423,8 @@ export function formatPrepareReport(report: PrepareReport): string {
         `${v.candidates} LSH candidate pairs, ${v.falseCandidates} below ${v.threshold} (false-positive rate ${v.falsePositiveRate === null ? 'n/a' : pct(v.falsePositiveRate)})`,
     );
   }
+  const removed = report.totals.duplicates.documents + report.totals.decontaminated.documents;
+  out.push(`removed documents (near-duplicates with the kept document each matched, decontaminated): ${removed}, listed in ${path.join(report.output, DUPLICATES_FILE)}`);
   if (report.reader.malformed > 0) out.push(`malformed lines skipped: ${report.reader.malformed} (see report.json)`);
   return out.join('\n');
 }
@@ -478,7 +503,7 @@ function stageKeys(config: PrepareConfig, files: string[]): Record<PrepareStage,
     return [f, st.size, st.mtimeMs];
   });
   const h = (v: unknown) => createHash('sha256').update(JSON.stringify(v)).digest('hex').slice(0, 32);
-  const scan = h({ inputs, sources: config.sources, defaultSource: config.defaultSource, strict: config.strict, filter: config.filter, dedup: config.dedup, split: config.split.seed });
+  const scan = h({ table: 2, inputs, sources: config.sources, defaultSource: config.defaultSource, strict: config.strict, filter: config.filter, dedup: config.dedup, split: config.split.seed });
   const dedup = h({ scan, split: config.split, decontaminate: config.decontaminate, mode: config.dedup.mode });
   const tokenize = h({ dedup, tokenizer: config.tokenizer, tokenizerFile: config.tokenizer === 'gpt2' ? null : fileStamp(config.tokenizer), shardTokens: config.shardTokens });
   return { scan, dedup, tokenize };
@@ -502,6 +527,9 @@ interface ScanOutput {
   sources: string[];
   reader: JsonlReadStats;
   perSource: Record<string, { documents: number; bytes: number; short: number; shortBytes: number }>;
+  /** The input files in reading order, and the id of each one's first document. */
+  files: string[];
+  fileOffsets: number[];
   /** Exact-hash low bits of the documents drawn for validation/test, by id (filled in by dedup). */
   lsh: { runs: number; records: number };
 }
@@ -512,12 +540,17 @@ export async function prepareData(config: PrepareConfig, options: PrepareOptions
   const out = config.output;
   const work = path.join(out, 'work');
   const stateFile = path.join(out, 'prepare-state.json');
+  const files = listShardFiles(config.inputs);
+  // Nothing this run writes or clears may be an input (the output folder may hold or be inside the inputs).
+  const outputFiles = ['manifest.json', 'report.json', 'dedup-report.json', 'prepare-state.json', DUPLICATES_FILE].map((f) => path.join(out, f));
+  checkOutputsAreNotInputs('prepare', outputFiles, files);
+  for (const sub of ['shards', 'work']) checkInputsOutsideFolder('prepare', path.join(out, sub), files, 'output');
+  for (const f of outputFiles) removeStaleTempFiles(f); // left by a run killed while writing them
   if (options.force) {
     fs.rmSync(work, { recursive: true, force: true });
     fs.rmSync(stateFile, { force: true });
   }
   fs.mkdirSync(work, { recursive: true });
-  const files = listShardFiles(config.inputs);
   const until = options.until ?? 'tokenize';
   // A bad tokenizer file fails now, not after hours of scanning.
   if (until === 'tokenize') createTokenizer(tokenizerSpecOf(config));
@@ -560,7 +593,7 @@ export async function prepareData(config: PrepareConfig, options: PrepareOptions
 function stageOutputsExist(stage: PrepareStage, out: string): boolean {
   const work = path.join(out, 'work');
   if (stage === 'scan') return fs.existsSync(path.join(work, 'scan.json')) && fs.existsSync(path.join(work, 'documents.bin'));
-  if (stage === 'dedup') return fs.existsSync(path.join(work, 'dedup.json')) && fs.existsSync(path.join(work, 'status.bin'));
+  if (stage === 'dedup') return fs.existsSync(path.join(work, 'dedup.json')) && fs.existsSync(path.join(work, 'status.bin')) && fs.existsSync(path.join(out, DUPLICATES_FILE));
   if (!fs.existsSync(path.join(work, 'tokenize.json'))) return false;
   try {
     readDataManifest(path.join(out, 'manifest.json')); // checks every shard's header and token count
@@ -624,9 +657,11 @@ async function runScan(config: PrepareConfig, files: string[], work: string, opt
   const perSource: ScanOutput['perSource'] = {};
   let reader = emptyReadStats();
   const samples: { key: number; id: number; normalized: string }[] = [];
+  const fileOffsets: number[] = [];
   try {
     for (const r of results) {
       const offset = table.count;
+      fileOffsets.push(offset);
       if (offset + r.documents >= 2 ** 32 - 1) throw invalidArg(`prepare: more than 2^32 - 2 documents; split the corpus`);
       const toGlobal = r.sources.map((name) => {
         let g = sourceIds.get(name);
@@ -648,7 +683,7 @@ async function runScan(config: PrepareConfig, files: string[], work: string, opt
       const docs = fs.readFileSync(`${prefix}.docs`);
       if (docs.length !== r.documents * DOC_RECORD_BYTES) throw new PajamaDataError(`${prefix}.docs`, `holds ${docs.length} bytes for ${r.documents} documents`);
       for (let i = 0, o = 0; i < r.documents; i++, o += DOC_RECORD_BYTES) {
-        table.push(toGlobal[docs.readUInt16LE(o)], docs[o + 2] === 1, splitDraw(config.split.seed, offset + i), docs.readUInt32LE(o + 8), docs.readDoubleLE(o + 16));
+        table.push(toGlobal[docs.readUInt16LE(o)], docs[o + 2] === 1, splitDraw(config.split.seed, offset + i), docs.readUInt32LE(o + 8), docs.readUInt32LE(o + 12), docs.readDoubleLE(o + 16));
       }
       if (index && r.hashed > 0) await addFileKeys(index, prefix, r.hashed, offset);
       for (const s of r.sample) samples.push({ key: s.key, id: offset + s.local, normalized: s.normalized });
@@ -666,6 +701,8 @@ async function runScan(config: PrepareConfig, files: string[], work: string, opt
     sources: [...sourceIds.keys()],
     reader,
     perSource,
+    files,
+    fileOffsets,
     lsh: { runs: index?.runCount ?? 0, records: (index?.documents ?? 0) * mh.bands },
   };
   // The corpus's bottom-k by sample key, in id order.
@@ -729,19 +766,24 @@ async function runDedup(config: PrepareConfig, work: string): Promise<void> {
   const uf = new UnionFind(Math.max(1, n));
   uf.grow(n);
   let cluster: ClusterStats | null = null;
+  let agreement: { shared: Uint16Array; via: Uint32Array } | null = null;
   const mh: MinHashOptions = { numPerm: config.dedup.numPerm, shingleChars: config.dedup.shingleChars, bands: config.dedup.bands, rows: config.dedup.rows, seed: config.dedup.seed };
   if (config.dedup.mode !== 'none') {
     const index = LshIndex.open({ bands: mh.bands, dir: path.join(work, 'lsh'), memoryBytes: config.dedup.memoryMiB * 2 ** 20, documents: n });
     cluster = await index.cluster(uf);
+    agreement = await index.agreementWithRoots(uf);
   }
   const status = new Uint8Array(n);
   const perSource: DedupOutput['perSource'] = {};
   for (const s of scan.sources) perSource[s] = { duplicates: 0, duplicateBytes: 0, decontaminated: 0, decontaminatedBytes: 0, validation: 0, test: 0, train: 0 };
   const vLimit = Math.floor(config.split.validation * 2 ** 32);
   const tLimit = Math.floor((config.split.validation + config.split.test) * 2 ** 32);
-  // Per source: the documents with the smallest draws, to reach minValidationDocuments.
+  // Per source: the documents with the smallest draws, enough to reach minValidationDocuments and the bytes
+  // of minValidationTokens.
   const m = config.split.minValidationDocuments;
-  const smallest: { draw: number; id: number }[][] = scan.sources.map(() => []);
+  const minBytes = config.split.minValidationTokens * VALIDATION_BYTES_PER_TOKEN;
+  const smallest: { draw: number; id: number; bytes: number }[][] = scan.sources.map(() => []);
+  const smallestBytes = new Array<number>(scan.sources.length).fill(0);
   const keptPerSource = new Array<number>(scan.sources.length).fill(0);
   const hasDuplicates = new Uint8Array(Math.ceil(n / 8));
   let clusters = 0;
@@ -764,31 +806,43 @@ async function runDedup(config: PrepareConfig, work: string): Promise<void> {
     }
     keptPerSource[r.source]++;
     status[id] = r.splitDraw < vLimit ? ST_VALIDATION : r.splitDraw < tLimit ? ST_TEST : ST_TRAIN;
-    if (m > 0) {
+    if (m > 0 || minBytes > 0) {
       const list = smallest[r.source];
-      if (list.length < m || r.splitDraw < list[list.length - 1].draw) {
-        list.push({ draw: r.splitDraw, id });
-        list.sort((a, b) => a.draw - b.draw || a.id - b.id);
-        if (list.length > m) list.pop();
+      const full = () => list.length >= m && smallestBytes[r.source] >= minBytes;
+      if (!full() || r.splitDraw < list[list.length - 1].draw) {
+        let at = list.length;
+        while (at > 0 && (list[at - 1].draw > r.splitDraw || (list[at - 1].draw === r.splitDraw && list[at - 1].id > id))) at--;
+        list.splice(at, 0, { draw: r.splitDraw, id, bytes: r.bytes });
+        smallestBytes[r.source] += r.bytes;
+        // Drop the largest draws the minimums do not need.
+        while (list.length > m && smallestBytes[r.source] - list[list.length - 1].bytes >= minBytes) smallestBytes[r.source] -= list.pop()!.bytes;
       }
     }
   });
-  // Top up validation to the minimum, never taking a source's last training document.
+  // Top up validation to the minimums in draw order: minValidationDocuments never takes a source's last
+  // training document, minValidationTokens never more than half of its kept documents.
   for (let s = 0; s < scan.sources.length; s++) {
     let have = 0;
-    for (const { id } of smallest[s]) if (status[id] === ST_VALIDATION) have++;
-    for (const { id } of smallest[s]) {
-      if (have >= m) break;
+    let haveBytes = 0;
+    for (const { id, bytes } of smallest[s]) {
+      if (status[id] === ST_VALIDATION) {
+        have++;
+        haveBytes += bytes;
+      }
+    }
+    for (const { id, bytes } of smallest[s]) {
+      if (have >= m && haveBytes >= minBytes) break;
       if (status[id] !== ST_TRAIN) continue;
-      if (keptPerSource[s] - have <= 1) break;
+      if (have >= m ? have + 1 > keptPerSource[s] / 2 : keptPerSource[s] - have <= 1) break;
       status[id] = ST_VALIDATION;
       have++;
+      haveBytes += bytes;
     }
   }
   // Decontamination: training documents with the exact text of a kept holdout document.
-  const holdout = new Set<number>();
+  const holdout = new Map<number, number>(); // exact hash -> the first holdout document with it
   forEachDocument(tableFile, (id, r) => {
-    if (status[id] === ST_VALIDATION || status[id] === ST_TEST) holdout.add(r.hash);
+    if ((status[id] === ST_VALIDATION || status[id] === ST_TEST) && !holdout.has(r.hash)) holdout.set(r.hash, id);
   });
   if (config.decontaminate && holdout.size > 0) {
     forEachDocument(tableFile, (id, r) => {
@@ -811,9 +865,118 @@ async function runDedup(config: PrepareConfig, work: string): Promise<void> {
     const sample = text.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as { id: number; normalized: string });
     verification = await verifyLshSample(sample.map((s) => s.normalized), mh);
   }
+  writeRemovals(path.join(config.output, DUPLICATES_FILE), tableFile, scan, status, uf, agreement, holdout, mh);
   fs.writeFileSync(path.join(work, 'status.bin'), status);
   const out: DedupOutput = { version: 1, clusters, cluster, verification, perSource };
   writeJsonAtomic(path.join(work, 'dedup.json'), out);
+}
+
+/**
+ * The documents dedup removed, one JSON object a line, in id order (SlimPajama's tools write the duplicate
+ * pairs too): near-duplicates with the kept document of their cluster and the MinHash-LSH evidence, and
+ * training documents removed by decontamination with the holdout document of the same text.
+ */
+export const DUPLICATES_FILE = 'duplicates.jsonl';
+
+/** Where a document came from: its id in the reading order, source, file and 1-based line. */
+export interface DocumentLocation {
+  id: number;
+  source: string;
+  file: string;
+  line: number;
+}
+
+/** One line of duplicates.jsonl. */
+export interface RemovalRecord {
+  reason: 'near-duplicate' | 'decontaminated';
+  removed: DocumentLocation;
+  /** The document kept in its place: its cluster's first document, or the holdout document with the same text. */
+  kept: DocumentLocation;
+  /** near-duplicate: the LSH bands whose keys agree between removed and kept, of `bands`. */
+  bandsShared?: number;
+  bands?: number;
+  /**
+   * near-duplicate: the Jaccard similarity of their shingle sets estimated from the band agreement,
+   * (bandsShared / bands)^(1 / rows); 0 when they share no band (the document joined the cluster through
+   * others: `via` is the document it shares a band key with). decontaminated: 1 (the same normalised text).
+   */
+  estimatedJaccard: number;
+  via?: DocumentLocation;
+}
+
+/** Writes DUPLICATES_FILE under a temporary name, streaming (a line per removed document), then renames it. */
+function writeRemovals(
+  file: string,
+  tableFile: string,
+  scan: ScanOutput,
+  status: Uint8Array,
+  uf: UnionFind,
+  agreement: { shared: Uint16Array; via: Uint32Array } | null,
+  holdout: Map<number, number>,
+  mh: MinHashOptions,
+): void {
+  const tableFd = fs.openSync(tableFile, 'r');
+  const rec = Buffer.alloc(DOC_RECORD_BYTES);
+  const locate = (id: number, source?: number, line?: number): DocumentLocation => {
+    if (source === undefined || line === undefined) {
+      readExactly(tableFd, rec, id * DOC_RECORD_BYTES, tableFile);
+      source = rec.readUInt16LE(0);
+      line = rec.readUInt32LE(12);
+    }
+    let lo = 0;
+    let hi = scan.fileOffsets.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (scan.fileOffsets[mid] <= id) lo = mid;
+      else hi = mid - 1;
+    }
+    return { id, source: scan.sources[source], file: scan.files[lo], line };
+  };
+  const tmp = tmpPathFor(file);
+  const fd = fs.openSync(tmp, 'w');
+  let ok = false;
+  try {
+    let pending: string[] = [];
+    let pendingChars = 0;
+    const flush = (): void => {
+      if (pending.length === 0) return;
+      const buf = Buffer.from(pending.join(''), 'utf8');
+      for (let at = 0; at < buf.length; ) at += fs.writeSync(fd, buf, at, buf.length - at);
+      pending = [];
+      pendingChars = 0;
+    };
+    forEachDocument(tableFile, (id, r) => {
+      const st = status[id];
+      let record: RemovalRecord;
+      if (st === ST_DUPLICATE) {
+        const root = uf.find(id);
+        const shared = agreement ? agreement.shared[id] : 0;
+        record = {
+          reason: 'near-duplicate',
+          removed: locate(id, r.source, r.line),
+          kept: locate(root),
+          bandsShared: shared,
+          bands: mh.bands,
+          estimatedJaccard: Number(Math.pow(shared / mh.bands, 1 / mh.rows).toFixed(4)),
+        };
+        if (shared === 0 && agreement && agreement.via[id] !== 0xffffffff) record.via = locate(agreement.via[id]);
+      } else if (st === ST_DECONTAMINATED) {
+        record = { reason: 'decontaminated', removed: locate(id, r.source, r.line), kept: locate(holdout.get(r.hash)!), estimatedJaccard: 1 };
+      } else return;
+      const line = JSON.stringify(record) + '\n';
+      pending.push(line);
+      pendingChars += line.length;
+      if (pendingChars >= 1 << 20) flush();
+    });
+    flush();
+    fs.fsyncSync(fd);
+    ok = true;
+  } finally {
+    fs.closeSync(fd);
+    fs.closeSync(tableFd);
+    if (!ok) fs.rmSync(tmp, { force: true });
+  }
+  fs.renameSync(tmp, file);
 }
 
 interface TokenizeOutput {
@@ -960,6 +1123,16 @@ async function runTokenize(config: PrepareConfig, files: string[], out: string, 
   }
   writeDataManifest(path.join(out, 'manifest.json'), manifest);
   writeJsonAtomic(path.join(work, 'tokenize.json'), result);
+  for (const s of scan.sources) {
+    const v = result.perSource[s].validation.tokens;
+    if (v < config.split.minValidationTokens) {
+      options.onLog?.(
+        `tokenize: source '${s}' has ${v} validation tokens, fewer than split.minValidationTokens (${config.split.minValidationTokens}): ` +
+          `it has too few documents to give more without holding out over half of them (or its text averages over ` +
+          `${VALIDATION_BYTES_PER_TOKEN} bytes a token); trainers skip a source with less than one evaluation batch`,
+      );
+    }
+  }
 }
 
 function buildReport(config: PrepareConfig, out: string, work: string, until: PrepareStage, seconds: PrepareReport['seconds']): PrepareReport {

@@ -184,7 +184,7 @@ export async function scanFile(task: ScanFileTask, onProgress?: (p: ScanProgress
       docBuf[o + 3] = 0;
       docBuf.writeUInt32LE(0, o + 4);
       docBuf.writeUInt32LE(Math.min(bytes, 2 ** 32 - 1), o + 8);
-      docBuf.writeUInt32LE(0, o + 12);
+      docBuf.writeUInt32LE(Math.min(doc.line, 2 ** 32 - 1), o + 12); // for the duplicates list
       docBuf.writeDoubleLE(hash, o + 16);
       if (++docN === FLUSH_DOCS) flushDocs();
       local++;

@@ -23,6 +23,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { DisposedError, invalidArg } from '../core/errors';
 import { PajamaDataError } from './errors';
+import { removeStaleTempFiles } from './outputs';
 
 export const SHARD_MAGIC = 'PJTOKSHD';
 export const SHARD_VERSION = 1;
@@ -84,6 +85,7 @@ export interface ShardWriterOptions {
 /**
  * Streams documents into a new shard. Tokens go to `<path>.tmp-<pid>-<random>` in the target's folder;
  * close() writes the header, syncs and renames it to `path`; abort() (or any error in close) removes it.
+ * Temporary files of this path left by processes no longer running (killed mid-write) are removed first.
  */
 export class ShardWriter {
   readonly path: string;
@@ -120,6 +122,7 @@ export class ShardWriter {
     this.#u32 = LITTLE_ENDIAN_HOST && width === 4 ? new Uint32Array(this.#buf.buffer) : null;
     this.#view = new DataView(this.#buf.buffer);
     fs.mkdirSync(path.dirname(this.path), { recursive: true });
+    removeStaleTempFiles(this.path); // what a killed earlier writer of this shard left behind
     this.#tmpPath = `${this.path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
     this.#fd = fs.openSync(this.#tmpPath, 'w');
     try {
@@ -300,9 +303,18 @@ export class ShardReader implements ShardHeader {
   constructor(filePath: string) {
     if (typeof filePath !== 'string' || filePath === '') throw invalidArg('openShard: path must be a non-empty string');
     this.path = path.resolve(filePath);
-    const fd = fs.openSync(this.path, 'r');
+    let fd: number;
     try {
-      const size = fs.fstatSync(fd).size;
+      fd = fs.openSync(this.path, 'r');
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      const why = code === 'ENOENT' ? 'no such token shard' : code === 'EISDIR' ? 'is a folder, not a token shard' : code === 'EACCES' ? 'permission denied' : (e as Error).message;
+      throw new PajamaDataError(this.path, `cannot open: ${why}${code ? ` (${code})` : ''}`);
+    }
+    try {
+      const st = fs.fstatSync(fd);
+      if (st.isDirectory()) throw new PajamaDataError(this.path, 'cannot open: is a folder, not a token shard (EISDIR)');
+      const size = st.size;
       const head = new Uint8Array(SHARD_HEADER_BYTES);
       if (size >= SHARD_HEADER_BYTES) readFully(fd, head, SHARD_HEADER_BYTES, 0, this.path);
       const h = decodeShardHeader(head, this.path, size);

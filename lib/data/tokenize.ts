@@ -6,13 +6,19 @@
 // .jsonl files are read line by line, and a .txt document is encoded in pieces cut at line breaks when the
 // tokenizer allows it (Tokenizer.splitsAtLineBreaks), giving the same tokens as encoding it whole; with
 // other tokenizers a .txt document is held whole while it is encoded.
-// A bad .jsonl line (not JSON, not an object, no string "text") is skipped and reported with its file and
-// line; an empty document is skipped and reported too. A missing input or an unreadable file is an error,
-// and then no shard is written.
+// A malformed .jsonl line (invalid UTF-8, not JSON, not an object, no string "text") is skipped and reported
+// with its file and line, as prepare's reader (jsonl.ts) does; a .txt file with invalid UTF-8 is skipped
+// whole, reported with the line of the first bad byte. Text is never repaired (no U+FFFD stands in for
+// bad bytes). With `strict`, the first malformed line is a PajamaDataError instead. An empty document is
+// skipped and reported. A missing input or an unreadable file is an error, and then no shard is written.
+// The output must not be one of the inputs (compared as files: links count), and is written under a
+// temporary name and renamed into place when complete (ShardWriter).
+import { isUtf8 } from 'node:buffer';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as readline from 'node:readline';
 import { invalidArg } from '../core/errors';
+import { PajamaDataError } from './errors';
+import { checkOutputsAreNotInputs } from './outputs';
 import { ShardWriter } from './shard';
 import type { Tokenizer } from './tokenizer';
 
@@ -48,6 +54,8 @@ export interface TokenizeOptions {
   maxSkippedListed?: number;
   /** Characters of a .txt document gathered before encoding a piece. Defaults to 4 Mi; small in tests. */
   txtPieceChars?: number;
+  /** Throw a PajamaDataError at the first malformed line instead of skipping it. Defaults to false. */
+  strict?: boolean;
 }
 
 export interface TokenizeSummary {
@@ -106,10 +114,13 @@ export async function tokenizeFiles(options: TokenizeOptions): Promise<TokenizeS
   if (!Number.isInteger(pieceChars) || pieceChars < 1) throw invalidArg(`tokenizeFiles: txtPieceChars must be a positive integer, got ${pieceChars}`);
   const files = listInputFiles(inputs);
   if (files.length === 0) throw invalidArg(`tokenizeFiles: no .txt or .jsonl files in ${inputs.join(', ')}`);
+  checkOutputsAreNotInputs('tokenizeFiles', [output], files);
+  const strict = options.strict ?? false;
 
   const writer = new ShardWriter(output, { vocabSize: tokenizer.vocabSize, eosId: tokenizer.eosId });
   const summary: TokenizeSummary = { output: writer.path, files, documents: 0, tokens: 0, bytes: 0, skipped: [], skippedTotal: 0 };
   const skip = (file: string, line: number, reason: string): void => {
+    if (strict && reason !== 'empty document') throw new PajamaDataError(file, `line ${line}: ${reason}`);
     summary.skippedTotal++;
     if (summary.skipped.length < maxListed) summary.skipped.push({ file, line, reason });
   };
@@ -123,12 +134,17 @@ export async function tokenizeFiles(options: TokenizeOptions): Promise<TokenizeS
   try {
     for (const file of files) {
       if (file.endsWith('.jsonl')) {
-        const input = fs.createReadStream(file, { encoding: 'utf8' });
-        const lines = readline.createInterface({ input, crlfDelay: Infinity });
+        const input = fs.createReadStream(file);
         let lineNo = 0;
         try {
-          for await (let line of lines) {
+          for await (const bytes of byteLines(input)) {
             lineNo++;
+            if (!isUtf8(bytes)) {
+              skip(file, lineNo, 'invalid UTF-8');
+              continue;
+            }
+            let line = bytes.toString('utf8');
+            if (line.endsWith('\r')) line = line.slice(0, -1);
             if (lineNo === 1 && line.charCodeAt(0) === 0xfeff) line = line.slice(1);
             if (line.trim() === '') continue;
             let doc: unknown;
@@ -156,10 +172,16 @@ export async function tokenizeFiles(options: TokenizeOptions): Promise<TokenizeS
             if (writer.documents % PROGRESS_EVERY_DOCUMENTS === 0) progress(file);
           }
         } finally {
-          lines.close();
           input.destroy();
         }
       } else {
+        const badLine = await firstInvalidUtf8Line(file);
+        if (badLine > 0) {
+          skip(file, badLine, 'invalid UTF-8 (the whole .txt document is skipped)');
+          filesDone++;
+          progress(file);
+          continue;
+        }
         const bytes = await withPlaceAsync(file, () => encodeTextFile(file, tokenizer, pieceChars, writer));
         if (bytes === 0) skip(file, 0, 'empty document');
         else {
@@ -242,4 +264,56 @@ export function lastLineBreakCut(s: string, lowest = 0): number {
     if (s.charCodeAt(p - 1) === 10 && !WHITESPACE.test(s[p - 2]) && !WHITESPACE.test(s[p])) return p;
   }
   return -1;
+}
+
+/** The lines of a byte stream, cut at 0x0A (never part of a multi-byte UTF-8 character), without the "\n". */
+async function* byteLines(input: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  let pending: Buffer[] = [];
+  for await (const chunk of input) {
+    let start = 0;
+    for (let nl = chunk.indexOf(10); nl >= 0; nl = chunk.indexOf(10, start)) {
+      const piece = chunk.subarray(start, nl);
+      yield pending.length === 0 ? piece : Buffer.concat([...pending, piece]);
+      pending = [];
+      start = nl + 1;
+    }
+    if (start < chunk.length) pending.push(chunk.subarray(start));
+  }
+  if (pending.length > 0) yield Buffer.concat(pending);
+}
+
+/**
+ * The 1-based line holding the first byte of `file` that is not valid UTF-8, or 0 when the file is valid.
+ * Reads the file once with a fatal streaming decoder, a line at a time, so memory stays constant.
+ */
+export async function firstInvalidUtf8Line(file: string): Promise<number> {
+  const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+  let line = 1;
+  const stream = fs.createReadStream(file);
+  try {
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      let start = 0;
+      for (let nl = chunk.indexOf(10, start); ; nl = chunk.indexOf(10, start)) {
+        try {
+          if (nl < 0) {
+            decoder.decode(chunk.subarray(start), { stream: true });
+            break;
+          }
+          decoder.decode(chunk.subarray(start, nl)); // ends the line: a character cut by it is invalid
+        } catch {
+          return line;
+        }
+        line++;
+        start = nl + 1;
+      }
+    }
+    try {
+      decoder.decode();
+    } catch {
+      return line;
+    }
+    return 0;
+  } finally {
+    stream.destroy();
+  }
 }

@@ -177,7 +177,7 @@ t.test('shards that cannot serve are refused, naming the file', async (t) => {
   const other = path.join(dir, 'other.bin');
   makeShard(other, 1000, 12, 100277, 100257);
   t.throws(() => new TokenLoader({ shards: [ok, other], seqLen: 8, batchSize: 1, seed: 0 }), /other\.bin: vocab size 100277 and EOS 100257 differ/);
-  t.throws(() => new TokenLoader({ shards: [path.join(dir, 'none.bin')], seqLen: 8, batchSize: 1, seed: 0 }), { code: 'ENOENT' });
+  t.throws(() => new TokenLoader({ shards: [path.join(dir, 'none.bin')], seqLen: 8, batchSize: 1, seed: 0 }), { code: 'ERR_PAJAMA_DATA', message: `${path.join(dir, 'none.bin')}: cannot open: no such token shard (ENOENT)` });
   t.throws(() => new TokenLoader({ shards: [ok], seqLen: 0, batchSize: 1, seed: 0 }), /seqLen must be a positive integer/);
   t.throws(() => new TokenLoader({ shards: [ok], seqLen: 8, batchSize: 1.5, seed: 0 }), TypeError);
   t.throws(() => new TokenLoader({ shards: [], seqLen: 8, batchSize: 1, seed: 0 }), TypeError);

@@ -333,7 +333,7 @@ t.test('resolveMixture: presets and weights against the data\'s sources', async 
   t.equal(web.weights.RedPajamaCommonCrawl, 1);
 
   const user = resolveMixture({ a: 3, b: 1, c: 0 }, ['c', 'b', 'a', 'd']);
-  t.same(user, { preset: null, citation: null, weights: { c: 0, b: 0.25, a: 0.75, d: 0 }, notDrawn: ['c', 'd'] });
+  t.same(user, { preset: null, citation: null, weights: { c: 0, b: 0.25, a: 0.75, d: 0 }, notDrawn: ['c', 'd'], missing: [] });
 
   t.throws(() => resolveMixture('slimpajama-dc-7b', data), {
     name: 'TypeError',

@@ -155,7 +155,7 @@ t.test('bad shards are refused with the file and the fault named', async (t) => 
   refuse(variant('reserved.bin', (b) => (b[40] = 1, b)), /reserved header byte 40 is 1/, 'reserved byte set');
   refuse(variant('eos.bin', (b) => (b.writeUInt32LE(50257, 28), b)), /EOS id 50257 .* not below the vocab size 50257/, 'EOS out of range');
   refuse(variant('wide.bin', (b) => (b.writeUInt32LE(70000, 24), b)), /2-byte tokens but vocab size 70000/, 'vocab too large for width');
-  t.throws(() => openShard(path.join(dir, 'missing.bin')), { code: 'ENOENT' });
+  t.throws(() => openShard(path.join(dir, 'missing.bin')), { code: 'ERR_PAJAMA_DATA', message: `${path.join(dir, 'missing.bin')}: cannot open: no such token shard (ENOENT)` });
 
   // A token id equal to the vocab size (the first id out of range) is found when its window is read, and named by offset.
   const bad = variant('badtoken.bin', (b) => (b.writeUInt16LE(50257, SHARD_HEADER_BYTES + 2 * 5), b));

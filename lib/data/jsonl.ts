@@ -670,6 +670,15 @@ class ZstdFrameScanner {
           else if (n === 2) this.contentSize = (f[at] | (f[at + 1] << 8)) + 256;
           else if (n === 4) this.contentSize = readU32(f, at);
           else if (n === 8) this.contentSize = readU32(f, at) + readU32(f, at + 4) * 2 ** 32;
+          // Checked here, before fzstd sees the whole header (the scan of a chunk runs before its push).
+          const windowLog = 10 + (f[0] >> 3);
+          const window = this.singleSegment ? this.contentSize : 2 ** windowLog + (2 ** windowLog / 8) * (f[0] & 7);
+          if (window > ZSTD_MAX_WINDOW_BYTES) {
+            throw new ZstdFailure(
+              `frame ${this.frames} needs a ${window}-byte ${this.singleSegment ? 'buffer (its content size)' : 'window'}, ` +
+                `more than the ${ZSTD_MAX_WINDOW_BYTES} bytes (128 MiB) that zstd -d decodes without --memory`,
+            );
+          }
           this.expect(ScanState.BlockHeader, 3);
           break;
         }
@@ -722,6 +731,12 @@ const enum ScanState {
 
 /** zstd's largest block (Block_Maximum_Size). */
 const ZSTD_MAX_BLOCK_BYTES = 128 << 10;
+/**
+ * The largest window (for a single-segment frame, content size) a frame may ask for: fzstd allocates it up
+ * front, so a 24-byte file claiming a 1.5 GiB window would cost 1.5 GiB. 128 MiB is what `zstd -d` decodes
+ * without --memory or --long, and what every level of `zstd` up to --ultra -22 writes.
+ */
+const ZSTD_MAX_WINDOW_BYTES = 1 << 27;
 
 function readU32(b: Uint8Array, at: number): number {
   return (b[at] | (b[at + 1] << 8) | (b[at + 2] << 16) | (b[at + 3] << 24)) >>> 0;

@@ -3,14 +3,15 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { backendInfo } from '../core/backend';
 import { invalidArg } from '../core/errors';
+import { FileSystemError, explainSystemError, isSystemError, writableDirectoryProblem, writableFileProblem } from '../core/fs-errors';
 import { gpt2Tokenizer } from '../data/tokenizer';
 import { tokenizeFiles } from '../data/tokenize';
-import { buildDemoCorpus, demoDataConfig } from '../data/demo';
+import { DEMO_MIXTURE, buildDemoCorpus, demoDataConfig } from '../data/demo';
 import { generate } from '../eval/generate';
 import { writeLossCurve } from '../eval/plot';
 import { MptModel } from '../model/mpt';
 import { mptConfig, type MptConfig } from '../model/config';
-import { latestCheckpoint, loadModelWeights } from '../train/checkpoint';
+import { CheckpointError, latestCheckpoint, loadModelWeights } from '../train/checkpoint';
 import { Trainer } from '../train/trainer';
 import { applyOverrides, resolveTrainConfig } from '../train/config';
 import { formatMixturePlan } from '../data/mixture';
@@ -18,48 +19,92 @@ import { formatPrepareReport, prepareData, resolvePrepareConfig, type PreparePro
 import type { Command } from './main';
 import { ProgressLine, bar } from './progress';
 
-function readJson(file: string): Record<string, unknown> {
+/** A JSON object from a file the user named (`what`: 'config', ...); a file that cannot be read is a usage error. */
+function readJson(file: string, what = 'config'): Record<string, unknown> {
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (e) {
-    throw invalidArg(`cannot read config '${file}': ${(e as Error).message}`);
+    throw invalidArg(`cannot read ${what} '${file}': ${isSystemError(e) ? `${e.code}: ${explainSystemError(e, file)}` : (e as Error).message}`);
   }
   try {
     const v = JSON.parse(text) as unknown;
     if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('the top level is not an object');
     return v as Record<string, unknown>;
   } catch (e) {
-    throw invalidArg(`config '${file}' is not valid JSON: ${(e as Error).message}`);
+    throw invalidArg(`${what} '${file}' is not valid JSON: ${(e as Error).message}`);
   }
 }
 
-/** Trains from a config; Ctrl-C stops after the current step and saves a checkpoint. */
+/** Throws a usage error naming `option` when a file cannot be written at `file` (see writableFileProblem). */
+function checkOutputFile(option: string, file: string): void {
+  const problem = writableFileProblem(file);
+  if (problem) throw invalidArg(`${option} ${file}: cannot write a file there: ${problem}`);
+}
+
+/** Throws a usage error naming `option` when `dir` cannot be created or written into. */
+function checkOutputDirectory(option: string, dir: string): void {
+  const problem = writableDirectoryProblem(dir);
+  if (problem) throw invalidArg(`${option} ${dir}: cannot write there: ${problem}`);
+}
+
+/** The signals `pajama train` stops on, and the exit status for each: 128 + the signal's number, as a shell reports it. */
+export const STOP_SIGNALS = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 } as const;
+type StopSignal = keyof typeof STOP_SIGNALS;
+
+/** Training stopped on a signal after saving a checkpoint; main() exits with exitCode (130, 143 or 129). */
+export class StoppedBySignalError extends Error {
+  readonly code = 'ERR_PAJAMA_STOPPED';
+  constructor(
+    readonly signal: StopSignal,
+    readonly exitCode: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'StoppedBySignalError';
+  }
+}
+
+function formatFinalLoss(l: { step: number; loss: number } | null): string {
+  return l ? `final loss ${l.loss.toFixed(4)} (step ${l.step})` : 'no step had a finite loss';
+}
+
+/**
+ * Trains from a config. SIGINT (Ctrl-C), SIGTERM (schedulers, docker stop, systemd) and SIGHUP (a closed
+ * terminal) stop the run after the step in flight with a checkpoint, then throw StoppedBySignalError; the
+ * same signal again exits at once (checkpoint writes are atomic, so the last complete one stays intact).
+ */
 export async function runTraining(config: Record<string, unknown>, options: { resume?: boolean } = {}): Promise<Trainer> {
   const trainer = await Trainer.create(config, { resume: options.resume ?? true });
-  const info = backendInfo();
-  const p = trainer.plan;
-  console.log(
-    `pajama train: ${trainer.modelConfig.nLayers} layers, d_model ${trainer.modelConfig.dModel}, ${(trainer.model.parameterCount / 1e6).toFixed(2)}M parameters, ` +
-      `${trainer.config.model.precision}, batch ${p.microBatchSize} x ${p.seqLen} x ${p.accumulationSteps} accumulation = ${p.globalBatchTokens} tokens; ` +
-      `${info.threads} threads, ${info.gemm.description}; peak ${(trainer.peakFlops / 1e9).toFixed(0)} GFLOP/s`,
-  );
-  for (const line of formatMixturePlan(trainer.dataPlan)) console.log(`pajama train: ${line}`);
-  if (trainer.stepsDone > 0) console.log(`pajama train: resumed at step ${trainer.stepsDone} from ${trainer.config.runDir}`);
-  const onSigint = () => {
-    console.error('\npajama train: stopping after this step (Ctrl-C again to abort)');
+  let stopping: StopSignal | null = null;
+  const onSignal = (sig: StopSignal) => {
+    if (stopping !== null) {
+      console.error(`pajama train: ${sig} while stopping: exiting now; the last complete checkpoint is kept`);
+      process.exit(STOP_SIGNALS[sig]);
+    }
+    stopping = sig;
+    console.error(`\npajama train: ${sig}: stopping after this step and saving a checkpoint (${sig} again to exit at once)`);
     trainer.requestStop();
-    process.removeListener('SIGINT', onSigint);
   };
-  process.on('SIGINT', onSigint);
+  for (const sig of Object.keys(STOP_SIGNALS) as StopSignal[]) process.on(sig, onSignal);
   try {
+    const info = backendInfo();
+    const p = trainer.plan;
+    console.log(
+      `pajama train: ${trainer.modelConfig.nLayers} layers, d_model ${trainer.modelConfig.dModel}, ${(trainer.model.parameterCount / 1e6).toFixed(2)}M parameters, ` +
+        `${trainer.config.model.precision}, batch ${p.microBatchSize} x ${p.seqLen} x ${p.accumulationSteps} accumulation = ${p.globalBatchTokens} tokens; ` +
+        `${info.threads} threads, ${info.gemm.description}; peak ${(trainer.peakFlops / 1e9).toFixed(0)} GFLOP/s`,
+    );
+    for (const line of formatMixturePlan(trainer.dataPlan)) console.log(`pajama train: ${line}`);
+    if (trainer.stepsDone > 0) console.log(`pajama train: resumed at step ${trainer.stepsDone} from ${trainer.config.runDir}`);
     let lastPrinted = 0;
     trainer.on('step', (m) => {
-      if (!process.stderr.isTTY && (m.step - lastPrinted >= trainer.config.logEvery || m.step === trainer.config.steps)) {
+      if (!process.stderr.isTTY && (m.step - lastPrinted >= trainer.config.logEvery || m.step === trainer.config.steps || m.skipped)) {
         lastPrinted = m.step;
+        const why = !Number.isFinite(m.loss) ? `loss ${m.loss}` : `${m.nonFiniteGradients} non-finite gradient values`;
         console.log(
           `step ${m.step}/${trainer.config.steps} loss ${m.loss.toFixed(4)} lr ${m.lr.toExponential(2)} wd ${m.weightDecay} ` +
-            `grad ${m.gradNorm.toFixed(3)} ${Math.round(m.tokensPerSec)} tok/s MFU ${(100 * m.mfu).toFixed(1)}%${m.skipped ? ' (skipped: non-finite gradients)' : ''}`,
+            `grad ${m.gradNorm.toFixed(3)} ${Math.round(m.tokensPerSec)} tok/s MFU ${(100 * m.mfu).toFixed(1)}%${m.skipped ? ` (skipped: ${why})` : ''}`,
         );
       }
     });
@@ -68,41 +113,138 @@ export async function runTraining(config: Record<string, unknown>, options: { re
       console.log(`eval @ step ${e.step}: ${parts.join(', ')}`);
     });
     const r = await trainer.fit();
-    console.log(`pajama train: ${r.stopped ? 'stopped' : 'done'} at step ${r.steps}, final loss ${r.finalLoss.toFixed(4)}; checkpoint ${r.checkpoint}`);
+    if (r.alreadyDone) {
+      console.log(
+        `pajama train: the run in ${trainer.config.runDir} already reached step ${r.steps} of ${trainer.config.steps}; ${formatFinalLoss(r.finalLoss)}; ` +
+          `nothing to train, checkpoint ${r.checkpoint} left as it is (raise 'steps' to train further)`,
+      );
+    } else {
+      console.log(`pajama train: ${r.stopped ? 'stopped' : 'done'} at step ${r.steps}, ${formatFinalLoss(r.finalLoss)}; checkpoint ${r.checkpoint}`);
+    }
+    if (stopping !== null) {
+      throw new StoppedBySignalError(
+        stopping,
+        STOP_SIGNALS[stopping],
+        `stopped by ${stopping} at step ${r.steps} of ${trainer.config.steps}; checkpoint ${r.checkpoint}; run the same command to resume`,
+      );
+    }
+  } catch (e) {
+    trainer.dispose();
+    throw e;
   } finally {
-    process.removeListener('SIGINT', onSigint);
+    for (const sig of Object.keys(STOP_SIGNALS) as StopSignal[]) process.removeListener(sig, onSignal);
   }
   return trainer;
 }
 
+/** A model loaded from a checkpoint, its directory, and where its context length (maxSeqLen) was read. */
+export interface CheckpointModel {
+  model: MptModel;
+  dir: string;
+  /** e.g. "max_seq_len in runs/a/checkpoints/step-000010/config.json", for messages. */
+  contextSource: string;
+}
+
+/** A value as a message shows it (JSON, but Infinity from 1e999 shown as such). */
+function showValue(v: unknown): string {
+  if (typeof v === 'number' && !Number.isFinite(v)) return String(v);
+  return v === undefined ? 'nothing (the key is missing)' : JSON.stringify(v);
+}
+
+/** A checkpoint's JSON file as an object; unreadable, invalid or non-object contents name the file. */
+function readCheckpointJson(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    if (isSystemError(e)) throw new FileSystemError('reading', file, e);
+    throw e;
+  }
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    throw new CheckpointError(file, `not valid JSON (${(e as Error).message})`);
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new CheckpointError(file, `the top level is ${showValue(v)}, not an object`);
+  return v as Record<string, unknown>;
+}
+
+/**
+ * The architecture in a checkpoint's config.json (transformers' MptConfig): the keys this MPT has, each
+ * checked, an error naming the file and the key. Absent optional keys take transformers' defaults.
+ */
+function mptConfigFromHf(file: string, hf: Record<string, unknown>, realVocabSize: number): MptConfig {
+  const positiveInt = (key: string, v: unknown = hf[key]): number => {
+    if (!Number.isSafeInteger(v) || (v as number) < 1) throw new CheckpointError(file, `'${key}' must be a positive integer, got ${showValue(v)}`);
+    return v as number;
+  };
+  const positiveNumber = (key: string, v: unknown, fallback: number): number => {
+    if (v === undefined) return fallback;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw new CheckpointError(file, `'${key}' must be a positive number, got ${showValue(v)}`);
+    return v;
+  };
+  const attn = hf.attn_config;
+  if (attn !== undefined && (typeof attn !== 'object' || attn === null || Array.isArray(attn))) {
+    throw new CheckpointError(file, `'attn_config' must be an object, got ${showValue(attn)}`);
+  }
+  const vocabSize = positiveInt('vocab_size');
+  const fields: Partial<MptConfig> = {
+    dModel: positiveInt('d_model'),
+    nHeads: positiveInt('n_heads'),
+    nLayers: positiveInt('n_layers'),
+    expansionRatio: hf.expansion_ratio === undefined ? 4 : positiveInt('expansion_ratio'),
+    maxSeqLen: positiveInt('max_seq_len'),
+    vocabSize,
+    realVocabSize: Math.min(realVocabSize, vocabSize),
+    alibiBiasMax: positiveNumber('attn_config.alibi_bias_max', (attn as Record<string, unknown> | undefined)?.alibi_bias_max, 8),
+    layerNormEps: positiveNumber('layer_norm_epsilon', hf.layer_norm_epsilon, 1e-5),
+  };
+  try {
+    return mptConfig(fields);
+  } catch (e) {
+    throw new CheckpointError(file, `the architecture is not a valid MPT: ${(e as Error).message}`);
+  }
+}
+
 /**
  * The model a checkpoint directory (or a run directory's latest checkpoint) holds: its architecture from
- * trainer_state.json's training config, else from config.json (HF MptConfig).
+ * trainer_state.json's training config, else from config.json (HF MptConfig). Errors name the file and key.
  */
-export function loadModelFromCheckpoint(source: string, realVocabSize: number): { model: MptModel; dir: string } {
+export function loadModelFromCheckpoint(source: string, realVocabSize: number): CheckpointModel {
   let dir = source;
   if (!fs.existsSync(path.join(dir, 'model.safetensors'))) {
+    let st: fs.Stats | null = null;
+    try {
+      st = fs.statSync(source);
+    } catch (e) {
+      if (!isSystemError(e)) throw e;
+      throw invalidArg(`'${source}' is neither a checkpoint directory nor a run directory with checkpoints (${e.code}: ${explainSystemError(e, source)})`);
+    }
+    if (!st.isDirectory()) throw invalidArg(`'${source}' is neither a checkpoint directory nor a run directory with checkpoints (it is a file)`);
     const latest = latestCheckpoint(source);
     if (!latest) throw invalidArg(`'${source}' is neither a checkpoint directory nor a run directory with checkpoints`);
     dir = latest.dir;
   }
   let cfg: MptConfig;
+  let contextSource: string;
   const statePath = path.join(dir, 'trainer_state.json');
-  const state = fs.existsSync(statePath) ? (JSON.parse(fs.readFileSync(statePath, 'utf8')) as { trainConfig?: unknown }) : {};
-  if (state.trainConfig) {
-    const tc = resolveTrainConfig(state.trainConfig);
-    cfg = mptConfig(tc.model.preset, tc.model.overrides);
+  const configPath = path.join(dir, 'config.json');
+  const state = fs.existsSync(statePath) ? readCheckpointJson(statePath) : {};
+  if (state.trainConfig !== undefined) {
+    try {
+      const tc = resolveTrainConfig(state.trainConfig);
+      cfg = mptConfig(tc.model.preset, tc.model.overrides);
+    } catch (e) {
+      throw new CheckpointError(statePath, `its 'trainConfig' is not a valid training config: ${(e as Error).message}`);
+    }
+    contextSource = `the training config's model.maxSeqLen in ${statePath}`;
   } else {
-    const hf = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as Record<string, number>;
-    cfg = mptConfig({
-      dModel: hf.d_model,
-      nHeads: hf.n_heads,
-      nLayers: hf.n_layers,
-      expansionRatio: hf.expansion_ratio,
-      maxSeqLen: hf.max_seq_len,
-      vocabSize: hf.vocab_size,
-      realVocabSize: Math.min(realVocabSize, hf.vocab_size),
-    });
+    if (!fs.existsSync(configPath)) {
+      throw new CheckpointError(dir, `has no config.json and no trainer_state.json with a 'trainConfig': cannot tell the model's architecture`);
+    }
+    cfg = mptConfigFromHf(configPath, readCheckpointJson(configPath), realVocabSize);
+    contextSource = `max_seq_len in ${configPath}`;
   }
   const model = new MptModel(cfg, { precision: 'fp32' });
   try {
@@ -112,11 +254,58 @@ export function loadModelFromCheckpoint(source: string, realVocabSize: number): 
     throw e;
   }
   model.syncComputeParams();
-  return { model, dir };
+  return { model, dir, contextSource };
+}
+
+/** The demo's weight decay: PTWD over these stages, each of which needs at least one step. */
+const DEMO_PTWD_STAGES = [0, 0.5, 0.1];
+
+/** The fewest steps the demo accepts: one per PTWD stage (the trainer's own rule for PTWD). */
+export const DEMO_MIN_STEPS = DEMO_PTWD_STAGES.length;
+
+/** The demo's training config: `steps` steps on `data`, checkpoints and metrics in `trainDir`. */
+function demoTrainConfig(trainDir: string, steps: number, data: Record<string, unknown>): Record<string, unknown> {
+  return {
+    model: {
+      preset: 'tiny',
+      overrides: { dModel: 256, nHeads: 4, nLayers: 4, maxSeqLen: 256, vocabSize: 50304, realVocabSize: 50257 },
+      precision: 'bf16',
+    },
+    batch: { seqLen: 256, microBatchSize: 8, globalBatchTokens: 8 * 256 * 2 },
+    optimizer: { lr: 2e-3, warmupSteps: Math.max(1, Math.round(steps / 10)) },
+    weightDecay: { mode: 'ptwd', stages: DEMO_PTWD_STAGES },
+    steps,
+    data,
+    eval: { every: Math.max(1, Math.round(steps / 8)), batches: 2 },
+    checkpoint: { every: 0, keepLast: 1 },
+    runDir: trainDir,
+    seed: 1234,
+    logEvery: Math.max(1, Math.round(steps / 40)),
+  };
+}
+
+/**
+ * Checks the demo's options before any work (building the corpus takes a while): the step count, the run
+ * directory, and the training config they make, with the corpus's manifest still to be written.
+ */
+export function checkDemoOptions(options: { runDir: string; steps: number }): void {
+  const { runDir, steps } = options;
+  if (!Number.isSafeInteger(steps) || steps < DEMO_MIN_STEPS) {
+    throw invalidArg(`--steps must be an integer >= ${DEMO_MIN_STEPS} (the demo's weight decay has ${DEMO_PTWD_STAGES.length} PTWD stages, each needs a step), got ${steps}`);
+  }
+  if (typeof runDir !== 'string' || runDir === '') throw invalidArg(`--run-dir must be a directory path, got ${JSON.stringify(runDir)}`);
+  checkOutputDirectory('--run-dir', runDir);
+  const placeholder = { manifest: path.join(runDir, 'data', 'manifest.json'), mixture: { ...DEMO_MIXTURE } };
+  try {
+    resolveTrainConfig(demoTrainConfig(path.join(runDir, 'train'), steps, placeholder));
+  } catch (e) {
+    throw invalidArg(`--steps ${steps} makes an invalid training config: ${(e as Error).message}`);
+  }
 }
 
 /** The embedded default: a small MPT trained for a few minutes on the demo corpus (npm start). */
 export async function runDemo(options: { runDir: string; steps: number }): Promise<void> {
+  checkDemoOptions(options);
   const dataDir = path.join(options.runDir, 'data');
   console.log(`pajama demo: building the demo corpus in ${dataDir} (Moby-Dick, State of the Union addresses, source code) through the data pipeline`);
   const progress = new ProgressLine();
@@ -133,23 +322,7 @@ export async function runDemo(options: { runDir: string; steps: number }): Promi
   const trainDir = path.join(options.runDir, 'train');
   fs.rmSync(trainDir, { recursive: true, force: true }); // the demo always starts fresh
   const steps = options.steps;
-  const config = {
-    model: {
-      preset: 'tiny',
-      overrides: { dModel: 256, nHeads: 4, nLayers: 4, maxSeqLen: 256, vocabSize: 50304, realVocabSize: 50257 },
-      precision: 'bf16',
-    },
-    batch: { seqLen: 256, microBatchSize: 8, globalBatchTokens: 8 * 256 * 2 },
-    optimizer: { lr: 2e-3, warmupSteps: Math.max(1, Math.round(steps / 10)) },
-    weightDecay: { mode: 'ptwd', stages: [0, 0.5, 0.1] },
-    steps,
-    data: demoDataConfig(corpus),
-    eval: { every: Math.max(1, Math.round(steps / 8)), batches: 2 },
-    checkpoint: { every: 0, keepLast: 1 },
-    runDir: trainDir,
-    seed: 1234,
-    logEvery: Math.max(1, Math.round(steps / 40)),
-  };
+  const config = demoTrainConfig(trainDir, steps, demoDataConfig(corpus));
   const trainer = await runTraining(config, { resume: false });
   trainer.dispose();
   const plot = writeLossCurve(trainDir, { title: `pajama-train demo: MPT d256 x 4 layers, ${steps} steps` });
@@ -170,6 +343,7 @@ export async function runDemo(options: { runDir: string; steps: number }): Promi
 /** Runs `pajama prepare` (or `pajama dedup`: until 'dedup') with a progress line and prints the report. */
 export async function runPrepare(input: Record<string, unknown>, baseDir: string, options: { force?: boolean; until?: PrepareStage; name: string }): Promise<void> {
   const config = resolvePrepareConfig(input, baseDir);
+  checkOutputDirectory('output directory', config.output);
   const progress = new ProgressLine();
   const t0 = Date.now();
   const show = (p: PrepareProgress) => {
@@ -204,7 +378,7 @@ export const commands: Record<string, Command> = {
       force: { kind: 'flag', describe: 'start over instead of resuming finished stages' },
     },
     async run(o) {
-      if (typeof o.config !== 'string') throw invalidArg('pajama prepare: --config DATA.json is required');
+      if (typeof o.config !== 'string') throw invalidArg('--config DATA.json is required');
       const input = applyOverrides(readJson(o.config), (o.set as string[]) ?? []);
       await runPrepare(input, path.dirname(path.resolve(o.config)), { force: Boolean(o.force), name: 'prepare' });
     },
@@ -218,16 +392,17 @@ export const commands: Record<string, Command> = {
       set: { kind: 'list', describe: 'override a config key, e.g. dedup.bands=20 (repeatable)' },
       force: { kind: 'flag', describe: 'start over instead of resuming finished stages' },
     },
+    positionals: 'INPUT...',
     async run(o, inputs) {
       let input: Record<string, unknown>;
       let baseDir = process.cwd();
       if (typeof o.config === 'string') {
-        if (inputs.length > 0) throw invalidArg('pajama dedup: give either --config or input paths, not both');
+        if (inputs.length > 0) throw invalidArg('give either --config or input paths, not both');
         input = readJson(o.config);
         baseDir = path.dirname(path.resolve(o.config));
       } else {
-        if (inputs.length === 0) throw invalidArg('pajama dedup: give --config DATA.json, or input files/folders/globs and --output DIR');
-        if (typeof o.output !== 'string') throw invalidArg('pajama dedup: --output DIR is required with input paths');
+        if (inputs.length === 0) throw invalidArg('give --config DATA.json, or input files/folders/globs and --output DIR');
+        if (typeof o.output !== 'string') throw invalidArg('--output DIR is required with input paths');
         input = { inputs, output: o.output };
       }
       if (typeof o.mode === 'string') input = { ...input, dedup: { ...((input.dedup as object) ?? {}), mode: o.mode } };
@@ -254,18 +429,31 @@ export const commands: Record<string, Command> = {
     options: {
       out: { kind: 'string', describe: 'the shard to write' },
       'text-field': { kind: 'string', describe: "the .jsonl field holding the text (default 'text')" },
+      strict: { kind: 'flag', describe: 'fail on the first malformed line (invalid UTF-8 or JSON, no text) instead of skipping it' },
     },
+    positionals: 'INPUT...',
     async run(o, inputs) {
-      if (typeof o.out !== 'string') throw invalidArg('pajama tokenize: --out SHARD.bin is required');
-      if (inputs.length === 0) throw invalidArg('pajama tokenize: give at least one input file or folder');
+      if (typeof o.out !== 'string') throw invalidArg('--out SHARD.bin is required');
+      if (inputs.length === 0) throw invalidArg('give at least one input file or folder');
+      checkOutputFile('--out', o.out);
       const s = await tokenizeFiles({
         inputs,
         output: o.out,
         tokenizer: gpt2Tokenizer(),
         ...(typeof o['text-field'] === 'string' ? { textField: o['text-field'] } : {}),
+        strict: Boolean(o.strict),
         onProgress: (p) => {
           if (process.stderr.isTTY) process.stderr.write(`\r${JSON.stringify(p)}`.slice(0, 120));
         },
+      }).catch((e: unknown) => {
+        // The shard is the only file written: a failed write on its descriptor (disk full, quota) carries no
+        // path, and a failure on its temporary file names that; both are reported as writing the shard.
+        const out = path.resolve(o.out as string);
+        if (isSystemError(e)) {
+          const onShard = e.path ? path.resolve(e.path) === out || path.resolve(e.path).startsWith(`${out}.tmp-`) : ['ENOSPC', 'EDQUOT', 'EFBIG', 'EROFS', 'EIO'].includes(e.code ?? '');
+          if (onShard) throw new FileSystemError('writing shard', o.out as string, e);
+        }
+        throw e;
       });
       if (process.stderr.isTTY) process.stderr.write('\n');
       console.log(`pajama tokenize: ${s.documents} documents, ${s.bytes} bytes -> ${s.tokens} tokens in ${s.output}`);
@@ -278,22 +466,37 @@ export const commands: Record<string, Command> = {
     options: {
       checkpoint: { kind: 'string', describe: 'a checkpoint directory, or a run directory (its latest checkpoint)' },
       prompt: { kind: 'string', describe: 'the text to continue' },
-      'max-tokens': { kind: 'number', describe: 'tokens to generate (default 64)' },
+      'max-tokens': { kind: 'number', describe: "tokens to generate, at most the model's context (default 64)" },
       temperature: { kind: 'number', describe: '0 (default) is greedy' },
       'top-k': { kind: 'number', describe: 'sample among the k most likely tokens' },
       seed: { kind: 'number', describe: 'sampling seed (default 0)' },
     },
     async run(o) {
-      if (typeof o.checkpoint !== 'string') throw invalidArg('pajama generate: --checkpoint DIR is required');
-      if (typeof o.prompt !== 'string') throw invalidArg('pajama generate: --prompt TEXT is required');
+      if (typeof o.checkpoint !== 'string') throw invalidArg('--checkpoint DIR is required');
+      if (typeof o.prompt !== 'string') throw invalidArg('--prompt TEXT is required');
+      // Checked before the model is loaded; --max-tokens again against the model's context after.
+      const maxTokens = o['max-tokens'] as number | undefined;
+      if (maxTokens !== undefined && (!Number.isSafeInteger(maxTokens) || maxTokens < 1)) throw invalidArg(`--max-tokens must be a positive integer, got ${maxTokens}`);
+      const temperature = (o.temperature as number | undefined) ?? 0;
+      if (temperature < 0) throw invalidArg(`--temperature must be >= 0 (0 is greedy), got ${temperature}`);
+      const topK = o['top-k'] as number | undefined;
+      if (topK !== undefined && (!Number.isSafeInteger(topK) || topK < 1)) throw invalidArg(`--top-k must be a positive integer, got ${topK}`);
+      const seed = (o.seed as number | undefined) ?? 0;
+      if (!Number.isSafeInteger(seed)) throw invalidArg(`--seed must be an integer, got ${seed}`);
       const tok = gpt2Tokenizer();
-      const { model } = loadModelFromCheckpoint(o.checkpoint, tok.vocabSize);
+      const { model, contextSource } = loadModelFromCheckpoint(o.checkpoint, tok.vocabSize);
       try {
+        // Generation slides a window of the model's context (maxSeqLen) over the text; past that many new
+        // tokens the prompt has left the window and the output no longer continues it, so that is the bound.
+        const context = model.config.maxSeqLen;
+        if (maxTokens !== undefined && maxTokens > context) {
+          throw invalidArg(`--max-tokens ${maxTokens} is more than the model's context of ${context} tokens (${contextSource}); past it the prompt is out of view: ask for at most ${context}`);
+        }
         const g = await generate(model, tok, o.prompt, {
-          maxNewTokens: (o['max-tokens'] as number | undefined) ?? 64,
-          temperature: (o.temperature as number | undefined) ?? 0,
-          ...(o['top-k'] !== undefined ? { topK: o['top-k'] as number } : {}),
-          seed: (o.seed as number | undefined) ?? 0,
+          maxNewTokens: maxTokens ?? Math.min(64, context),
+          temperature,
+          ...(topK !== undefined ? { topK } : {}),
+          seed,
         });
         console.log(o.prompt + g.text);
       } finally {
@@ -305,12 +508,11 @@ export const commands: Record<string, Command> = {
     summary: ': the embedded default (npm start): train a small MPT on text shipped in npm packages',
     options: {
       'run-dir': { kind: 'string', describe: "where data, checkpoints and metrics go (default 'runs/demo')" },
-      steps: { kind: 'number', describe: 'optimizer steps (default 150: about three minutes on 2 cores)' },
+      steps: { kind: 'number', describe: `optimizer steps, at least ${DEMO_MIN_STEPS} (default 150: about three minutes on 2 cores)` },
     },
     async run(o) {
-      const steps = (o.steps as number | undefined) ?? 150;
-      if (!Number.isInteger(steps) || steps < 2) throw invalidArg(`pajama demo: --steps must be an integer >= 2, got ${steps}`);
-      await runDemo({ runDir: (o['run-dir'] as string | undefined) ?? 'runs/demo', steps });
+      // runDemo checks the options before it builds the corpus.
+      await runDemo({ runDir: (o['run-dir'] as string | undefined) ?? 'runs/demo', steps: (o.steps as number | undefined) ?? 150 });
     },
   },
   bench: {
@@ -329,13 +531,17 @@ export const commands: Record<string, Command> = {
       // The benchmark lives in benchmarks/ (compiled to dist/benchmarks/train.js) and runs each
       // configuration in its own process, so it is started as a program, not imported.
       const script = path.resolve(__dirname, '../../benchmarks/train.js');
+      if (typeof o.out === 'string') checkOutputFile('--out', o.out); // before minutes of benchmarking, not after
       if (!fs.existsSync(script)) throw new Error(`the training benchmark is not built (${script} is missing): run npm run build:ts`);
       const args: string[] = [];
       for (const k of ['json', 'quick', 'profile']) if (o[k]) args.push(`--${k}`);
       for (const k of ['steps', 'repeat', 'configs', 'threads', 'out']) if (typeof o[k] === 'string') args.push(`--${k}`, o[k] as string);
       const { spawnSync } = await import('node:child_process');
       const r = spawnSync(process.execPath, [script, ...args], { stdio: 'inherit' });
-      if (r.status !== 0) throw new Error(`the training benchmark exited with ${r.status ?? r.signal}`);
+      if (r.error) throw new Error(`cannot start the training benchmark (${process.execPath} ${script}): ${r.error.message}`);
+      // The benchmark reports its own usage errors (exit 2) on stderr; they stay usage errors here.
+      if (r.status === 2) throw invalidArg('the training benchmark rejected its options (see its message above)');
+      if (r.status !== 0) throw new Error(r.status === null ? `the training benchmark was killed by ${r.signal}` : `the training benchmark failed with exit code ${r.status}`);
     },
   },
   info: {

@@ -1,17 +1,40 @@
 #!/usr/bin/env node
 // main.ts: the `pajama` command line: train, tokenize, generate, bench, info, demo. Every command validates
-// its options (unknown option, wrong type, missing value) and reports errors as one line, exit code 2 for
-// usage errors and 1 for failures.
+// its options (unknown option, wrong type, missing value, unexpected arguments) and reports errors as one
+// line, "pajama <command>: <message>" (the prefix added here, once). Exit codes: 0 done, 2 usage errors (bad
+// options or arguments, ERR_PAJAMA_INVALID_ARG), 1 failures; an error may carry its own status in a numeric
+// `exitCode` (128 + the signal number for a run stopped by a signal), and a command may resolve to one.
+// A file-system error that reaches here without context is described from its syscall and path.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { backendInfo } from '../core/backend';
+import { describeSystemError, isSystemError } from '../core/fs-errors';
 import { parseArgs, usage, type OptionSpec } from './args';
 import { commands } from './commands';
 
 export interface Command {
   summary: string;
   options: Record<string, OptionSpec>;
-  run(options: Record<string, string | number | boolean | string[]>, positionals: string[]): Promise<void>;
+  /** What the positional arguments are, e.g. 'INPUT...'; a command without it takes none. */
+  positionals?: string;
+  /** Resolves to nothing (exit code 0) or to the exit code. */
+  run(options: Record<string, string | number | boolean | string[]>, positionals: string[]): Promise<void | number>;
+}
+
+/** The one-line message for an error a command threw, prefixed once with "pajama <command>: ". */
+export function errorLine(command: string, e: unknown): string {
+  const prefix = `pajama ${command}: `;
+  let message = isSystemError(e) ? describeSystemError(e) : e instanceof Error ? e.message : String(e);
+  while (message.startsWith(prefix)) message = message.slice(prefix.length);
+  return prefix + message;
+}
+
+/** The exit code for an error a command threw: its own integer `exitCode`, 2 for usage errors, else 1. */
+export function errorExitCode(e: unknown): number {
+  // An error may carry its own status (a run stopped by SIGTERM exits 143, as schedulers expect).
+  const exitCode = (e as { exitCode?: unknown } | null)?.exitCode;
+  if (typeof exitCode === 'number' && Number.isInteger(exitCode)) return exitCode;
+  return (e as { code?: unknown } | null)?.code === 'ERR_PAJAMA_INVALID_ARG' ? 2 : 1;
 }
 
 function help(): string {
@@ -44,18 +67,20 @@ export async function main(argv: string[]): Promise<number> {
   let parsed;
   try {
     parsed = parseArgs(rest, cmd.options, name);
+    if (!cmd.positionals && parsed.positionals.length > 0) {
+      throw new Error(`unexpected argument '${parsed.positionals[0]}' (this command takes only options; see pajama ${name} --help)`);
+    }
   } catch (e) {
-    console.error((e as Error).message);
+    console.error(errorLine(name, e));
     return 2;
   }
   try {
-    await cmd.run(parsed.options, parsed.positionals);
-    return 0;
+    const code = await cmd.run(parsed.options, parsed.positionals);
+    return typeof code === 'number' ? code : 0;
   } catch (e) {
-    const err = e as Error & { code?: string };
-    console.error(`pajama ${name}: ${err.message}`);
-    if (process.env.PAJAMA_DEBUG) console.error(err.stack);
-    return err.code === 'ERR_PAJAMA_INVALID_ARG' ? 2 : 1;
+    console.error(errorLine(name, e));
+    if (process.env.PAJAMA_DEBUG) console.error((e as Error)?.stack);
+    return errorExitCode(e);
   }
 }
 

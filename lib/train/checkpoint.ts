@@ -20,6 +20,8 @@ import * as path from 'node:path';
 import { parameterLayout, type MptConfig } from '../model/config';
 import { Arena } from '../core/tensor';
 import { invalidArg } from '../core/errors';
+import { ops } from '../core/ops';
+import { withFsContext } from '../core/fs-errors';
 import { TMP_MARKER, fsyncDir, tmpPathFor, writeTextAtomic } from './atomic';
 import { arenaTensorsToWrite, loadArenasSafetensors, writeSafetensors, type ArenaTarget } from './safetensors';
 
@@ -33,6 +35,46 @@ export class CheckpointError extends Error {
     super(`${where}: ${message}`);
     this.name = 'CheckpointError';
   }
+}
+
+/** A checkpoint that would hold, or holds, NaN or +-Inf in its weights or optimizer moments. */
+export class NonFiniteCheckpointError extends Error {
+  readonly code = 'ERR_PAJAMA_NON_FINITE';
+  constructor(
+    readonly where: string,
+    /** Each offending tensor: which file or arena, its name, and how many values are NaN or +-Inf. */
+    readonly tensors: NonFiniteTensor[],
+    message: string,
+  ) {
+    super(`${where}: ${message}`);
+    this.name = 'NonFiniteCheckpointError';
+  }
+}
+
+export interface NonFiniteTensor {
+  /** 'model.safetensors', 'optimizer.safetensors', or the arena's role ('params', 'm', 'v'). */
+  file: string;
+  name: string;
+  count: number;
+}
+
+/** The entries of `arena` holding NaN or +-Inf (one native pass over the whole arena when there are none). */
+export function nonFiniteEntries(arena: Arena, file: string, prefix = ''): NonFiniteTensor[] {
+  if (ops.sumSquares(arena.buffer)[1] === 0) return [];
+  const out: NonFiniteTensor[] = [];
+  for (const e of arena.entries) {
+    const count = ops.sumSquares(arena.get(e.name))[1];
+    if (count > 0) out.push({ file, name: prefix + e.name, count });
+  }
+  return out;
+}
+
+function describeNonFinite(bad: NonFiniteTensor[]): string {
+  const shown = bad
+    .slice(0, 3)
+    .map((b) => `${b.file} tensor '${b.name}' holds ${b.count} NaN/Inf value${b.count === 1 ? '' : 's'}`)
+    .join('; ');
+  return shown + (bad.length > 3 ? `; and ${bad.length - 3} more tensors` : '');
 }
 
 export const CHECKPOINTS_DIR = 'checkpoints';
@@ -340,6 +382,18 @@ export function saveCheckpoint(runDir: string, step: number, options: SaveCheckp
   if ('step' in trainerState && trainerState.step !== step) {
     throw invalidArg(`${where}: trainerState.step is ${JSON.stringify(trainerState.step)}, saving step ${step}`);
   }
+  // A checkpoint with NaN/Inf weights or moments would become `latest` and poison every resume: refuse it.
+  const bad = [
+    ...nonFiniteEntries(params, MODEL_FILE),
+    ...(optimizerState ? [...nonFiniteEntries(optimizerState.m, OPTIMIZER_FILE, 'm.'), ...nonFiniteEntries(optimizerState.v, OPTIMIZER_FILE, 'v.')] : []),
+  ];
+  if (bad.length > 0) {
+    throw new NonFiniteCheckpointError(
+      where,
+      bad,
+      `refusing to write step ${step} to ${runDir}: ${describeNonFinite(bad)}; the run has diverged (the previous checkpoint is kept as 'latest')`,
+    );
+  }
   // Build every writer before touching the disk, so argument errors leave nothing behind.
   const metadata = { format: 'pt', producer: 'pajama-train', step: String(step) };
   const modelTensors = arenaTensorsToWrite(params, { dtype: options.modelDtype, chunkBytes: options.chunkBytes });
@@ -351,30 +405,32 @@ export function saveCheckpoint(runDir: string, step: number, options: SaveCheckp
     : null;
 
   const ckptDir = path.join(runDir, CHECKPOINTS_DIR);
-  fs.mkdirSync(ckptDir, { recursive: true });
-  removeStale(ckptDir);
   const finalDir = path.join(ckptDir, checkpointName(step));
-  const tmpDir = tmpPathFor(finalDir);
-  fs.mkdirSync(tmpDir);
-  try {
-    writeTextAtomic(path.join(tmpDir, CONFIG_FILE), jsonText(config));
-    writeTextAtomic(path.join(tmpDir, TRAINER_STATE_FILE), jsonText(trainerState));
-    writeSafetensors(path.join(tmpDir, MODEL_FILE), modelTensors, metadata);
-    if (optimizerTensors) writeSafetensors(path.join(tmpDir, OPTIMIZER_FILE), optimizerTensors, metadata);
-    fsyncDir(tmpDir);
-  } catch (e) {
-    fs.rmSync(tmpDir, { recursive: true, force: true });
-    throw e;
-  }
-  // Saving a step again replaces it: the old directory moves to a temporary name (deleted below, or by the
-  // next save after a crash) so the new one can take its name.
-  const replaced = fs.existsSync(finalDir) ? tmpPathFor(finalDir) : undefined;
-  if (replaced) fs.renameSync(finalDir, replaced);
-  fs.renameSync(tmpDir, finalDir);
-  fsyncDir(ckptDir);
-  if (replaced) fs.rmSync(replaced, { recursive: true, force: true });
-  writeTextAtomic(path.join(ckptDir, LATEST_FILE), `${checkpointName(step)}\n`);
-  prune(ckptDir, step, keepLast);
+  withFsContext('writing checkpoint to', finalDir, () => {
+    fs.mkdirSync(ckptDir, { recursive: true });
+    removeStale(ckptDir);
+    const tmpDir = tmpPathFor(finalDir);
+    fs.mkdirSync(tmpDir);
+    try {
+      writeTextAtomic(path.join(tmpDir, CONFIG_FILE), jsonText(config));
+      writeTextAtomic(path.join(tmpDir, TRAINER_STATE_FILE), jsonText(trainerState));
+      writeSafetensors(path.join(tmpDir, MODEL_FILE), modelTensors, metadata);
+      if (optimizerTensors) writeSafetensors(path.join(tmpDir, OPTIMIZER_FILE), optimizerTensors, metadata);
+      fsyncDir(tmpDir);
+    } catch (e) {
+      fs.rmSync(tmpDir, { recursive: true, force: true });
+      throw e;
+    }
+    // Saving a step again replaces it: the old directory moves to a temporary name (deleted below, or by the
+    // next save after a crash) so the new one can take its name.
+    const replaced = fs.existsSync(finalDir) ? tmpPathFor(finalDir) : undefined;
+    if (replaced) fs.renameSync(finalDir, replaced);
+    fs.renameSync(tmpDir, finalDir);
+    fsyncDir(ckptDir);
+    if (replaced) fs.rmSync(replaced, { recursive: true, force: true });
+    writeTextAtomic(path.join(ckptDir, LATEST_FILE), `${checkpointName(step)}\n`);
+    prune(ckptDir, step, keepLast);
+  });
   return { step, dir: finalDir };
 }
 
@@ -467,6 +523,11 @@ export interface LoadCheckpointOptions {
   v?: Arena;
   /** Bytes read per piece. Defaults to 64 MiB. */
   chunkBytes?: number;
+  /**
+   * Load weights or moments holding NaN/Inf (e.g. to inspect a diverged run). Defaults to false: such a
+   * checkpoint is refused with a NonFiniteCheckpointError naming the file and tensor.
+   */
+  allowNonFinite?: boolean;
 }
 
 export interface LoadedCheckpoint extends CheckpointInfo {
@@ -510,6 +571,20 @@ export function loadCheckpoint(dir: string, options: LoadCheckpointOptions): Loa
     // Loading only one moment leaves the other's tensors unclaimed: not an error then.
     loadArenasSafetensors(optimizerFile, targets, { strict: targets.length === 2, chunkBytes: options.chunkBytes });
   }
+  if (!options.allowNonFinite) {
+    const bad = [
+      ...nonFiniteEntries(params, MODEL_FILE),
+      ...(options.m ? nonFiniteEntries(options.m, OPTIMIZER_FILE, 'm.') : []),
+      ...(options.v ? nonFiniteEntries(options.v, OPTIMIZER_FILE, 'v.') : []),
+    ];
+    if (bad.length > 0) {
+      throw new NonFiniteCheckpointError(
+        dir,
+        bad,
+        `${describeNonFinite(bad)}; refusing to resume from non-finite weights or moments (resume from an earlier checkpoint, or pass allowNonFinite to inspect it)`,
+      );
+    }
+  }
   return { step: step as number, dir, config, trainerState };
 }
 
@@ -526,7 +601,11 @@ export interface LoadedWeights {
  * directory's config.json, when present, must imply the arena's shapes. `strict` (default true) makes tensors
  * the arena lacks an error.
  */
-export function loadModelWeights(source: string, params: Arena, options: { strict?: boolean; chunkBytes?: number } = {}): LoadedWeights {
+export function loadModelWeights(
+  source: string,
+  params: Arena,
+  options: { strict?: boolean; chunkBytes?: number; allowNonFinite?: boolean } = {},
+): LoadedWeights {
   const where = 'loadModelWeights';
   if (typeof source !== 'string' || source === '') throw invalidArg(`${where}: source must be a non-empty path`);
   checkArena(params, 'params', where);
@@ -537,7 +616,12 @@ export function loadModelWeights(source: string, params: Arena, options: { stric
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new CheckpointError(source, 'no such file or directory');
     throw e;
   }
-  const load = (files: string[]) => loadArenasSafetensors(files, [{ arena: params }], options);
+  const load = (files: string[]) => {
+    loadArenasSafetensors(files, [{ arena: params }], { strict: options.strict, chunkBytes: options.chunkBytes });
+    if (options.allowNonFinite) return;
+    const bad = nonFiniteEntries(params, files.length === 1 ? path.basename(files[0]) : `${path.basename(source)} (${files.length} files)`);
+    if (bad.length > 0) throw new NonFiniteCheckpointError(source, bad, `${describeNonFinite(bad)}; refusing to start from non-finite weights`);
+  };
   if (!stat.isDirectory()) {
     load([source]);
     return { files: [source] };

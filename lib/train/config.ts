@@ -3,7 +3,7 @@
 // `--set key=value` overrides of the CLI.
 import { invalidArg } from '../core/errors';
 import { mptConfig, type MptConfig } from '../model/config';
-import { MIXTURE_PRESETS, isMixturePreset, normaliseWeights } from '../data/mixture';
+import { MIXTURE_MISSING, MIXTURE_PRESETS, isMixturePreset, normaliseWeights } from '../data/mixture';
 
 export interface TrainConfig {
   model: {
@@ -71,6 +71,11 @@ export interface TrainConfig {
      * in proportion to its training tokens. Needs `manifest`.
      */
     mixture: string | Record<string, number> | null;
+    /**
+     * When the mixture names sources the manifest lacks: 'error', or 'renormalize' (draw from the sources
+     * present in proportion to their weights; the plan prints the effective shares). Defaults to 'error'.
+     */
+    mixtureMissing: 'error' | 'renormalize';
   };
   eval: {
     /** Evaluate every this many steps (0: only at the end). Defaults to 0. */
@@ -94,6 +99,17 @@ export interface TrainConfig {
   peakFlops: number | null;
   /** Log a step line every this many steps. Defaults to 1. */
   logEvery: number;
+  divergence: {
+    /**
+     * Stop the run with ERR_PAJAMA_DIVERGED after this many consecutive steps skipped for a non-finite loss
+     * or gradients (0: never stop). Defaults to 5. A skipped step leaves the weights as they were, so an
+     * isolated spike costs one batch; several in a row mean the weights or the learning rate are bad and
+     * every further step would be wasted. Megatron-LM's --check-for-nan-in-loss-and-grad stops at the first
+     * non-finite loss; mixed-precision loss scalers (torch.amp, DeepSpeed) skip steps while they back off
+     * and tolerate a few in a row; 5 keeps the tolerance of the latter and the certainty of the former.
+     */
+    maxConsecutiveSkips: number;
+  };
 }
 
 export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
@@ -102,7 +118,7 @@ export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
   optimizer: { lr: 6e-4, warmupSteps: 2000, minLrRatio: 0.1, beta1: 0.9, beta2: 0.95, eps: 1e-8, gradClip: 1.0, decayEmbeddings: true },
   weightDecay: { mode: 'ptwd', value: 0.1, stages: [0, 0.5, 0.1], boundaries: null, plateau: false },
   steps: 20000,
-  data: { train: [], validation: {}, manifest: null, mixture: null },
+  data: { train: [], validation: {}, manifest: null, mixture: null, mixtureMissing: 'error' },
   eval: { every: 0, batches: 4 },
   checkpoint: { every: 0, keepLast: 2 },
   runDir: 'runs/default',
@@ -110,6 +126,7 @@ export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
   threads: 0,
   peakFlops: null,
   logEvery: 1,
+  divergence: { maxConsecutiveSkips: 5 },
 };
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
@@ -134,7 +151,7 @@ function merge(defaults: unknown, input: unknown, path: string): unknown {
     if (!isPlainObject(input)) throw invalidArg(`config: '${path || '(root)'}' must be an object, got ${JSON.stringify(input)}`);
     const out: Record<string, unknown> = {};
     for (const k of Object.keys(input)) {
-      if (!(k in defaults)) {
+      if (!Object.prototype.hasOwnProperty.call(defaults, k)) { // not `in`: 'constructor', '__proto__' are inherited
         const where = path ? `${path}.${k}` : k;
         throw invalidArg(`config: unknown key '${where}' (known here: ${Object.keys(defaults).join(', ')})`);
       }
@@ -145,8 +162,14 @@ function merge(defaults: unknown, input: unknown, path: string): unknown {
   return input;
 }
 
+/** A config value as the user wrote it; JSON.stringify would print Infinity and NaN (1e999 in JSON) as null. */
+function showValue(value: unknown): string {
+  if (typeof value === 'number' && !Number.isFinite(value)) return `${value} (not a finite number)`;
+  return JSON.stringify(value) ?? String(value);
+}
+
 function expect(cond: boolean, key: string, what: string, value: unknown): void {
-  if (!cond) throw invalidArg(`config: '${key}' must be ${what}, got ${JSON.stringify(value)}`);
+  if (!cond) throw invalidArg(`config: '${key}' must be ${what}, got ${showValue(value)}`);
 }
 
 const isInt = (v: unknown, min = 0) => typeof v === 'number' && Number.isInteger(v) && v >= min;
@@ -202,7 +225,30 @@ export function resolveTrainConfig(input: unknown = {}): TrainConfig {
   expect(isInt(c.threads), 'threads', 'a non-negative integer', c.threads);
   expect(c.peakFlops === null || (isNum(c.peakFlops) && c.peakFlops > 0), 'peakFlops', 'a positive number or null', c.peakFlops);
   expect(isInt(c.logEvery, 1), 'logEvery', 'a positive integer', c.logEvery);
+  expect(isInt(c.divergence.maxConsecutiveSkips), 'divergence.maxConsecutiveSkips', 'a non-negative integer (0: never stop)', c.divergence.maxConsecutiveSkips);
+  checkPtwdFitsSteps(c);
+  if (c.eval.every > 0 && c.data.manifest === null && Object.keys(c.data.validation).length === 0) {
+    throw invalidArg(`config: 'eval.every' is ${c.eval.every} but there is no validation data ('data.validation' is empty); set 'eval.every' to 0 or name validation shards`);
+  }
   return c;
+}
+
+/** The PTWD stages must each get at least one step: steps >= stages, boundaries below steps. */
+function checkPtwdFitsSteps(c: TrainConfig): void {
+  const w = c.weightDecay;
+  if (w.mode !== 'ptwd') return;
+  if (w.boundaries === null) {
+    if (c.steps < w.stages.length) {
+      throw invalidArg(`config: 'steps' ${c.steps} is fewer than the ${w.stages.length} PTWD stages of 'weightDecay.stages' (each stage needs a step); train longer or use fewer stages`);
+    }
+    return;
+  }
+  w.boundaries.forEach((b, k) => {
+    if (k > 0 && b <= w.boundaries![k - 1]) {
+      throw invalidArg(`config: 'weightDecay.boundaries[${k}]' ${b} must be above 'weightDecay.boundaries[${k - 1}]' ${w.boundaries![k - 1]}`);
+    }
+    if (b >= c.steps) throw invalidArg(`config: 'weightDecay.boundaries[${k}]' ${b} must be below 'steps' ${c.steps}, or stage ${k + 1} never runs`);
+  });
 }
 
 /** The data keys' types, and the combinations that contradict each other. */
@@ -218,6 +264,7 @@ function checkDataSources(d: TrainConfig['data']): void {
   } else {
     expect(m === null, 'data.mixture', 'a preset name, an object of weights by source name, or null', m);
   }
+  expect(MIXTURE_MISSING.includes(d.mixtureMissing), 'data.mixtureMissing', `one of ${MIXTURE_MISSING.join(', ')}`, d.mixtureMissing);
   if (d.manifest !== null) {
     if (d.train.length > 0) {
       throw invalidArg(`config: 'data.train' and 'data.manifest' both name training shards; give one (the manifest lists shards by source)`);

@@ -22,8 +22,11 @@ import { openShard } from '../data/shard';
 import { TokenLoader, evalBatches, evalBatchCount, type MixtureSource, type TokenLoaderMixtureState, type TokenLoaderState } from '../data/loader';
 import { readDataManifest } from '../data/manifest';
 import { resolveMixture, type MixturePlan } from '../data/mixture';
-import { latestCheckpoint, loadCheckpoint, loadModelWeights, mptHfConfig, saveCheckpoint } from './checkpoint';
-import { planBatch, resolveTrainConfig, type BatchPlan, type TrainConfig } from './config';
+import { CheckpointError, TRAINER_STATE_FILE, latestCheckpoint, listCheckpoints, loadCheckpoint, loadModelWeights, mptHfConfig, saveCheckpoint } from './checkpoint';
+import { DEFAULT_TRAIN_CONFIG, planBatch, resolveTrainConfig, type BatchPlan, type TrainConfig } from './config';
+import { withFsContext } from '../core/fs-errors';
+import { writeAll } from './atomic';
+import { RunLock } from './lock';
 
 export interface StepMetrics {
   /** Optimizer steps completed (1 after the first). */
@@ -35,8 +38,10 @@ export interface StepMetrics {
   ptwdStage: number;
   /** Global gradient norm before clipping. */
   gradNorm: number;
-  /** True when the gradients held NaN/Inf and the update was skipped. */
+  /** True when the loss or the gradients held NaN/Inf and the update was skipped. */
   skipped: boolean;
+  /** Gradient elements that were NaN or +-Inf (0 on a normal step). */
+  nonFiniteGradients: number;
   tokens: number;
   tokensPerSec: number;
   /** Model FLOPs utilisation against peakFlops. */
@@ -79,7 +84,57 @@ interface TrainerState {
   ptwd: PtwdControllerState;
   optimizerStep: number;
   seed: number;
+  /** The loss of the last step that was not skipped, and its step (null before the first). */
+  lastFiniteLoss?: { step: number; loss: number } | null;
+  /** Skipped steps in a row just before this checkpoint. */
+  consecutiveSkips?: number;
   [k: string]: unknown;
+}
+
+/** The run stopped: too many consecutive steps had a non-finite loss or gradients (divergence.maxConsecutiveSkips). */
+export class TrainingDivergedError extends Error {
+  readonly code = 'ERR_PAJAMA_DIVERGED';
+  constructor(
+    /** The last step run (1-based, as logged). */
+    readonly step: number,
+    readonly consecutiveSkips: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'TrainingDivergedError';
+  }
+}
+
+/**
+ * What a resumed run must share with the run that wrote the checkpoint, as effective values (a preset and
+ * its overrides as the architecture they give, a null seqLen as the model's maxSeqLen): the seed (data
+ * order), the model and the batch decide what the saved state means. Keys name where to change each.
+ */
+function resumeIdentity(c: Pick<TrainConfig, 'seed' | 'model' | 'batch'>): Record<string, unknown> {
+  const model = mptConfig(c.model.preset, c.model.overrides);
+  const seqLen = c.batch.seqLen ?? model.maxSeqLen;
+  return {
+    seed: c.seed,
+    ...Object.fromEntries(Object.entries(model).map(([k, v]) => [`model (${k}, from 'model.preset' and 'model.overrides')`, v])),
+    'batch.seqLen': seqLen,
+    'batch.microBatchSize': c.batch.microBatchSize,
+    'batch.globalBatchTokens': c.batch.globalBatchTokens ?? c.batch.microBatchSize * seqLen,
+  };
+}
+
+/** Settings that may change on resume but change the run (the schedules, the numerics): a warning names them. */
+const WARN_ON_RESUME = ['steps', 'model.precision', 'optimizer', 'weightDecay'] as const;
+
+/** JSON with object keys sorted, so that key order never reads as a change. */
+function canonical(v: unknown): string {
+  if (v === undefined) return 'unset';
+  if (v === null || typeof v !== 'object') return JSON.stringify(v);
+  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
+  const o = v as Record<string, unknown>;
+  return `{${Object.keys(o)
+    .sort()
+    .map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`)
+    .join(',')}}`;
 }
 
 /** Peak FLOP/s of a square GEMM of the training dtype, measured now (the denominator of MFU). */
@@ -113,6 +168,8 @@ interface TrainingData {
   manifest: string | null;
   preset: string | null;
   citation: string | null;
+  /** Sources the mixture names that the manifest lacks (data.mixtureMissing 'renormalize'). */
+  missing?: { name: string; weight: number }[];
 }
 
 /**
@@ -129,7 +186,7 @@ function resolveTrainingData(config: TrainConfig): TrainingData {
   const manifest = readDataManifest(d.manifest);
   const names = Object.keys(manifest.sources).sort();
   const bySize = Object.fromEntries(names.map((n) => [n, manifest.sources[n].tokens.train]));
-  const mixture = resolveMixture(d.mixture ?? bySize, names);
+  const mixture = resolveMixture(d.mixture ?? bySize, names, { missing: d.mixtureMissing });
   const empty = names.filter((n) => mixture.weights[n] > 0 && manifest.sources[n].train.length === 0);
   if (empty.length > 0) {
     throw invalidArg(`config: the mixture draws from ${empty.join(', ')}, which ${manifest.file} lists without training shards`);
@@ -147,6 +204,7 @@ function resolveTrainingData(config: TrainConfig): TrainingData {
     manifest: manifest.file,
     preset: mixture.preset,
     citation: mixture.citation,
+    missing: mixture.missing,
   };
 }
 
@@ -172,6 +230,44 @@ function usableValidation(data: TrainingData, seqLen: number, batchSize: number)
     });
   }
   return out;
+}
+
+export interface FitResult {
+  steps: number;
+  /** The last finite training loss and its step; null when no step had a finite loss. */
+  finalLoss: { step: number; loss: number } | null;
+  eval: EvalMetrics | null;
+  /** The checkpoint written at the end (or, for a run already finished, the one it resumed from). */
+  checkpoint: string;
+  /** requestStop() ended the run before config.steps. */
+  stopped: boolean;
+  /** The run had already reached config.steps: nothing was trained, evaluated or written. */
+  alreadyDone: boolean;
+}
+
+/** Creates the run directory, with an error naming it when it cannot be (a file in the way, read-only...). */
+function makeRunDir(runDir: string): void {
+  withFsContext('creating the run directory', runDir, () => fs.mkdirSync(runDir, { recursive: true }));
+}
+
+/** trainer_state.json's fields, checked: a corrupt one names the file and key instead of resuming wrong. */
+function checkTrainerState(raw: Record<string, unknown>, file: string): TrainerState {
+  const fail = (key: string, what: string) => new CheckpointError(file, `'${key}' must be ${what}, got ${JSON.stringify(raw[key]) ?? 'nothing'}`);
+  const int = (key: string) => {
+    const v = raw[key];
+    if (!Number.isSafeInteger(v) || (v as number) < 0) throw fail(key, 'a non-negative integer');
+  };
+  for (const k of ['step', 'tokens', 'optimizerStep', 'seed']) int(k);
+  if (typeof raw.elapsedSec !== 'number' || !Number.isFinite(raw.elapsedSec) || raw.elapsedSec < 0) throw fail('elapsedSec', 'a non-negative number');
+  for (const k of ['loader', 'ptwd']) {
+    if (raw[k] === null || typeof raw[k] !== 'object' || Array.isArray(raw[k])) throw fail(k, 'an object');
+  }
+  if (raw.consecutiveSkips !== undefined) int('consecutiveSkips');
+  const l = raw.lastFiniteLoss as { step?: unknown; loss?: unknown } | null | undefined;
+  if (l !== undefined && l !== null && !(Number.isSafeInteger(l.step) && typeof l.loss === 'number' && Number.isFinite(l.loss))) {
+    throw fail('lastFiniteLoss', 'null or { step, loss } with a finite loss');
+  }
+  return raw as TrainerState;
 }
 
 export interface TrainerOptions {
@@ -203,6 +299,11 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   #disposed = false;
   #stopRequested = false;
   #busy = false;
+  #lock: RunLock | null = null;
+  #lastFiniteLoss: { step: number; loss: number } | null = null;
+  #consecutiveSkips = 0;
+  /** The checkpoint the trainer resumed from, or null. */
+  #resumedFrom: string | null = null;
 
   private constructor(config: TrainConfig, peakFlops: number, options: TrainerOptions) {
     super();
@@ -211,6 +312,9 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     this.plan = planBatch(config, this.modelConfig);
     const data = resolveTrainingData(config);
     this.validation = usableValidation(data, this.plan.seqLen, this.plan.microBatchSize);
+    if (config.eval.every > 0 && Object.keys(this.validation).length === 0) {
+      throw invalidArg(`config: 'eval.every' is ${config.eval.every} but no source of ${data.manifest} has a usable validation shard; set 'eval.every' to 0 or hold out validation data`);
+    }
     const common = { seqLen: this.plan.seqLen, batchSize: this.plan.microBatchSize, seed: config.seed };
     this.loader = new TokenLoader(data.sources ? { ...common, sources: data.sources } : { ...common, shards: config.data.train });
     if (this.loader.vocabSize > this.modelConfig.vocabSize) {
@@ -227,6 +331,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       manifest: data.manifest,
       preset: data.preset,
       citation: data.citation,
+      missing: data.missing ?? [],
     };
     this.model = new MptModel(this.modelConfig, {
       precision: config.model.precision,
@@ -259,14 +364,20 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     if (config.threads) setThreads(config.threads);
     const peak = config.peakFlops ?? (await measurePeakFlops(config.model.precision === 'bf16' ? 'bf16' : 'f32'));
     const t = new Trainer(config, peak, options);
-    fs.mkdirSync(config.runDir, { recursive: true });
-    const latest = options.resume === false ? null : latestCheckpoint(config.runDir);
-    if (latest) t.#restore(latest.dir);
-    else if (config.model.init) {
-      loadModelWeights(config.model.init, t.model.params);
-      t.model.syncComputeParams();
+    try {
+      makeRunDir(config.runDir);
+      t.#lock = RunLock.acquire(config.runDir);
+      const latest = options.resume === false ? null : latestCheckpoint(config.runDir);
+      if (latest) t.#restore(latest.dir);
+      else if (config.model.init) {
+        loadModelWeights(config.model.init, t.model.params);
+        t.model.syncComputeParams();
+      }
+      t.#log({ type: 'plan', step: t.#step, ...t.dataPlan });
+    } catch (e) {
+      t.dispose();
+      throw e;
     }
-    t.#log({ type: 'plan', step: t.#step, ...t.dataPlan });
     for (const w of t.dataPlan.warnings) process.emitWarning(`pajama train: ${w}`, { code: 'PAJAMA_MIXTURE_REPEAT' });
     return t;
   }
@@ -280,20 +391,94 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     return this.#step >= this.config.steps;
   }
 
+  /** The last finite training loss and its step, or null when no step had one. */
+  get lastFiniteLoss(): { step: number; loss: number } | null {
+    return this.#lastFiniteLoss ? { ...this.#lastFiniteLoss } : null;
+  }
+
   #restore(dir: string): void {
     const loaded = loadCheckpoint(dir, { params: this.model.params, m: this.optimizer.m, v: this.optimizer.v });
-    const s = loaded.trainerState as TrainerState;
+    const stateFile = path.join(dir, TRAINER_STATE_FILE);
+    const s = checkTrainerState(loaded.trainerState, stateFile);
+    this.#checkResumeConfig(s, stateFile);
     this.model.syncComputeParams();
-    this.optimizer.loadState({ step: s.optimizerStep, m: this.optimizer.m, v: this.optimizer.v });
+    const restoring = (key: string, fn: () => void) => {
+      try {
+        fn();
+      } catch (e) {
+        throw new CheckpointError(stateFile, `cannot resume from key '${key}': ${(e as Error).message}`);
+      }
+    };
+    restoring('optimizerStep', () => this.optimizer.loadState({ step: s.optimizerStep, m: this.optimizer.m, v: this.optimizer.v }));
     try {
       this.loader.restore(s.loader);
     } catch (e) {
       throw invalidArg(`cannot resume from ${dir}: ${(e as Error).message} (start a new runDir, or train without resuming, to use other data)`);
     }
-    this.ptwd.restore(s.ptwd);
+    restoring('ptwd', () => this.ptwd.restore(s.ptwd));
     this.#step = s.step;
     this.#elapsedSec = s.elapsedSec;
     this.#tokens = s.tokens;
+    this.#consecutiveSkips = s.consecutiveSkips ?? 0;
+    this.#lastFiniteLoss = s.lastFiniteLoss !== undefined ? s.lastFiniteLoss : this.#lastFiniteLossFromMetrics(s.step);
+    this.#resumedFrom = dir;
+  }
+
+  /** Errors for settings that cannot change on resume, warnings for those that change the run. */
+  #checkResumeConfig(s: TrainerState, stateFile: string): void {
+    const raw = s.trainConfig;
+    if (raw === null || typeof raw !== 'object') return; // a checkpoint written without its config
+    // The saved config as it was resolved then, over today's defaults (keys added since are not compared).
+    const before = raw as Partial<TrainConfig>;
+    const d = DEFAULT_TRAIN_CONFIG;
+    let was: Record<string, unknown>;
+    try {
+      was = resumeIdentity({ seed: before.seed ?? d.seed, model: { ...d.model, ...before.model }, batch: { ...d.batch, ...before.batch } });
+    } catch (e) {
+      throw new CheckpointError(stateFile, `'trainConfig' does not describe a model: ${(e as Error).message}`);
+    }
+    const is = resumeIdentity(this.config);
+    for (const key of Object.keys(is)) {
+      if (canonical(was[key]) !== canonical(is[key])) {
+        throw invalidArg(
+          `cannot resume from ${stateFile}: ${key.startsWith('model') ? key : `'${key}'`} was ${canonical(was[key])} in that run and is ${canonical(is[key])} now, ` +
+            `which would not continue the same run; change it back, or start a new runDir (or --no-resume) to train with it`,
+        );
+      }
+    }
+    for (const key of WARN_ON_RESUME) {
+      const a = canonical(key.split('.').reduce<unknown>((o, k) => (o !== null && typeof o === 'object' ? (o as Record<string, unknown>)[k] : undefined), before));
+      if (a === 'unset') continue;
+      const b = canonical(key.split('.').reduce<unknown>((o, k) => (o as Record<string, unknown>)[k], this.config));
+      if (a !== b) {
+        process.emitWarning(`pajama train: resuming with '${key}' changed from ${a} to ${b} (checkpoint ${stateFile}); the run is no longer the one that was started`, {
+          code: 'PAJAMA_RESUME_CONFIG_CHANGED',
+        });
+      }
+    }
+  }
+
+  /** For checkpoints that predate lastFiniteLoss: the last finite step loss up to `step` in metrics.jsonl. */
+  #lastFiniteLossFromMetrics(step: number): { step: number; loss: number } | null {
+    let text: string;
+    try {
+      text = fs.readFileSync(this.#metricsFile, 'utf8');
+    } catch {
+      return null;
+    }
+    let found: { step: number; loss: number } | null = null;
+    for (const line of text.split('\n')) {
+      if (!line.includes('"type":"step"')) continue;
+      try {
+        const r = JSON.parse(line) as { step?: unknown; loss?: unknown; skipped?: unknown };
+        if (typeof r.step === 'number' && r.step <= step && typeof r.loss === 'number' && Number.isFinite(r.loss) && r.skipped !== true) {
+          found = { step: r.step, loss: r.loss };
+        }
+      } catch {
+        // a torn last line of a killed run
+      }
+    }
+    return found;
   }
 
   /** One optimizer step over the whole global batch. */
@@ -333,6 +518,11 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       this.ptwd.observe(stepIndex, loss);
     }
     this.#step++;
+    if (skipped) this.#consecutiveSkips++;
+    else {
+      this.#consecutiveSkips = 0;
+      this.#lastFiniteLoss = { step: this.#step, loss };
+    }
     this.#tokens += tokens;
     const stepSec = (performance.now() - t0) / 1e3;
     this.#elapsedSec += stepSec;
@@ -345,6 +535,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       ptwdStage,
       gradNorm: clip.norm,
       skipped,
+      nonFiniteGradients: clip.nonFinite,
       tokens: this.#tokens,
       tokensPerSec,
       mfu: (tokensPerSec * this.flopsPerToken) / this.peakFlops,
@@ -355,7 +546,30 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     this.#log({ type: 'step', ...m });
     if (this.#progress) this.#drawProgress(m);
     this.emit('step', m);
+    const max = this.config.divergence.maxConsecutiveSkips;
+    if (max > 0 && this.#consecutiveSkips >= max) throw this.#diverged(m);
     return m;
+  }
+
+  #diverged(m: StepMetrics): TrainingDivergedError {
+    const n = this.#consecutiveSkips;
+    const what = [
+      ...(Number.isFinite(m.loss) ? [] : [`the loss was ${m.loss}`]),
+      ...(m.nonFiniteGradients > 0 ? [`${m.nonFiniteGradients} of ${this.model.grads.numel} gradient values were NaN/Inf`] : []),
+    ].join(' and ');
+    const last = this.#lastFiniteLoss ? `the last finite loss was ${this.#lastFiniteLoss.loss.toFixed(4)} at step ${this.#lastFiniteLoss.step}` : 'no step had a finite loss';
+    // Checkpoints saved during the skipped steps hold finite weights (a skipped step changes none), but the
+    // ones the run diverged from: name the last checkpoint from before the streak too.
+    const firstSkipped = m.step - n + 1;
+    const all = listCheckpoints(this.config.runDir);
+    const before = all.filter((c) => c.step < firstSkipped).pop();
+    const where = all.length === 0 ? 'No checkpoint was written' : `The latest checkpoint is ${all[all.length - 1].dir}` + (before ? `; the last one before the skipped steps is ${before.dir}` : '');
+    const msg =
+      `training diverged: ${n} consecutive steps (${firstSkipped}-${m.step}) were skipped for non-finite values ` +
+      `('divergence.maxConsecutiveSkips' is ${this.config.divergence.maxConsecutiveSkips}); at step ${m.step} ${what}; ${last}. ` +
+      `${where}. Lower 'optimizer.lr' (or raise 'optimizer.warmupSteps') and start again, or resume from an earlier checkpoint.`;
+    this.#log({ type: 'diverged', step: m.step, consecutiveSkips: n, loss: m.loss, nonFiniteGradients: m.nonFiniteGradients, lastFiniteLoss: this.#lastFiniteLoss });
+    return new TrainingDivergedError(m.step, n, msg);
   }
 
   /** Mean loss on each validation source (see `validation`), eval.batches batches each. */
@@ -388,6 +602,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       ptwd: this.ptwd.state(),
       optimizerStep: this.optimizer.stepCount,
       seed: this.config.seed,
+      lastFiniteLoss: this.#lastFiniteLoss,
+      consecutiveSkips: this.#consecutiveSkips,
       trainConfig: JSON.parse(JSON.stringify(this.config)),
     };
     const info = saveCheckpoint(this.config.runDir, this.#step, {
@@ -411,23 +627,45 @@ export class Trainer extends EventEmitter<TrainerEvents> {
    * Trains to config.steps (or until requestStop()), evaluating and checkpointing on schedule, and at the
    * end evaluating every validation source and saving a checkpoint.
    */
-  async fit(): Promise<{ steps: number; finalLoss: number; eval: EvalMetrics | null; checkpoint: string; stopped: boolean }> {
-    let last: StepMetrics | null = null;
+  async fit(): Promise<FitResult> {
+    if (this.done && this.#resumedFrom !== null) {
+      // A finished run: nothing to train, and its last checkpoint stays as it is.
+      return { steps: this.#step, finalLoss: this.lastFiniteLoss, eval: null, checkpoint: this.#resumedFrom, stopped: false, alreadyDone: true };
+    }
     const { eval: ev, checkpoint: ck } = this.config;
     this.emit('plan', this.dataPlan);
     while (!this.done && !this.#stopRequested) {
-      last = await this.step();
+      await this.step();
       if (ev.every > 0 && this.#step % ev.every === 0 && !this.done) await this.evaluate();
       if (ck.every > 0 && this.#step % ck.every === 0 && !this.done) this.saveCheckpoint();
     }
     if (this.#progress) process.stderr.write('\n');
     const evalResult = Object.keys(this.validation).length > 0 ? await this.evaluate() : null;
     const dir = this.saveCheckpoint();
-    return { steps: this.#step, finalLoss: last ? last.loss : NaN, eval: evalResult, checkpoint: dir, stopped: !this.done };
+    return { steps: this.#step, finalLoss: this.lastFiniteLoss, eval: evalResult, checkpoint: dir, stopped: !this.done, alreadyDone: false };
   }
 
+  /** Appends one record as one whole line; a failed write is cut back so metrics.jsonl never holds a torn line. */
   #log(record: Record<string, unknown>): void {
-    fs.appendFileSync(this.#metricsFile, JSON.stringify({ time: new Date().toISOString(), ...record }) + '\n');
+    const line = Buffer.from(JSON.stringify({ time: new Date().toISOString(), ...record }) + '\n', 'utf8');
+    withFsContext('writing metrics to', this.#metricsFile, () => {
+      const fd = fs.openSync(this.#metricsFile, 'a');
+      try {
+        const size = fs.fstatSync(fd).size;
+        try {
+          writeAll(fd, line);
+        } catch (e) {
+          try {
+            fs.ftruncateSync(fd, size);
+          } catch {
+            // a device that cannot be truncated (e.g. /dev/full) holds no torn line either
+          }
+          throw e;
+        }
+      } finally {
+        fs.closeSync(fd);
+      }
+    });
   }
 
   #drawProgress(m: StepMetrics): void {
@@ -443,6 +681,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
+    this.#lock?.release();
     this.optimizer.dispose();
     this.model.dispose();
     this.loader.close();

@@ -1,7 +1,8 @@
 {
   # Fallback build with plain node-gyp for machines without CMake (scripts/build-native.js picks it when
   # cmake is missing, or with PAJAMA_BUILD=gyp). Same CPU sources as native/CMakeLists.txt; oneDNN is used
-  # when its headers are installed; no CUDA.
+  # when its headers are installed; no CUDA. -z nodelete: the addon is never unloaded (see native/CMakeLists.txt
+  # for why).
   "variables": {
     "pt_have_dnnl": "<!(test -f /usr/include/oneapi/dnnl/dnnl.hpp && echo 1 || echo 0)"
   },
@@ -15,7 +16,7 @@
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++14", "-std=gnu++17", "-O2"],
       "cflags": ["-O3", "-fno-math-errno", "-fno-trapping-math", "-fopenmp"],
       "cflags_cc": ["-std=c++17", "-fexceptions", "-O3", "-fno-math-errno", "-fno-trapping-math", "-fopenmp"],
-      "ldflags": ["-fopenmp"],
+      "ldflags": ["-fopenmp", "-Wl,-z,nodelete"],
       "conditions": [
         ["pt_have_dnnl==1", {
           "defines": ["PT_HAVE_DNNL"],

@@ -40,6 +40,11 @@ export interface BackendInfo {
   };
   gemm: { engine: 'onednn' | 'portable'; oneDnnAvailable: boolean; bf16Native: boolean; description: string };
   threads: number;
+  /**
+   * How kernels treat denormal floats: 'flush-to-zero' (x86: FTZ and DAZ on every thread that runs a kernel,
+   * as GPU kernels do; JavaScript's own arithmetic is untouched) or 'ieee' (computed exactly, and slowly).
+   */
+  denormals: 'flush-to-zero' | 'ieee';
   openmp: boolean;
   cuda: {
     compiled: boolean;

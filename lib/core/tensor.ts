@@ -9,10 +9,25 @@ export type { DType } from '../native';
 // Backstop only: a Tensor dropped without dispose() has its native memory freed when it is collected.
 const finalizer = new FinalizationRegistry<NativeTensor>((h) => h.dispose());
 
+/**
+ * The most elements a tensor may have: the native core's limit (tensor.h kMaxTensorElements). Every dimension,
+ * and the product of a shape's nonzero dimensions, must be at most this, so every element count, byte count
+ * and offset computed from a shape is an exact integer here and in the addon.
+ */
+export const MAX_TENSOR_ELEMENTS = 2 ** 40;
+
 function checkShape(shape: readonly number[], where: string): number[] {
   if (!Array.isArray(shape)) throw invalidArg(`${where}: shape must be an array, got ${typeof shape}`);
+  let product = 1;
   shape.forEach((d, i) => {
     if (!Number.isSafeInteger(d) || d < 0) throw invalidArg(`${where}: shape[${i}] = ${d} is not a non-negative integer`);
+    if (d > 0) product *= d;  // exact while it stays <= 2**53; checked at once
+    if (d > MAX_TENSOR_ELEMENTS || product > MAX_TENSOR_ELEMENTS) {
+      throw invalidArg(
+        `${where}: shape [${shape.join(',')}] has more elements than pajama-train supports (${MAX_TENSOR_ELEMENTS}; ` +
+          'every dimension and their product must be at most that)',
+      );
+    }
   });
   return [...shape];
 }
@@ -24,13 +39,14 @@ function checkDType(dtype: string, where: string): DType {
   return dtype;
 }
 
+/** Elements of a shape; exact for any shape a Tensor accepts (see MAX_TENSOR_ELEMENTS). */
 export function numelOf(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
 export class Tensor {
   #handle: NativeTensor | null;
-  #children = new Set<Tensor>();
+  #children: Set<Tensor> | null = null;  // live views, created with the first one
   #parent: Tensor | null;
   readonly dtype: DType;
   readonly shape: readonly number[];
@@ -109,7 +125,7 @@ export class Tensor {
       throw fromNative(e);
     }
     const child = new Tensor(h, this);
-    this.#children.add(child);
+    (this.#children ??= new Set()).add(child);
     return child;
   }
 
@@ -169,15 +185,25 @@ export class Tensor {
     return out;
   }
 
-  /** Frees the native memory (views first). Idempotent. */
+  /**
+   * Frees the native memory (views first) and drops every reference this wrapper holds (its finalizer
+   * registration, its views, its parent), all at once: a synchronous loop that disposes what it makes runs in
+   * flat memory without waiting for the garbage collector. Idempotent.
+   */
   dispose(): void {
-    if (!this.#handle) return;
-    for (const c of this.#children) c.dispose();
-    this.#children.clear();
-    this.#handle.dispose();
-    if (!this.#parent) finalizer.unregister(this);
-    if (this.#parent) this.#parent.#children.delete(this);
+    const handle = this.#handle;
+    if (!handle) return;
     this.#handle = null;
+    const children = this.#children;
+    this.#children = null;
+    if (children) for (const c of children) c.dispose();
+    handle.dispose();
+    if (this.#parent) {
+      this.#parent.#children?.delete(this);
+      this.#parent = null;
+    } else {
+      finalizer.unregister(this);
+    }
   }
 }
 
@@ -205,6 +231,9 @@ export class Arena {
       const s = checkShape(shape, `Arena entry '${name}'`);
       entries.push({ name, shape: Object.freeze(s), offset, numel: numelOf(s) });
       offset += numelOf(s);
+      if (offset > MAX_TENSOR_ELEMENTS) {
+        throw invalidArg(`Arena: entries up to '${name}' hold ${offset} elements, more than pajama-train supports (${MAX_TENSOR_ELEMENTS})`);
+      }
     }
     this.entries = Object.freeze(entries);
     this.buffer = Tensor.zeros(dtype, [offset]);

@@ -70,6 +70,7 @@ Napi::Value BackendInfo(const Napi::CallbackInfo& info) {
   out.Set("cpu", cpu);
   out.Set("gemm", gemm);
   out.Set("threads", Threads());
+  out.Set("denormals", FlushesDenormals() ? "flush-to-zero" : "ieee");
 #ifdef _OPENMP
   out.Set("openmp", true);
 #else

@@ -8,6 +8,7 @@
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <cpuid.h>
+#include <xmmintrin.h>
 #define PT_X86 1
 #endif
 #ifdef _OPENMP
@@ -154,9 +155,52 @@ int Threads() {
 
 void SetThreads(int n) { gThreads.store(n > 0 ? n : 0); }
 
+#ifdef PT_X86
+static constexpr unsigned kFtzDaz = 0x8040;  // MXCSR bit 15 (flush to zero) | bit 6 (denormals are zero)
+#endif
+
+bool FlushesDenormals() {
+#ifdef PT_X86
+  return true;
+#else
+  return false;
+#endif
+}
+
+void SetKernelFpMode() {
+#ifdef PT_X86
+  _mm_setcsr(_mm_getcsr() | kFtzDaz);
+#endif
+}
+
+KernelFpScope::KernelFpScope() {
+#ifdef PT_X86
+  saved_ = _mm_getcsr();
+  _mm_setcsr(saved_ | kFtzDaz);
+#endif
+}
+
+KernelFpScope::~KernelFpScope() {
+#ifdef PT_X86
+  _mm_setcsr(saved_);
+#endif
+}
+
 void ApplyThreads() {
+  SetKernelFpMode();
 #ifdef _OPENMP
-  omp_set_num_threads(Threads());
+  const int n = Threads();
+  omp_set_num_threads(n);
+  // Pool threads are created by the thread that opens a parallel region and copy its MXCSR, which is already
+  // in kernel mode then; setting it here once per pool size as well keeps that true for threads that existed
+  // before (a pool the calling thread opened outside our kernels). libgomp keeps a pool per calling thread,
+  // so the flag is per thread too.
+  thread_local int fpModeThreads = 0;
+  if (fpModeThreads != n) {
+#pragma omp parallel num_threads(n)
+    SetKernelFpMode();
+    fpModeThreads = n;
+  }
 #endif
 }
 

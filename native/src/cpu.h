@@ -25,6 +25,27 @@ bool ParseIsa(const std::string& s, Isa* out);
 
 int Threads();            // threads each parallel op uses
 void SetThreads(int n);   // n <= 0 restores the default (OMP_NUM_THREADS or all cores)
-void ApplyThreads();      // make the calling thread's OpenMP team size match Threads()
+// Make the calling thread's OpenMP team size match Threads(), and put every thread of its OpenMP pool in the
+// kernel floating-point mode (below). Called on the thread that is about to run a kernel.
+void ApplyThreads();
+
+// Kernel floating-point mode: flush-to-zero and denormals-are-zero (x86 MXCSR FTZ and DAZ). Denormal
+// operands cost ~100x a normal one in x86 float units, and a diverging run fills its activations with them;
+// like the GPU kernels of every trainer, ours treat them as zero. Set on the native worker thread for its
+// lifetime, on the JS thread only for the duration of a synchronous op (KernelFpScope restores the caller's
+// mode, so JavaScript arithmetic keeps IEEE denormals), and on every OpenMP pool thread (which oneDNN uses
+// too) by ApplyThreads.
+bool FlushesDenormals();    // false where the CPU has no such mode (non-x86): denormals are then computed
+void SetKernelFpMode();     // the calling thread, until changed
+class KernelFpScope {       // the calling thread, until the scope ends
+ public:
+  KernelFpScope();
+  ~KernelFpScope();
+  KernelFpScope(const KernelFpScope&) = delete;
+  KernelFpScope& operator=(const KernelFpScope&) = delete;
+
+ private:
+  unsigned saved_ = 0;
+};
 
 }  // namespace pt

@@ -216,8 +216,10 @@ void ExpectSameDType(const std::string& op, const char* nameA, const Tensor& a, 
 }
 
 void ExpectShape(const std::string& op, const char* name, const Tensor& t, const std::vector<int64_t>& shape) {
-  PT_CHECK_ARG(ShapeNumel(shape) == t.numel && (t.shape == shape || t.numel == ShapeNumel(shape)), op, ": '",
-               name, "' must have shape ", ShapeStr(shape), ", got ", t.Describe());
+  int64_t n = 0;
+  PT_CHECK_ARG(TryShapeNumel(shape, &n), op, ": '", name, "' would need shape ", ShapeStr(shape),
+               ", which has more elements than this build supports (", kMaxTensorElements, ")");
+  PT_CHECK_ARG(n == t.numel, op, ": '", name, "' must have shape ", ShapeStr(shape), ", got ", t.Describe());
 }
 
 void ExpectNumel(const std::string& op, const char* name, const Tensor& t, int64_t numel) {
@@ -252,14 +254,22 @@ struct OpEntry {
   OpBuilder builder;
 };
 
+AddonState::AddonState() = default;
+AddonState::~AddonState() = default;
+
 static Napi::Value RunSync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto* e = static_cast<OpEntry*>(info.Data());
   try {
     OpArgs args(info, e->name);
     Kernel k = e->builder(args);
-    ApplyThreads();
-    return ResultToJs(env, k());
+    OpResult r;
+    {
+      KernelFpScope fp;  // the JS thread's own float mode comes back before any JS runs
+      ApplyThreads();
+      r = k();
+    }
+    return ResultToJs(env, r);
   } catch (const PtError& err) {
     ThrowJs(env, err);
   } catch (const std::exception& err) {
@@ -284,7 +294,8 @@ static Napi::Value RunAsync(const Napi::CallbackInfo& info) {
 }
 
 void RegisterOp(Napi::Env env, Napi::Object exports, const char* name, OpBuilder builder) {
-  auto* entry = new OpEntry{name, builder};  // lives as long as the module
+  // Lives as long as the environment, whose teardown deletes its AddonState.
+  OpEntry* entry = State(env).ops.emplace_back(new OpEntry{name, builder}).get();
   exports.Set(name, Napi::Function::New(env, RunSync, name, entry));
   std::string asyncName = std::string(name) + "Async";
   exports.Set(asyncName, Napi::Function::New(env, RunAsync, asyncName, entry));

@@ -3,6 +3,9 @@
 
 #include "op.h"
 
+#include <sys/mman.h>
+
+#include <cmath>
 #include <cstdlib>
 #include <limits>
 
@@ -10,30 +13,85 @@ namespace pt {
 
 static constexpr size_t kAlign = 64;
 
-Storage::Storage(size_t nbytes) : bytes(nbytes) {
-  size_t rounded = (nbytes + kAlign - 1) / kAlign * kAlign;
-  if (rounded == 0) rounded = kAlign;
-  data = std::aligned_alloc(kAlign, rounded);
-  PT_CHECK_ENGINE(data != nullptr, "out of memory allocating ", nbytes, " bytes of native tensor memory");
-  std::memset(data, 0, rounded);
+// Allocations of at least this many bytes are mapped straight from the kernel, smaller ones come from the
+// heap. glibc's malloc moves its mmap threshold up to the largest block freed so far (up to 32 MiB), after
+// which tensor-sized blocks are carved from the heap; aligned_alloc over-allocates and splits them, and the
+// small long-lived objects placed in the gaps (wrappers waiting for GC) keep the heap from ever shrinking or
+// reusing the holes: a synchronous allocate/dispose loop then grows RSS by a whole tensor per iteration.
+// A mapping is returned to the kernel by munmap at dispose(), whatever else lives on the heap, and arrives
+// zero-filled, so it needs no memset. 128 KiB is glibc's own initial threshold.
+static constexpr size_t kMapBytes = size_t(128) << 10;
+
+static void* AllocateZeroed(size_t rounded) {
+  if (rounded >= kMapBytes) {
+    void* p = mmap(nullptr, rounded, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? nullptr : p;
+  }
+  void* p = std::aligned_alloc(kAlign, rounded);
+  if (p) std::memset(p, 0, rounded);
+  return p;
 }
 
-Storage::~Storage() {
-  std::free(data);
+static size_t RoundedBytes(size_t nbytes) {
+  size_t rounded = (nbytes + kAlign - 1) / kAlign * kAlign;
+  return rounded == 0 ? kAlign : rounded;
+}
+
+Storage::Storage(size_t nbytes) : bytes(nbytes) {
+  PT_CHECK_ARG(nbytes <= kMaxTensorBytes, "Tensor: ", nbytes, " bytes is more than this build supports (",
+               kMaxTensorBytes, ")");
+  data = AllocateZeroed(RoundedBytes(nbytes));
+  PT_CHECK_ENGINE(data != nullptr, "out of memory allocating ", nbytes, " bytes of native tensor memory");
+}
+
+void Storage::Free() {
+  if (!data) return;
+  size_t rounded = RoundedBytes(bytes);
+  if (rounded >= kMapBytes) munmap(data, rounded);
+  else std::free(data);
   data = nullptr;
 }
 
+Storage::~Storage() { Free(); }
+
 void Storage::ReleaseIfUnused() {
-  if (disposed && pins == 0 && data) {
-    std::free(data);
-    data = nullptr;
-  }
+  if (disposed && pins == 0) Free();
 }
 
-int64_t ShapeNumel(const std::vector<int64_t>& shape) {
-  int64_t n = 1;
-  for (int64_t d : shape) n *= d;
+static std::string ShapeText(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); i++) s += (i ? "," : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+bool TryShapeNumel(const std::vector<int64_t>& shape, int64_t* numel) {
+  int64_t nonzero = 1;
+  bool empty = false;
+  for (int64_t d : shape) {
+    if (d < 0 || d > kMaxTensorElements) return false;
+    if (d == 0) {
+      empty = true;
+      continue;
+    }
+    if (__builtin_mul_overflow(nonzero, d, &nonzero) || nonzero > kMaxTensorElements) return false;
+  }
+  *numel = empty ? 0 : nonzero;
+  return true;
+}
+
+int64_t ShapeNumel(const std::vector<int64_t>& shape, const char* where) {
+  int64_t n = 0;
+  PT_CHECK_ARG(TryShapeNumel(shape, &n), where, ": shape ", ShapeText(shape),
+               " has more elements than this build supports (", kMaxTensorElements,
+               "; every dimension and their product must be at most that)");
   return n;
+}
+
+int64_t CheckedMul(int64_t a, int64_t b, const std::string& what) {
+  int64_t r = 0;
+  PT_CHECK_ARG(a >= 0 && b >= 0 && !__builtin_mul_overflow(a, b, &r) && r <= kMaxTensorElements, what, ": ", a,
+               " * ", b, " is more than this build supports (", kMaxTensorElements, ")");
+  return r;
 }
 
 std::string Tensor::Describe() const {
@@ -69,8 +127,12 @@ static std::vector<int64_t> ParseShape(const Napi::Value& v, const char* where) 
     Napi::Value e = a.Get(i);
     PT_CHECK_ARG(e.IsNumber(), where, ": shape[", i, "] is not a number");
     double d = e.As<Napi::Number>().DoubleValue();
-    PT_CHECK_ARG(d >= 0 && d == double(int64_t(d)) && d < 9.0e15, where, ": shape[", i, "] = ", d,
+    PT_CHECK_ARG(d >= 0 && std::isfinite(d) && d == std::floor(d), where, ": shape[", i, "] = ", d,
                  " is not a non-negative integer");
+    // Exact digits for the integer (2^53 + 2, not 9.0072e+15).
+    PT_CHECK_ARG(d <= double(kMaxTensorElements), where, ": shape[", i, "] = ",
+                 d < 1.8e19 ? std::to_string(uint64_t(d)) : std::to_string(d), " is larger than this build supports (",
+                 kMaxTensorElements, ")");
     shape.push_back(int64_t(d));
   }
   return shape;
@@ -105,10 +167,11 @@ TensorHandle::TensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Te
     if (info.Length() == 3 && IsTensor(env, info[0])) {
       TensorHandle* parent = Unwrap(info[0].As<Napi::Object>());
       const Tensor& p = parent->Get("view parent");
+      PT_CHECK_ARG(info[1].IsNumber(), "Tensor.view: elementOffset must be a number");
       double off = info[1].As<Napi::Number>().DoubleValue();
       std::vector<int64_t> shape = ParseShape(info[2], "Tensor.view");
-      int64_t n = ShapeNumel(shape);
-      PT_CHECK_ARG(off >= 0 && off == double(int64_t(off)), "Tensor.view: offset ", off,
+      int64_t n = ShapeNumel(shape, "Tensor.view");
+      PT_CHECK_ARG(off >= 0 && off < 9.0e15 && off == double(int64_t(off)), "Tensor.view: offset ", off,
                    " is not a non-negative integer");
       PT_CHECK_ARG(int64_t(off) + n <= p.numel, "Tensor.view: elements [", int64_t(off), ", ", int64_t(off) + n,
                    ") exceed parent ", p.Describe(), " of ", p.numel, " elements");
@@ -122,8 +185,7 @@ TensorHandle::TensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Te
     PT_CHECK_ARG(info.Length() == 2, "Tensor: expected (dtype, shape)");
     DType dt = ParseDType(info[0]);
     std::vector<int64_t> shape = ParseShape(info[1], "Tensor");
-    int64_t n = ShapeNumel(shape);
-    PT_CHECK_ARG(n < (int64_t(1) << 40), "Tensor: ", n, " elements is more than this build supports");
+    int64_t n = ShapeNumel(shape, "Tensor");
     tensor_.dtype = dt;
     tensor_.shape = shape;
     tensor_.numel = n;

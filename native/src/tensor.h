@@ -24,6 +24,7 @@ struct Storage {
   explicit Storage(size_t nbytes);
   ~Storage();
   void ReleaseIfUnused();
+  void Free();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
 };
@@ -44,13 +45,31 @@ struct Tensor {
   std::string Describe() const;  // e.g. "bf16[8,512,1536]"
 };
 
-int64_t ShapeNumel(const std::vector<int64_t>& shape);
+// Size limits. Every dimension, and the product of a shape's dimensions with zeros counted as ones, is at most
+// kMaxTensorElements, so any product of one tensor's dimensions (B * T, N * C, a row count) fits in int64_t and
+// every byte count or offset inside a tensor fits in size_t with room to spare; products across tensors go
+// through CheckedMul.
+constexpr int64_t kMaxTensorElements = int64_t(1) << 40;
+constexpr size_t kMaxTensorBytes = size_t(kMaxTensorElements) * 4;
+
+// The element count of `shape`, or false when it breaks the limits above (negative dims, overflow).
+bool TryShapeNumel(const std::vector<int64_t>& shape, int64_t* numel);
+// The element count; an argument error naming `where` when the shape breaks the limits.
+int64_t ShapeNumel(const std::vector<int64_t>& shape, const char* where = "shape");
+// a * b for non-negative sizes; an argument error naming `what` when the product passes kMaxTensorElements.
+int64_t CheckedMul(int64_t a, int64_t b, const std::string& what);
 
 // Per-environment state (the main thread and each worker_thread that loads the addon get their own).
 struct Worker;
+struct OpEntry;
 struct AddonState {
+  AddonState();
+  ~AddonState();
   Napi::FunctionReference tensorCtor;
   Worker* worker = nullptr;
+  // The registered ops' data (name, builder), owned here so that each environment (a worker_thread that loads
+  // the addon) frees its own when it ends.
+  std::vector<std::unique_ptr<OpEntry>> ops;
 };
 AddonState& State(Napi::Env env);
 

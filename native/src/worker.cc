@@ -57,6 +57,7 @@ void Complete(Napi::Env env, Napi::Function, Worker* w, Job* job) {
 }
 
 void Loop(Worker* w) {
+  SetKernelFpMode();  // this thread runs nothing but kernels
   for (;;) {
     Job* job;
     {

@@ -204,7 +204,7 @@ CeArgs ReadCeArgs(OpArgs& a, size_t first) {
                op, ": ignoreIndex ", ignoreIndex, " is not an int32");
   c.V = vocabSize;
   c.ignoreIndex = int32_t(ignoreIndex);
-  PT_CHECK_ARG(c.inp.ndim() >= 1 && c.inp.dim(-1) == c.C && c.inp.numel == c.N * c.C, op, ": 'inp' must have shape ",
+  PT_CHECK_ARG(c.inp.ndim() >= 1 && c.inp.dim(-1) == c.C && c.inp.numel == CheckedMul(c.N, c.C, op + ": N * C"), op, ": 'inp' must have shape ",
                ShapeStr({c.N, c.C}), " (one row of C = wte's columns per target), got ", c.inp.Describe());
   ExpectNumel(op, "losses", c.losses, c.N);
   ExpectNoOverlap(op, "losses", c.losses, "inp", c.inp);

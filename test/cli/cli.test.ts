@@ -4,27 +4,13 @@ import t from 'tap';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { main } from '../../lib/cli/main';
 import { openShard } from '../../lib/data/shard';
+import { runCli } from '../helpers/cli-run';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pajama-cli-'));
 t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = console.log;
-  const error = console.error;
-  console.log = (...a: unknown[]) => void out.push(a.join(' '));
-  console.error = (...a: unknown[]) => void err.push(a.join(' '));
-  try {
-    const code = await main(argv);
-    return { code, out: out.join('\n'), err: err.join('\n') };
-  } finally {
-    console.log = log;
-    console.error = error;
-  }
-}
+const run = runCli;
 
 t.test('usage errors exit 2 with a precise message', async (t) => {
   let r = await run([]);

@@ -6,32 +6,19 @@ import t, { type Test } from 'tap';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { errorExitCode, errorLine, main } from '../../lib/cli/main';
+import { errorExitCode, errorLine } from '../../lib/cli/main';
 import { invalidArg } from '../../lib/core/errors';
 import { FileSystemError } from '../../lib/core/fs-errors';
 import { mptConfig } from '../../lib/model/config';
 import { MptModel } from '../../lib/model/mpt';
 import { mptHfConfig, saveCheckpoint } from '../../lib/train/checkpoint';
+import { runCli } from '../helpers/cli-run';
 import { tryMountTmpfs } from '../helpers/tmpfs';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pajama-cli-errors-'));
 t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = console.log;
-  const error = console.error;
-  console.log = (...a: unknown[]) => void out.push(a.join(' '));
-  console.error = (...a: unknown[]) => void err.push(a.join(' '));
-  try {
-    const code = await main(argv);
-    return { code, out: out.join('\n'), err: err.join('\n') };
-  } finally {
-    console.log = log;
-    console.error = error;
-  }
-}
+const run = runCli;
 
 /** Runs argv and checks it failed with `code` and exactly one error line `pajama <command>: <message>`. */
 async function fails(t: Test, argv: string[], code: number, message: RegExp): Promise<string> {

@@ -10,9 +10,9 @@ import * as path from 'node:path';
 import { Trainer } from '../../lib/train/trainer';
 import { resolveTrainConfig } from '../../lib/train/config';
 import { latestCheckpoint } from '../../lib/train/checkpoint';
-import { main } from '../../lib/cli/main';
 import { writeDataManifest } from '../../lib/data/manifest';
 import { writeTinyShard, tinyConfig } from '../helpers/tiny-run';
+import { runCli } from '../helpers/cli-run';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pajama-resume-'));
 t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -93,20 +93,7 @@ t.test('seed, model and batch cannot change on resume; the learning rate can, wi
   fresh.dispose();
 });
 
-async function cli(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = console.log;
-  const error = console.error;
-  console.log = (...a: unknown[]) => void out.push(a.join(' '));
-  console.error = (...a: unknown[]) => void err.push(a.join(' '));
-  try {
-    return { code: await main(argv), out: out.join('\n'), err: err.join('\n') };
-  } finally {
-    console.log = log;
-    console.error = error;
-  }
-}
+const cli = runCli;
 
 t.test('re-running a finished run says so, prints its final loss and does not rewrite its checkpoint', async (t) => {
   const runDir = path.join(dir, 'finished');

@@ -4,26 +4,16 @@ import t from 'tap';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ShardWriter } from '../../lib/data/shard';
 import { Trainer } from '../../lib/train/trainer';
 import { resolveTrainConfig, planBatch, applyOverrides } from '../../lib/train/config';
 import { mptConfig } from '../../lib/model/config';
+import { writeTinyShard } from '../helpers/tiny-run';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pajama-trainer-'));
 t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 // A learnable corpus: repeated short "sentences" over a 200-token alphabet.
-function writeShard(file: string, docs: number, seed: number): string {
-  const w = new ShardWriter(file, { vocabSize: 256, eosId: 255 });
-  let s = seed;
-  for (let d = 0; d < docs; d++) {
-    s = (s * 1103515245 + 12345) >>> 0;
-    const start = s % 20;
-    w.appendDocument(Array.from({ length: 40 }, (_, i) => (start + i * 3) % 200));
-  }
-  w.close();
-  return file;
-}
+const writeShard = writeTinyShard;
 
 const train = writeShard(path.join(dir, 'train.bin'), 200, 1);
 const val = writeShard(path.join(dir, 'val.bin'), 40, 2);

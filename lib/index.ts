@@ -16,8 +16,8 @@ export {
   latestCheckpoint,
   listCheckpoints,
   loadModelWeights,
-  mptHfConfig,
   CheckpointError,
 } from './train/checkpoint';
+export { mptHfConfig } from './model/hf';
 export { writeSafetensors, readSafetensorsHeader, saveArenaSafetensors, loadArenaSafetensors, SafetensorsError } from './train/safetensors';
 export * from './eval/index';

@@ -58,3 +58,13 @@ export function usage(command: string, summary: string, spec: Record<string, Opt
   }
   return lines.join('\n');
 }
+
+/** A `pajama` subcommand: its options, positionals and what it does (main.ts dispatches, commands.ts defines). */
+export interface Command {
+  summary: string;
+  options: Record<string, OptionSpec>;
+  /** What the positional arguments are, e.g. 'INPUT...'; a command without it takes none. */
+  positionals?: string;
+  /** Resolves to nothing (exit code 0) or to the exit code. */
+  run(options: Record<string, string | number | boolean | string[]>, positionals: string[]): Promise<void | number>;
+}

@@ -2,7 +2,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { backendInfo } from '../core/backend';
-import { invalidArg } from '../core/errors';
+import { invalidArg, showValue } from '../core/errors';
+import { readJsonFile } from '../core/json-file';
 import { FileSystemError, explainSystemError, isSystemError, writableDirectoryProblem, writableFileProblem } from '../core/fs-errors';
 import { gpt2Tokenizer } from '../data/tokenizer';
 import { tokenizeFiles } from '../data/tokenize';
@@ -11,29 +12,27 @@ import { generate } from '../eval/generate';
 import { writeLossCurve } from '../eval/plot';
 import { MptModel } from '../model/mpt';
 import { mptConfig, type MptConfig } from '../model/config';
+import { mptConfigFromHf } from '../model/hf';
 import { CheckpointError, latestCheckpoint, loadModelWeights } from '../train/checkpoint';
 import { Trainer } from '../train/trainer';
 import { applyOverrides, resolveTrainConfig } from '../train/config';
 import { formatMixturePlan } from '../data/mixture';
 import { formatPrepareReport, prepareData, resolvePrepareConfig, type PrepareProgress, type PrepareStage } from '../data/prepare';
-import type { Command } from './main';
+import type { Command } from './args';
 import { ProgressLine, bar } from './progress';
 
 /** A JSON object from a file the user named (`what`: 'config', ...); a file that cannot be read is a usage error. */
 function readJson(file: string, what = 'config'): Record<string, unknown> {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (e) {
-    throw invalidArg(`cannot read ${what} '${file}': ${isSystemError(e) ? `${e.code}: ${explainSystemError(e, file)}` : (e as Error).message}`);
-  }
-  try {
-    const v = JSON.parse(text) as unknown;
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('the top level is not an object');
-    return v as Record<string, unknown>;
-  } catch (e) {
-    throw invalidArg(`${what} '${file}' is not valid JSON: ${(e as Error).message}`);
-  }
+  return readJsonFile(file, {
+    object: true,
+    fail: (p) => {
+      if (p.kind === 'unreadable') {
+        const e = p.error;
+        return invalidArg(`cannot read ${what} '${file}': ${isSystemError(e) ? `${e.code}: ${explainSystemError(e, file)}` : (e as Error).message}`);
+      }
+      return invalidArg(`${what} '${file}' is not valid JSON: ${p.kind === 'syntax' ? p.error.message : 'the top level is not an object'}`);
+    },
+  });
 }
 
 /** Throws a usage error naming `option` when a file cannot be written at `file` (see writableFileProblem). */
@@ -145,12 +144,6 @@ export interface CheckpointModel {
   contextSource: string;
 }
 
-/** A value as a message shows it (JSON, but Infinity from 1e999 shown as such). */
-function showValue(v: unknown): string {
-  if (typeof v === 'number' && !Number.isFinite(v)) return String(v);
-  return v === undefined ? 'nothing (the key is missing)' : JSON.stringify(v);
-}
-
 /** A checkpoint's JSON file as an object; unreadable, invalid or non-object contents name the file. */
 function readCheckpointJson(file: string): Record<string, unknown> {
   let text: string;
@@ -168,43 +161,6 @@ function readCheckpointJson(file: string): Record<string, unknown> {
   }
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new CheckpointError(file, `the top level is ${showValue(v)}, not an object`);
   return v as Record<string, unknown>;
-}
-
-/**
- * The architecture in a checkpoint's config.json (transformers' MptConfig): the keys this MPT has, each
- * checked, an error naming the file and the key. Absent optional keys take transformers' defaults.
- */
-function mptConfigFromHf(file: string, hf: Record<string, unknown>, realVocabSize: number): MptConfig {
-  const positiveInt = (key: string, v: unknown = hf[key]): number => {
-    if (!Number.isSafeInteger(v) || (v as number) < 1) throw new CheckpointError(file, `'${key}' must be a positive integer, got ${showValue(v)}`);
-    return v as number;
-  };
-  const positiveNumber = (key: string, v: unknown, fallback: number): number => {
-    if (v === undefined) return fallback;
-    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw new CheckpointError(file, `'${key}' must be a positive number, got ${showValue(v)}`);
-    return v;
-  };
-  const attn = hf.attn_config;
-  if (attn !== undefined && (typeof attn !== 'object' || attn === null || Array.isArray(attn))) {
-    throw new CheckpointError(file, `'attn_config' must be an object, got ${showValue(attn)}`);
-  }
-  const vocabSize = positiveInt('vocab_size');
-  const fields: Partial<MptConfig> = {
-    dModel: positiveInt('d_model'),
-    nHeads: positiveInt('n_heads'),
-    nLayers: positiveInt('n_layers'),
-    expansionRatio: hf.expansion_ratio === undefined ? 4 : positiveInt('expansion_ratio'),
-    maxSeqLen: positiveInt('max_seq_len'),
-    vocabSize,
-    realVocabSize: Math.min(realVocabSize, vocabSize),
-    alibiBiasMax: positiveNumber('attn_config.alibi_bias_max', (attn as Record<string, unknown> | undefined)?.alibi_bias_max, 8),
-    layerNormEps: positiveNumber('layer_norm_epsilon', hf.layer_norm_epsilon, 1e-5),
-  };
-  try {
-    return mptConfig(fields);
-  } catch (e) {
-    throw new CheckpointError(file, `the architecture is not a valid MPT: ${(e as Error).message}`);
-  }
 }
 
 /**
@@ -243,7 +199,7 @@ export function loadModelFromCheckpoint(source: string, realVocabSize: number): 
     if (!fs.existsSync(configPath)) {
       throw new CheckpointError(dir, `has no config.json and no trainer_state.json with a 'trainConfig': cannot tell the model's architecture`);
     }
-    cfg = mptConfigFromHf(configPath, readCheckpointJson(configPath), realVocabSize);
+    cfg = mptConfigFromHf(readCheckpointJson(configPath), realVocabSize, (msg) => new CheckpointError(configPath, msg));
     contextSource = `max_seq_len in ${configPath}`;
   }
   const model = new MptModel(cfg, { precision: 'fp32' });

@@ -9,17 +9,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { backendInfo } from '../core/backend';
 import { describeSystemError, isSystemError } from '../core/fs-errors';
-import { parseArgs, usage, type OptionSpec } from './args';
+import { parseArgs, usage } from './args';
 import { commands } from './commands';
 
-export interface Command {
-  summary: string;
-  options: Record<string, OptionSpec>;
-  /** What the positional arguments are, e.g. 'INPUT...'; a command without it takes none. */
-  positionals?: string;
-  /** Resolves to nothing (exit code 0) or to the exit code. */
-  run(options: Record<string, string | number | boolean | string[]>, positionals: string[]): Promise<void | number>;
-}
+// Defined in args.ts so that commands.ts need not import this file (which imports it).
+export type { Command } from './args';
 
 /** The one-line message for an error a command threw, prefixed once with "pajama <command>: ". */
 export function errorLine(command: string, e: unknown): string {

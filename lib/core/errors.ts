@@ -33,3 +33,9 @@ export function fromNative(e: unknown): unknown {
   if (code === 'ERR_PAJAMA_ENGINE') return new PajamaEngineError(msg);
   return e;
 }
+
+/** A value as an error message shows it: JSON, with Infinity (from 1e999) shown as such and a missing key named. */
+export function showValue(v: unknown): string {
+  if (typeof v === 'number' && !Number.isFinite(v)) return String(v);
+  return v === undefined ? 'nothing (the key is missing)' : JSON.stringify(v);
+}

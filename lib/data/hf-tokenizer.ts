@@ -36,7 +36,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { invalidArg } from '../core/errors';
 import { PajamaDataError } from './errors';
-import { decodeWith, type ByteTable, type Tokenizer } from './tokenizer';
+import { decodeWith, type ByteTable, type Tokenizer } from './tokenizer-base';
 
 export interface HfTokenizerOptions {
   /**

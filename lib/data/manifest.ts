@@ -28,7 +28,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { invalidArg } from '../core/errors';
-import { writeTextAtomic } from '../train/atomic';
+import { writeTextAtomic } from '../core/atomic';
 import { PajamaDataError } from './errors';
 import { openShard } from './shard';
 

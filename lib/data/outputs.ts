@@ -4,14 +4,14 @@
 //    file reached through a symbolic link, a hard link, "..", or a bind mount has the same device and inode
 //    numbers, and an output that does not exist yet is compared by the real path of its folder.
 // 2. Outputs are written under a temporary name next to the final one (`<final>.tmp-<pid>-<random>`, the
-//    checkpoint writer's convention, lib/train/atomic.ts) and renamed into place when complete. A process
+//    checkpoint writer's convention, lib/core/atomic.ts) and renamed into place when complete. A process
 //    killed mid-write leaves its temporary file behind; the next writer of the same output removes the
 //    temporary files of processes that are no longer running (never those of a live process: two writers
 //    in one folder do not delete each other's work).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { invalidArg } from '../core/errors';
-import { TMP_MARKER } from '../train/atomic';
+import { TMP_MARKER } from '../core/atomic';
 
 /** Whether a process with this id is running (on this machine). */
 export function processAlive(pid: number): boolean {

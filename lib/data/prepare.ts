@@ -2,8 +2,8 @@
 //
 //   scan      read every document (jsonl.zst reader), NFC-normalise, drop short documents, compute the
 //             MinHash band keys of the rest (native): one file per worker thread (scan.ts), merged in file
-//             order into the LSH index (spilled to disk) and a 24-byte table of every document: source,
-//             short or not, split draw, bytes, exact hash
+//             order into the LSH index (spilled to disk) and a 24-byte table of every document (doc-table.ts):
+//             source, short or not, split draw, bytes, line, exact hash
 //   dedup     join candidates with union-find (global: across sources, local: within each), keep the first
 //             document of every cluster, carve validation/test documents per source by ratio and seed, and
 //             remove training documents whose exact hash matches a holdout document (decontamination)
@@ -21,17 +21,20 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { invalidArg } from '../core/errors';
+import { explainSystemError, isSystemError } from '../core/fs-errors';
+import { readJsonFile } from '../core/json-file';
 import { PajamaDataError } from './errors';
 import { JsonlDocumentReader, listShardFiles, type JsonlReadStats } from './jsonl';
 import { LshIndex, UnionFind, verifyLshSample, DEDUP_MODES, type ClusterStats, type DedupMode, type LshVerification } from './dedup';
 import { DEFAULT_MINHASH, type MinHashOptions } from './minhash';
 import { emptyReadStats, exactHash, mergeReadStats, mix32, scanFiles, type ScanFileTask, type ScanProgress } from './scan';
+import { DOC_RECORD_BYTES, DocTableWriter, decodeDocRecord, emptyDocRecord, forEachDocument } from './doc-table';
 import { ShardWriter } from './shard';
 import { TokenizerPool } from './tokenizer-pool';
 import { createTokenizer, type TokenizerSpec } from './tokenizer';
 import { readDataManifest, writeDataManifest, type DataManifest } from './manifest';
 import { checkInputsOutsideFolder, checkOutputsAreNotInputs, removeStaleTempFiles } from './outputs';
-import { tmpPathFor } from '../train/atomic';
+import { tmpPathFor } from '../core/atomic';
 
 export interface PrepareConfig {
   /** Raw shards: .jsonl / .jsonl.zst files, folders, globs. Relative to the config file's folder. */
@@ -236,83 +239,6 @@ const ST_TEST = 2;
 const ST_SHORT = 3;
 const ST_DUPLICATE = 4;
 const ST_DECONTAMINATED = 5;
-
-// u16 source, u8 short (1) or not (0), u8 unused, u32 split draw, u32 bytes, u32 line in its file, f64 exact
-// hash (53 bits of the SHA-1 of the normalised text).
-const DOC_RECORD_BYTES = 24;
-const TABLE_CHUNK = 1 << 16; // documents per chunk when streaming the table
-
-/** Appends document records to the table file in large writes. */
-class DocTableWriter {
-  #fd: number;
-  #buf = Buffer.alloc(DOC_RECORD_BYTES * TABLE_CHUNK);
-  #n = 0;
-  count = 0;
-  constructor(file: string) {
-    this.#fd = fs.openSync(file, 'w');
-  }
-  push(source: number, short: boolean, splitDraw: number, bytes: number, line: number, hash: number): void {
-    const o = this.#n * DOC_RECORD_BYTES;
-    this.#buf.writeUInt16LE(source, o);
-    this.#buf[o + 2] = short ? 1 : 0;
-    this.#buf[o + 3] = 0;
-    this.#buf.writeUInt32LE(splitDraw >>> 0, o + 4);
-    this.#buf.writeUInt32LE(Math.min(bytes, 2 ** 32 - 1), o + 8);
-    this.#buf.writeUInt32LE(line >>> 0, o + 12);
-    this.#buf.writeDoubleLE(hash, o + 16);
-    this.#n++;
-    this.count++;
-    if (this.#n === TABLE_CHUNK) this.#flush();
-  }
-  #flush(): void {
-    let at = 0;
-    const len = this.#n * DOC_RECORD_BYTES;
-    while (at < len) at += fs.writeSync(this.#fd, this.#buf, at, len - at);
-    this.#n = 0;
-  }
-  close(): void {
-    this.#flush();
-    fs.fsyncSync(this.#fd);
-    fs.closeSync(this.#fd);
-  }
-}
-
-interface DocRecord {
-  source: number;
-  short: boolean;
-  splitDraw: number;
-  bytes: number;
-  /** 1-based line in its input file. */
-  line: number;
-  hash: number;
-}
-
-/** Streams the table a chunk at a time: calls `each(id, record)` in order. */
-function forEachDocument(file: string, each: (id: number, r: DocRecord) => void): number {
-  const fd = fs.openSync(file, 'r');
-  const buf = Buffer.alloc(DOC_RECORD_BYTES * TABLE_CHUNK);
-  const r: DocRecord = { source: 0, short: false, splitDraw: 0, bytes: 0, line: 0, hash: 0 };
-  let id = 0;
-  try {
-    for (;;) {
-      const n = fs.readSync(fd, buf, 0, buf.length, null);
-      if (n === 0) break;
-      if (n % DOC_RECORD_BYTES !== 0) throw new PajamaDataError(file, `is not a whole number of ${DOC_RECORD_BYTES}-byte records (truncated)`);
-      for (let o = 0; o < n; o += DOC_RECORD_BYTES) {
-        r.source = buf.readUInt16LE(o);
-        r.short = buf[o + 2] === 1;
-        r.splitDraw = buf.readUInt32LE(o + 4);
-        r.bytes = buf.readUInt32LE(o + 8);
-        r.line = buf.readUInt32LE(o + 12);
-        r.hash = buf.readDoubleLE(o + 16);
-        each(id++, r);
-      }
-    }
-  } finally {
-    fs.closeSync(fd);
-  }
-  return id;
-}
 
 /** A u32 draw for the holdout split, fixed by (seed, document id). */
 export function splitDraw(seed: number, id: number): number {
@@ -682,8 +608,10 @@ async function runScan(config: PrepareConfig, files: string[], work: string, opt
       const prefix = tasks[r.index].outPrefix;
       const docs = fs.readFileSync(`${prefix}.docs`);
       if (docs.length !== r.documents * DOC_RECORD_BYTES) throw new PajamaDataError(`${prefix}.docs`, `holds ${docs.length} bytes for ${r.documents} documents`);
+      const d = emptyDocRecord();
       for (let i = 0, o = 0; i < r.documents; i++, o += DOC_RECORD_BYTES) {
-        table.push(toGlobal[docs.readUInt16LE(o)], docs[o + 2] === 1, splitDraw(config.split.seed, offset + i), docs.readUInt32LE(o + 8), docs.readUInt32LE(o + 12), docs.readDoubleLE(o + 16));
+        decodeDocRecord(docs, o, d);
+        table.push(toGlobal[d.source], d.short, splitDraw(config.split.seed, offset + i), d.bytes, d.line, d.hash);
       }
       if (index && r.hashed > 0) await addFileKeys(index, prefix, r.hashed, offset);
       for (const s of r.sample) samples.push({ key: s.key, id: offset + s.local, normalized: s.normalized });
@@ -743,12 +671,15 @@ function readExactly(fd: number, into: Uint8Array, position: number, file: strin
   }
 }
 
-function readJsonFile<T>(file: string): T {
-  try {
-    return JSON.parse(fs.readFileSync(file, 'utf8')) as T;
-  } catch (e) {
-    throw new PajamaDataError(file, `cannot be read (${(e as Error).message}); rerun prepare with --force`);
-  }
+/** A stage's output (scan.json, ...) from the work folder; one that cannot be read asks for a rerun. */
+function readStageJson<T>(file: string): T {
+  return readJsonFile(file, {
+    fail: (p) => {
+      const e = p.kind === 'not-object' ? new Error('not a JSON object') : p.error;
+      const why = isSystemError(e) ? `${e.code}: ${explainSystemError(e, file)}` : (e as Error).message;
+      return new PajamaDataError(file, `cannot be read (${why}); rerun prepare with --force`);
+    },
+  }) as T;
 }
 
 interface DedupOutput {
@@ -760,7 +691,7 @@ interface DedupOutput {
 }
 
 async function runDedup(config: PrepareConfig, work: string): Promise<void> {
-  const scan = readJsonFile<ScanOutput>(path.join(work, 'scan.json'));
+  const scan = readStageJson<ScanOutput>(path.join(work, 'scan.json'));
   const n = scan.documents;
   const tableFile = path.join(work, 'documents.bin');
   const uf = new UnionFind(Math.max(1, n));
@@ -917,11 +848,11 @@ function writeRemovals(
 ): void {
   const tableFd = fs.openSync(tableFile, 'r');
   const rec = Buffer.alloc(DOC_RECORD_BYTES);
+  const d = emptyDocRecord();
   const locate = (id: number, source?: number, line?: number): DocumentLocation => {
     if (source === undefined || line === undefined) {
       readExactly(tableFd, rec, id * DOC_RECORD_BYTES, tableFile);
-      source = rec.readUInt16LE(0);
-      line = rec.readUInt32LE(12);
+      ({ source, line } = decodeDocRecord(rec, 0, d));
     }
     let lo = 0;
     let hi = scan.fileOffsets.length - 1;
@@ -993,7 +924,7 @@ function sourceFileName(source: string): string {
 const TOKENIZE_BATCH_BYTES = 1 << 20;
 
 async function runTokenize(config: PrepareConfig, files: string[], out: string, work: string, options: PrepareOptions): Promise<void> {
-  const scan = readJsonFile<ScanOutput>(path.join(work, 'scan.json'));
+  const scan = readStageJson<ScanOutput>(path.join(work, 'scan.json'));
   const status = fs.readFileSync(path.join(work, 'status.bin'));
   if (status.length !== scan.documents) throw new PajamaDataError(path.join(work, 'status.bin'), `holds ${status.length} documents, the scan found ${scan.documents}; rerun with --force`);
   const fileNames = new Map<string, string>();
@@ -1098,7 +1029,7 @@ async function runTokenize(config: PrepareConfig, files: string[], out: string, 
     for (const w of writers.values()) w.abort();
     await pool?.close();
   }
-  const dedup = readJsonFile<DedupOutput>(path.join(work, 'dedup.json'));
+  const dedup = readStageJson<DedupOutput>(path.join(work, 'dedup.json'));
   const manifest: DataManifest = {
     version: 1,
     kind: 'pajama-data-manifest',
@@ -1136,9 +1067,9 @@ async function runTokenize(config: PrepareConfig, files: string[], out: string, 
 }
 
 function buildReport(config: PrepareConfig, out: string, work: string, until: PrepareStage, seconds: PrepareReport['seconds']): PrepareReport {
-  const scan = readJsonFile<ScanOutput>(path.join(work, 'scan.json'));
-  const dedup = readJsonFile<DedupOutput>(path.join(work, 'dedup.json'));
-  const tok = until === 'tokenize' ? readJsonFile<TokenizeOutput>(path.join(work, 'tokenize.json')) : null;
+  const scan = readStageJson<ScanOutput>(path.join(work, 'scan.json'));
+  const dedup = readStageJson<DedupOutput>(path.join(work, 'dedup.json'));
+  const tok = until === 'tokenize' ? readStageJson<TokenizeOutput>(path.join(work, 'tokenize.json')) : null;
   const sources: Record<string, SourceReport> = {};
   const totals = emptySourceReport();
   for (const s of scan.sources) {

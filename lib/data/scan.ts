@@ -2,7 +2,7 @@
 // per task. A task reads its file, NFC-normalises and filters each document, hashes the normalised text of
 // the kept ones (exact hash, and MinHash band keys with the native op) and writes, next to `outPrefix`:
 //
-//   .docs   24 bytes per document, in the file's order (prepare.ts's table layout, with the file's own source
+//   .docs   24 bytes per document, in the file's order (doc-table.ts's record layout, with the file's own source
 //           numbering and no split draw yet: only the whole-corpus merge knows the global ids)
 //   .ids    u32 per document that has band keys: its index in the file
 //   .keys   u64 x bands per such document
@@ -18,6 +18,7 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { invalidArg } from '../core/errors';
 import { PajamaDataError } from './errors';
+import { DOC_RECORD_BYTES, encodeDocRecord } from './doc-table';
 import { cleanDocument } from './clean';
 import { JsonlDocumentReader, type JsonlReadStats, type MalformedInput } from './jsonl';
 import { foldSourceIntoKeys } from './dedup';
@@ -71,7 +72,6 @@ export interface ScanProgress {
   done: boolean;
 }
 
-const DOC_RECORD_BYTES = 24;
 /** Records per .docs write, and normalised text per MinHash call. */
 const FLUSH_DOCS = 1 << 14;
 const MINHASH_BATCH_BYTES = 8 * 2 ** 20;
@@ -178,14 +178,8 @@ export async function scanFile(task: ScanFileTask, onProgress?: (p: ScanProgress
         ps.short++;
         ps.shortBytes += bytes;
       }
-      const o = docN * DOC_RECORD_BYTES;
-      docBuf.writeUInt16LE(src, o);
-      docBuf[o + 2] = c.keep ? 0 : 1;
-      docBuf[o + 3] = 0;
-      docBuf.writeUInt32LE(0, o + 4);
-      docBuf.writeUInt32LE(Math.min(bytes, 2 ** 32 - 1), o + 8);
-      docBuf.writeUInt32LE(Math.min(doc.line, 2 ** 32 - 1), o + 12); // for the duplicates list
-      docBuf.writeDoubleLE(hash, o + 16);
+      // No split draw yet (only the merge knows global ids); the line is for the duplicates list.
+      encodeDocRecord(docBuf, docN * DOC_RECORD_BYTES, src, !c.keep, 0, bytes, doc.line, hash);
       if (++docN === FLUSH_DOCS) flushDocs();
       local++;
     }

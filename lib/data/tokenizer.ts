@@ -1,4 +1,4 @@
-// tokenizer.ts: what the data pipeline needs of a tokenizer, and the GPT-2 byte-level BPE.
+// tokenizer.ts: the GPT-2 byte-level BPE, and createTokenizer (the Tokenizer interface is in tokenizer-base.ts).
 //
 // The GPT-2 encoder is gpt-tokenizer's r50k_base ranks (the same 50,256 merges and pre-tokenisation regex
 // as OpenAI's GPT-2; they ship inside the npm package, nothing is downloaded). Text that happens to contain
@@ -7,30 +7,14 @@
 // calls, so a call ending in half a character would corrupt the next one.
 import { invalidArg } from '../core/errors';
 import { loadHfTokenizer } from './hf-tokenizer';
+import { decodeWith, type ByteTable, type Tokenizer } from './tokenizer-base';
+
+// Defined in tokenizer-base.ts (shared with hf-tokenizer.ts without an import cycle); exported here as before.
+export { decodeWith, type ByteTable, type Tokenizer } from './tokenizer-base';
 
 // Loaded on first use: the ranks are a large module that importing lib/data should not pay for.
 type Gpt2Encoding = typeof import('gpt-tokenizer/cjs/encoding/gpt2');
 type Gpt2Ranks = typeof import('gpt-tokenizer/cjs/bpeRanks/r50k_base');
-
-export interface Tokenizer {
-  /** A short name, e.g. 'gpt2'. */
-  readonly name: string;
-  /** Number of token ids, special tokens included: every id is in [0, vocabSize). */
-  readonly vocabSize: number;
-  /** The end-of-text id written between documents. */
-  readonly eosId: number;
-  /** Token ids of `text`, special-token strings encoded as plain text. */
-  encode(text: string): number[] | Uint32Array;
-  /** The text of `ids`; bytes that are not valid UTF-8 (half a character) become U+FFFD. */
-  decode(ids: ArrayLike<number>): string;
-  /**
-   * True when encode(a + b) equals encode(a) followed by encode(b) whenever `a` ends with a non-whitespace
-   * character and then '\n' and `b` begins with a non-whitespace character. Regex pre-tokenised byte-level
-   * BPE (GPT-2, GPT-NeoX) has this property; it lets tokenizeFiles encode a large .txt document piece by
-   * piece in constant memory. Leave it unset when unsure: the document is then encoded whole.
-   */
-  readonly splitsAtLineBreaks?: boolean;
-}
 
 export const GPT2_VOCAB_SIZE = 50257;
 export const GPT2_EOS_ID = 50256;
@@ -38,12 +22,6 @@ const GPT2_EOS_TEXT = '<|endoftext|>';
 
 // Special-token strings in the input are text, never control tokens.
 const ENCODE_OPTIONS = { allowedSpecial: new Set<string>(), disallowedSpecial: new Set<string>() };
-
-/** Every token's bytes, concatenated, and where each starts: built on first decode. */
-export interface ByteTable {
-  bytes: Uint8Array;
-  starts: Uint32Array; // (vocabSize + 1)
-}
 
 function buildByteTable(ranks: readonly (string | number[])[], special: ReadonlyMap<number, string>, vocabSize: number): ByteTable {
   const enc = new TextEncoder();
@@ -65,25 +43,6 @@ function buildByteTable(ranks: readonly (string | number[])[], special: Readonly
   }
   starts[vocabSize] = at;
   return { bytes, starts };
-}
-
-/** The text of `ids` from a table of every token's bytes; ids are checked against vocabSize (`where` names the caller). */
-export function decodeWith(table: ByteTable, ids: ArrayLike<number>, vocabSize: number, where: string): string {
-  const { bytes, starts } = table;
-  let n = 0;
-  for (let i = 0; i < ids.length; i++) {
-    const id = ids[i];
-    if (id >>> 0 !== id || id >= vocabSize) throw invalidArg(`${where}: ids[${i}] = ${id} is not a token id in [0, ${vocabSize})`);
-    n += starts[id + 1] - starts[id];
-  }
-  const out = new Uint8Array(n);
-  let at = 0;
-  for (let i = 0; i < ids.length; i++) {
-    const id = ids[i];
-    out.set(bytes.subarray(starts[id], starts[id + 1]), at);
-    at += starts[id + 1] - starts[id];
-  }
-  return new TextDecoder('utf-8').decode(out);
 }
 
 let gpt2: Tokenizer | null = null;

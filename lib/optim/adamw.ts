@@ -8,6 +8,7 @@
 // is updated in a few calls over consecutive ranges of at most that many elements; below that it is one call.
 import { DisposedError, invalidArg } from '../core/errors';
 import { ops } from '../core/ops';
+import { checkArena, sameLayout } from '../core/arena-checks';
 import { Arena, type ArenaEntry, type Tensor } from '../core/tensor';
 import { checkInteger, checkKeys, checkNumber, show } from './options';
 
@@ -92,19 +93,9 @@ interface Call {
   segments: Int32Array;
 }
 
-function sameLayout(a: Arena, b: Arena): boolean {
-  return (
-    a.entries.length === b.entries.length &&
-    a.entries.every((e, i) => {
-      const f = b.entries[i];
-      return e.name === f.name && e.offset === f.offset && e.shape.length === f.shape.length && e.shape.every((d, k) => d === f.shape[k]);
-    })
-  );
-}
-
-function checkArena(where: string, what: string, a: unknown, params: Arena, dtype: 'f32' | 'bf16'): Arena {
-  if (!(a instanceof Arena)) throw invalidArg(`${where}: ${what} must be an Arena, got ${show(a)}`);
-  if (a.disposed) throw new DisposedError(`${where}: ${what} was disposed`);
+/** `value` as a live `dtype` Arena with the layout of `params`; errors name `what` (and `where`). */
+function checkLayoutArena(where: string, what: string, value: unknown, params: Arena, dtype: 'f32' | 'bf16'): Arena {
+  const a = checkArena(value, what, where, { show });
   if (a.dtype !== dtype) throw invalidArg(`${where}: ${what} must be ${dtype === 'f32' ? 'an' : 'a'} ${dtype} arena, got ${a.dtype}`);
   if (!sameLayout(a, params)) {
     throw invalidArg(`${where}: ${what} must have the params' layout (${params.entries.length} entries, ${params.numel} elements)`);
@@ -135,10 +126,9 @@ export class AdamW {
   constructor(params: Arena, grads: Arena, options: AdamWOptions = {}) {
     const where = 'AdamW';
     checkKeys(where, options, ['beta1', 'beta2', 'eps', 'decay', 'decayEmbeddings', 'computeCopy', 'maxElementsPerCall']);
-    if (!(params instanceof Arena)) throw invalidArg(`${where}: params must be an Arena, got ${show(params)}`);
-    if (params.disposed) throw new DisposedError(`${where}: params was disposed`);
+    checkArena(params, 'params', where, { show });
     if (params.dtype !== 'f32') throw invalidArg(`${where}: params must be an f32 arena (master weights), got ${params.dtype}`);
-    checkArena(where, 'grads', grads, params, 'f32');
+    checkLayoutArena(where, 'grads', grads, params, 'f32');
     if (grads === params) throw invalidArg(`${where}: grads and params must be different arenas`);
     this.beta1 = checkNumber(where, "option 'beta1'", options.beta1 ?? 0.9, { min: 0, max: 1, maxOpen: true });
     this.beta2 = checkNumber(where, "option 'beta2'", options.beta2 ?? 0.95, { min: 0, max: 1, maxOpen: true });
@@ -177,7 +167,7 @@ export class AdamW {
 
     const copy = options.computeCopy ?? false;
     if (copy instanceof Arena) {
-      checkArena(where, "option 'computeCopy'", copy, params, 'bf16');
+      checkLayoutArena(where, "option 'computeCopy'", copy, params, 'bf16');
     } else if (typeof copy !== 'boolean') {
       throw invalidArg(`${where}: option 'computeCopy' must be a boolean or a bf16 Arena, got ${show(copy)}`);
     }
@@ -328,7 +318,7 @@ export class AdamW {
         }
         return src;
       }
-      return checkArena(where, `'${what}'`, src, this.params, 'f32');
+      return checkLayoutArena(where, `'${what}'`, src, this.params, 'f32');
     });
     [this.m, this.v].forEach((dst, i) => {
       const src = sources[i];

@@ -4,7 +4,7 @@
 //   <runDir>/checkpoints/
 //     latest                      "step-000300\n": the checkpoint to resume from (rewritten atomically)
 //     step-000200/                one complete checkpoint; loads with transformers' MptForCausalLM as is
-//       config.json               MptConfig (mptHfConfig)
+//       config.json               MptConfig (mptHfConfig, model/hf.ts)
 //       model.safetensors         parameters under their HF names, f32 master weights by default
 //       optimizer.safetensors     AdamW moments 'm.<name>' and 'v.<name>', in the moments' dtype (f32)
 //       trainer_state.json        step, schedule and data position, RNG state... (whatever the trainer saves)
@@ -17,13 +17,18 @@
 // temporary name. One process writes a run directory at a time.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { parameterLayout, type MptConfig } from '../model/config';
+import { checkArena, sameLayout } from '../core/arena-checks';
 import { Arena } from '../core/tensor';
 import { invalidArg } from '../core/errors';
 import { ops } from '../core/ops';
 import { withFsContext } from '../core/fs-errors';
-import { TMP_MARKER, fsyncDir, tmpPathFor, writeTextAtomic } from './atomic';
+import { readJsonFile } from '../core/json-file';
+import { TMP_MARKER, fsyncDir, tmpPathFor, writeTextAtomic } from '../core/atomic';
+import { checkConfigFitsArena, type MptHfConfig } from '../model/hf';
 import { arenaTensorsToWrite, loadArenasSafetensors, writeSafetensors, type ArenaTarget } from './safetensors';
+
+// The config.json mapping moved to model/hf.ts; these names stay importable from here.
+export { mptHfConfig, mptParamLayout, type MptShape, type MptHfConfig, type MptHfConfigOptions } from '../model/hf';
 
 /** A checkpoint or model directory that is incomplete, inconsistent, or does not fit the arenas given. */
 export class CheckpointError extends Error {
@@ -93,170 +98,6 @@ export function checkpointName(step: number): string {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// The Hugging Face MPT config
-
-/** The model shape mptHfConfig needs: the model config, with ALiBi's and LayerNorm's settings optional. */
-export type MptShape = Omit<MptConfig, 'alibiBiasMax' | 'layerNormEps' | 'realVocabSize'> &
-  Partial<Pick<MptConfig, 'alibiBiasMax' | 'layerNormEps' | 'realVocabSize'>>;
-
-export interface MptHfConfigOptions {
-  /** The dtype model.safetensors holds. Defaults to 'float32' (master weights). */
-  torchDtype?: 'float32' | 'bfloat16';
-  /**
-   * attn_config.attn_impl: the attention implementation a loader of this directory should use. Defaults to
-   * 'torch', which runs anywhere; transformers' own MPT ignores it, llm-foundry's needs flash-attn for 'flash'.
-   */
-  attnImpl?: 'torch' | 'flash' | 'triton';
-}
-
-/** transformers' MptConfig as config.json holds it. */
-export interface MptHfConfig {
-  architectures: ['MptForCausalLM'];
-  model_type: 'mpt';
-  d_model: number;
-  n_heads: number;
-  n_layers: number;
-  expansion_ratio: number;
-  max_seq_len: number;
-  vocab_size: number;
-  resid_pdrop: number;
-  emb_pdrop: number;
-  layer_norm_epsilon: number;
-  learned_pos_emb: boolean;
-  no_bias: boolean;
-  attn_config: {
-    attn_type: 'multihead_attention';
-    attn_pdrop: number;
-    attn_impl: string;
-    clip_qkv: number | null;
-    softmax_scale: number | null;
-    prefix_lm: boolean;
-    qk_ln: boolean;
-    attn_uses_sequence_id: boolean;
-    alibi: boolean;
-    alibi_bias_max: number;
-  };
-  init_device: string;
-  logit_scale: number | null;
-  norm_type: string;
-  embedding_fraction: number;
-  verbose: number;
-  use_cache: boolean;
-  torch_dtype: 'float32' | 'bfloat16';
-  tie_word_embeddings: boolean;
-}
-
-function positiveInt(v: unknown): v is number {
-  return Number.isSafeInteger(v) && (v as number) > 0;
-}
-
-/** The config.json of this project's MPT: ALiBi, no biases, no dropout, tied embeddings, low-precision LayerNorm. */
-export function mptHfConfig(model: MptShape, options: MptHfConfigOptions = {}): MptHfConfig {
-  for (const k of ['dModel', 'nHeads', 'nLayers', 'maxSeqLen', 'vocabSize'] as const) {
-    if (!positiveInt(model?.[k])) throw invalidArg(`mptHfConfig: ${k} must be a positive integer, got ${model?.[k]}`);
-  }
-  const { dModel, nHeads, expansionRatio, alibiBiasMax = 8, layerNormEps = 1e-5 } = model;
-  if (dModel % nHeads !== 0) throw invalidArg(`mptHfConfig: dModel ${dModel} is not a multiple of nHeads ${nHeads}`);
-  if (!positiveInt(expansionRatio)) {
-    // transformers builds the FFN as Linear(d_model, expansion_ratio * d_model): the ratio must be an integer.
-    throw invalidArg(`mptHfConfig: expansionRatio must be a positive integer, got ${expansionRatio}`);
-  }
-  if (!(alibiBiasMax > 0)) throw invalidArg(`mptHfConfig: alibiBiasMax must be positive, got ${alibiBiasMax}`);
-  if (!(layerNormEps > 0)) throw invalidArg(`mptHfConfig: layerNormEps must be positive, got ${layerNormEps}`);
-  const torchDtype = options.torchDtype ?? 'float32';
-  if (torchDtype !== 'float32' && torchDtype !== 'bfloat16') {
-    throw invalidArg(`mptHfConfig: torchDtype must be 'float32' or 'bfloat16', got ${JSON.stringify(torchDtype)}`);
-  }
-  return {
-    architectures: ['MptForCausalLM'],
-    model_type: 'mpt',
-    d_model: dModel,
-    n_heads: nHeads,
-    n_layers: model.nLayers,
-    expansion_ratio: expansionRatio,
-    max_seq_len: model.maxSeqLen,
-    vocab_size: model.vocabSize,
-    resid_pdrop: 0,
-    emb_pdrop: 0,
-    layer_norm_epsilon: layerNormEps,
-    learned_pos_emb: false,
-    no_bias: true,
-    attn_config: {
-      attn_type: 'multihead_attention',
-      attn_pdrop: 0,
-      attn_impl: options.attnImpl ?? 'torch',
-      clip_qkv: null,
-      softmax_scale: null,
-      prefix_lm: false,
-      qk_ln: false,
-      attn_uses_sequence_id: false,
-      alibi: true,
-      alibi_bias_max: alibiBiasMax,
-    },
-    init_device: 'cpu',
-    logit_scale: null,
-    norm_type: 'low_precision_layernorm',
-    embedding_fraction: 1.0,
-    verbose: 0,
-    use_cache: false,
-    torch_dtype: torchDtype,
-    tie_word_embeddings: true,
-  };
-}
-
-/**
- * The parameters an MPT config implies, under their HF names and in module order:
- * wte (V, C); per block norm_1 (C), attn.Wqkv (3C, C), attn.out_proj (C, C), norm_2 (C), ffn.up_proj (E*C, C),
- * ffn.down_proj (C, E*C); norm_f (C). Throws a TypeError naming the field when the config lacks one.
- */
-export function mptParamLayout(config: {
-  d_model: number;
-  n_layers: number;
-  expansion_ratio: number;
-  vocab_size: number;
-}): [string, number[]][] {
-  for (const k of ['d_model', 'n_layers', 'expansion_ratio', 'vocab_size'] as const) {
-    if (!positiveInt(config?.[k])) throw invalidArg(`mptParamLayout: ${k} must be a positive integer, got ${JSON.stringify(config?.[k])}`);
-  }
-  // The one definition of MPT's parameter list lives with the model config.
-  return parameterLayout({
-    dModel: config.d_model,
-    nLayers: config.n_layers,
-    expansionRatio: config.expansion_ratio,
-    vocabSize: config.vocab_size,
-  } as MptConfig);
-}
-
-/** Throws naming `where` unless the MPT `config` implies exactly the entries and shapes of `params`. */
-function checkConfigFitsArena(config: Record<string, unknown>, params: Arena, where: string, fail: (msg: string) => Error): void {
-  if (config.model_type !== 'mpt') {
-    throw fail(`model_type is ${JSON.stringify(config.model_type)}; only 'mpt' is supported`);
-  }
-  let layout: [string, number[]][];
-  try {
-    layout = mptParamLayout(config as Parameters<typeof mptParamLayout>[0]);
-  } catch (e) {
-    throw fail((e as Error).message.replace(/^mptParamLayout: /, ''));
-  }
-  const expected = new Map(layout);
-  const problems: string[] = [];
-  for (const e of params.entries) {
-    const want = expected.get(e.name);
-    if (!want) problems.push(`arena entry '${e.name}' is not a parameter of this config`);
-    else if (want.length !== e.shape.length || want.some((d, i) => d !== e.shape[i])) {
-      problems.push(`'${e.name}' is [${e.shape.join(', ')}] in the arena, the config implies [${want.join(', ')}]`);
-    }
-  }
-  const have = new Set(params.entries.map((e) => e.name));
-  for (const [name, shape] of layout) if (!have.has(name)) problems.push(`'${name}' [${shape.join(', ')}] is missing from the arena`);
-  if (problems.length > 0) {
-    const summary = `d_model ${config.d_model}, n_layers ${config.n_layers}, expansion_ratio ${config.expansion_ratio}, vocab_size ${config.vocab_size}`;
-    const shown = problems.slice(0, 5).join('; ') + (problems.length > 5 ? `; and ${problems.length - 5} more` : '');
-    throw fail(`${where} (${summary}) does not match the parameter arena: ${shown}`);
-  }
-}
-
-// ---------------------------------------------------------------------------------------------------------
 // Saving
 
 export interface CheckpointInfo {
@@ -304,26 +145,15 @@ function checkPlainJson(value: unknown, at: string): void {
   throw invalidArg(`${at} is ${value === undefined ? 'undefined' : `a ${typeof value}`}, which JSON cannot hold`);
 }
 
-function sameLayout(a: Arena, b: Arena): boolean {
-  return (
-    a.entries.length === b.entries.length &&
-    a.entries.every((e, i) => {
-      const f = b.entries[i];
-      return e.name === f.name && e.offset === f.offset && e.shape.length === f.shape.length && e.shape.every((d, j) => d === f.shape[j]);
-    })
-  );
-}
-
-function checkArena(a: unknown, what: string, where: string): Arena {
-  if (!(a instanceof Arena)) throw invalidArg(`${where}: ${what} must be an Arena`);
-  if (a.disposed) throw invalidArg(`${where}: ${what} was disposed`);
-  return a;
+/** `a` as a live Arena; a disposed one is a TypeError here (checkpoint misuse), not a DisposedError. */
+function checkLiveArena(a: unknown, what: string, where: string): Arena {
+  return checkArena(a, what, where, { disposedAs: 'invalid' });
 }
 
 function checkMoments(params: Arena, m: Arena | undefined, v: Arena | undefined, where: string): void {
   for (const [x, name] of [[m, 'm'], [v, 'v']] as const) {
     if (x === undefined) continue;
-    checkArena(x, name, where);
+    checkLiveArena(x, name, where);
     if (!sameLayout(params, x)) throw invalidArg(`${where}: ${name} must have the layout of params (same entries, shapes, order)`);
   }
 }
@@ -364,7 +194,7 @@ export function saveCheckpoint(runDir: string, step: number, options: SaveCheckp
   if (typeof runDir !== 'string' || runDir === '') throw invalidArg(`${where}: runDir must be a non-empty path`);
   if (!Number.isSafeInteger(step) || step < 0) throw invalidArg(`${where}: step must be a non-negative integer, got ${step}`);
   const { config, trainerState, keepLast, optimizerState } = options ?? ({} as SaveCheckpointOptions);
-  const params = checkArena(options?.params, 'params', where);
+  const params = checkLiveArena(options?.params, 'params', where);
   if (!(keepLast === Infinity || (Number.isSafeInteger(keepLast) && keepLast >= 1))) {
     throw invalidArg(`${where}: keepLast must be a positive integer or Infinity, got ${keepLast}`);
   }
@@ -488,24 +318,17 @@ export function latestCheckpoint(runDir: string): CheckpointInfo | null {
   return named ?? all[all.length - 1] ?? null;
 }
 
+/** A JSON object from a checkpoint file; problems are CheckpointErrors naming the checkpoint `where`. */
 function readJson(file: string, what: string, where: string): Record<string, unknown> {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new CheckpointError(where, `has no ${path.basename(file)} (${what})`);
-    throw e;
-  }
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch (e) {
-    throw new CheckpointError(where, `${path.basename(file)} is not valid JSON (${(e as Error).message})`);
-  }
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) {
-    throw new CheckpointError(where, `${path.basename(file)} must hold a JSON object`);
-  }
-  return v as Record<string, unknown>;
+  return readJsonFile(file, {
+    object: true,
+    fail: (p) => {
+      const name = path.basename(file);
+      if (p.kind === 'unreadable') return (p.error as NodeJS.ErrnoException).code === 'ENOENT' ? new CheckpointError(where, `has no ${name} (${what})`) : p.error;
+      if (p.kind === 'syntax') return new CheckpointError(where, `${name} is not valid JSON (${p.error.message})`);
+      return new CheckpointError(where, `${name} must hold a JSON object`);
+    },
+  });
 }
 
 function requireFile(dir: string, name: string, what: string): string {
@@ -543,7 +366,7 @@ export interface LoadedCheckpoint extends CheckpointInfo {
 export function loadCheckpoint(dir: string, options: LoadCheckpointOptions): LoadedCheckpoint {
   const where = 'loadCheckpoint';
   if (typeof dir !== 'string' || dir === '') throw invalidArg(`${where}: dir must be a non-empty path`);
-  const params = checkArena(options?.params, 'params', where);
+  const params = checkLiveArena(options?.params, 'params', where);
   checkMoments(params, options.m, options.v, where);
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new CheckpointError(dir, 'is not a checkpoint directory');
   const configFile = requireFile(dir, CONFIG_FILE, 'the model config');
@@ -608,7 +431,7 @@ export function loadModelWeights(
 ): LoadedWeights {
   const where = 'loadModelWeights';
   if (typeof source !== 'string' || source === '') throw invalidArg(`${where}: source must be a non-empty path`);
-  checkArena(params, 'params', where);
+  checkLiveArena(params, 'params', where);
   let stat: fs.Stats;
   try {
     stat = fs.statSync(source);

@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { TMP_MARKER } from './atomic';
+import { TMP_MARKER } from '../core/atomic';
 
 export const LOCK_FILE = '.lock';
 

@@ -21,7 +21,7 @@ import * as os from 'node:os';
 import { Arena, Tensor, numelOf, type ArenaEntry, type DType } from '../core/tensor';
 import { ops } from '../core/ops';
 import { invalidArg } from '../core/errors';
-import { writeAll, writeFileAtomic } from './atomic';
+import { writeAll, writeFileAtomic } from '../core/atomic';
 
 /** Bytes per element of every whole-byte dtype of the safetensors spec. */
 export const SAFETENSORS_DTYPE_SIZES = {

@@ -25,7 +25,7 @@ import { resolveMixture, type MixturePlan } from '../data/mixture';
 import { CheckpointError, TRAINER_STATE_FILE, latestCheckpoint, listCheckpoints, loadCheckpoint, loadModelWeights, mptHfConfig, saveCheckpoint } from './checkpoint';
 import { DEFAULT_TRAIN_CONFIG, planBatch, resolveTrainConfig, type BatchPlan, type TrainConfig } from './config';
 import { withFsContext } from '../core/fs-errors';
-import { writeAll } from './atomic';
+import { writeAll } from '../core/atomic';
 import { RunLock } from './lock';
 
 export interface StepMetrics {

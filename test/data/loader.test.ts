@@ -5,7 +5,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { DisposedError } from '../../lib/index';
-import { ShardWriter, TokenLoader, evalBatches, evalBatchCount, openShard, type TrainBatch } from '../../lib/data/index';
+import { TokenLoader, evalBatches, evalBatchCount } from '../../lib/data/index';
+import { take, takeInLockstep, writeRandomShard } from '../helpers/shards';
 
 const VOCAB = 50257;
 const EOS = 50256;
@@ -18,23 +19,7 @@ function tempDir(t: { teardown(fn: () => void): void }): string {
 
 /** A shard of `tokens` tokens: documents of 1..97 pseudo-random ids, each followed by EOS. Returns them all. */
 function makeShard(file: string, tokens: number, seed: number, vocabSize = VOCAB, eosId = EOS): Uint32Array {
-  let s = seed >>> 0;
-  const next = (): number => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0);
-  const w = new ShardWriter(file, { vocabSize, eosId });
-  while (w.tokens < tokens) {
-    const len = Math.min(1 + (next() % 97), tokens - w.tokens - 1);
-    const doc = Array.from({ length: len }, () => next() % eosId);
-    w.appendDocument(doc);
-  }
-  w.close();
-  const r = openShard(file);
-  const all = r.read(0, r.tokenCount);
-  r.close();
-  return all;
-}
-
-function take(loader: TokenLoader, n: number): TrainBatch[] {
-  return Array.from({ length: n }, () => loader.next());
+  return writeRandomShard(file, tokens, seed, vocabSize, eosId);
 }
 
 t.test('batches are windows of the shards: targets are inputs shifted by one', async (t) => {
@@ -130,12 +115,7 @@ t.test('data-parallel ranks draw disjointly and together make the single-rank st
   const K = 15;
   const W = 3;
   const ranks = Array.from({ length: W }, (_, rank) => new TokenLoader({ ...base, rank, worldSize: W }));
-  const perRank = ranks.map(() => [] as TrainBatch[]);
-  for (let k = 0; k < K; k++) {
-    ranks.forEach((l, r) => perRank[r].push(l.next()));
-    const states = ranks.map((l) => JSON.stringify(l.state()));
-    if (!states.every((s) => s === states[0])) t.fail(`rank states differ after batch ${k}`);
-  }
+  const perRank = takeInLockstep(ranks, K, (k) => t.fail(`rank states differ after batch ${k}`));
   t.pass('after every batch all ranks hold the same state');
   const indices = perRank.map((bs) => bs.flatMap((b) => b.draws.map((d) => d.index)));
   indices.forEach((ix, r) => t.ok(ix.every((i) => i % W === r), `rank ${r} takes draws ${r}, ${r + W}, ...`));

@@ -9,16 +9,15 @@ import {
   MIXTURE_PRESETS,
   REDPAJAMA_SETS,
   REPEAT_WARNING_EPOCHS,
-  ShardWriter,
   TokenLoader,
   formatMixturePlan,
-  openShard,
   planMixture,
   resolveMixture,
   type MixtureSource,
   type TokenLoaderMixtureState,
   type TrainBatch,
 } from '../../lib/data/index';
+import { take, takeInLockstep, writeRandomShard } from '../helpers/shards';
 
 const VOCAB = 50257;
 const EOS = 50256;
@@ -31,22 +30,7 @@ function tempDir(t: { teardown(fn: () => void): void }): string {
 
 /** A shard of exactly `tokens` tokens of pseudo-random documents; returns them all. */
 function makeShard(file: string, tokens: number, seed: number): Uint32Array {
-  let s = seed >>> 0;
-  const next = (): number => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0);
-  const w = new ShardWriter(file, { vocabSize: VOCAB, eosId: EOS });
-  while (w.tokens < tokens) {
-    const len = Math.min(1 + (next() % 97), tokens - w.tokens - 1);
-    w.appendDocument(Array.from({ length: len }, () => next() % EOS));
-  }
-  w.close();
-  const r = openShard(file);
-  const all = r.read(0, r.tokenCount);
-  r.close();
-  return all;
-}
-
-function take(loader: TokenLoader, n: number): TrainBatch[] {
-  return Array.from({ length: n }, () => loader.next());
+  return writeRandomShard(file, tokens, seed, VOCAB, EOS);
 }
 
 /** Four sources: web (2 shards), code, books (small: upsampled), and unused (weight 0). */
@@ -186,12 +170,7 @@ t.test('data-parallel ranks split the mixture stream disjointly and together mak
   const W = 4;
   const K = 10;
   const ranks = Array.from({ length: W }, (_, rank) => new TokenLoader({ ...base, rank, worldSize: W }));
-  const perRank = ranks.map(() => [] as TrainBatch[]);
-  for (let k = 0; k < K; k++) {
-    ranks.forEach((l, r) => perRank[r].push(l.next()));
-    const states = ranks.map((l) => JSON.stringify(l.state()));
-    if (!states.every((s) => s === states[0])) t.fail(`rank states differ after batch ${k}`);
-  }
+  const perRank = takeInLockstep(ranks, K, (k) => t.fail(`rank states differ after batch ${k}`));
   const rowsOf = (bs: TrainBatch[]) =>
     bs.flatMap((b) => b.draws.map((d, row) => ({ ...d, input: Array.from(b.inputs.subarray(row * T, row * T + T)) })));
   perRank.forEach((bs, r) => t.ok(rowsOf(bs).every((d) => d.index % W === r), `rank ${r} takes draws ${r}, ${r + W}, ...`));

@@ -6,6 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { DisposedError } from '../../lib/index';
 import { PajamaDataError, ShardWriter, openShard, SHARD_HEADER_BYTES } from '../../lib/data/index';
+import { lcg32 } from '../helpers/shards';
 
 function tempDir(t: { teardown(fn: () => void): void }): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pajama-shard-'));
@@ -15,11 +16,7 @@ function tempDir(t: { teardown(fn: () => void): void }): string {
 
 /** Documents of random ids in [0, vocab) without `eos`, lengths 0..maxLen. */
 function randomDocs(count: number, maxLen: number, vocab: number, eos: number, seed: number): number[][] {
-  let s = seed >>> 0;
-  const next = (): number => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s;
-  };
+  const next = lcg32(seed);
   return Array.from({ length: count }, () => {
     const len = next() % (maxLen + 1);
     return Array.from({ length: len }, () => {

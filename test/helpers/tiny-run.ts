@@ -2,18 +2,11 @@
 // (divergence, locks, signals, kills, resume checks), in-process or through the CLI in a child process.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ShardWriter } from '../../lib/data/shard';
+import { writeSentenceShard } from './shards';
 
 /** Repeated short "sentences" over a 200-token alphabet (vocab 256), `docs` documents of 40 tokens. */
 export function writeTinyShard(file: string, docs: number, seed: number): string {
-  const w = new ShardWriter(file, { vocabSize: 256, eosId: 255 });
-  let s = seed;
-  for (let d = 0; d < docs; d++) {
-    s = (s * 1103515245 + 12345) >>> 0;
-    const start = s % 20;
-    w.appendDocument(Array.from({ length: 40 }, (_, i) => (start + i * 3) % 200));
-  }
-  w.close();
+  writeSentenceShard(file, docs, seed);
   return file;
 }
 

@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ShardWriter } from '../../lib/data/shard';
+import { writeSentenceShard } from '../helpers/shards';
 import { writeDataManifest, type DataManifest } from '../../lib/data/manifest';
 import { Trainer, type DataPlan, type StepMetrics } from '../../lib/train/trainer';
 import { resolveTrainConfig } from '../../lib/train/config';
@@ -15,16 +16,7 @@ t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 /** `docs` documents of 40 tokens + EOS over a 200-token alphabet, each source its own stride. */
 function writeShard(rel: string, docs: number, stride: number, seed: number): number {
-  const file = path.join(dir, 'data', rel);
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  const w = new ShardWriter(file, { vocabSize: 256, eosId: 255 });
-  let s = seed;
-  for (let d = 0; d < docs; d++) {
-    s = (s * 1103515245 + 12345) >>> 0;
-    const start = s % 20;
-    w.appendDocument(Array.from({ length: 40 }, (_, i) => (start + i * stride) % 200));
-  }
-  return w.close().tokenCount;
+  return writeSentenceShard(path.join(dir, 'data', rel), docs, seed, stride);
 }
 
 const tokens = {

@@ -7,17 +7,6 @@
 
 namespace pt {
 
-Napi::Error MakeJsError(Napi::Env env, const PtError& e) {
-  Napi::Error err = e.kind == ErrorKind::Argument ? Napi::Error(Napi::TypeError::New(env, e.what()))
-                                                   : Napi::Error::New(env, e.what());
-  err.Set("code", e.kind == ErrorKind::Argument   ? "ERR_PAJAMA_INVALID_ARG"
-                  : e.kind == ErrorKind::Disposed ? "ERR_PAJAMA_DISPOSED"
-                                                  : "ERR_PAJAMA_ENGINE");
-  return err;
-}
-
-void ThrowJs(Napi::Env env, const PtError& e) { MakeJsError(env, e).ThrowAsJavaScriptException(); }
-
 Napi::Value ResultToJs(Napi::Env env, const OpResult& r) {
   if (r.values.empty()) return env.Undefined();
   if (r.values.size() == 1) return Napi::Number::New(env, r.values[0]);

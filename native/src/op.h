@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common.h"
+#include "js_error.h"
 #include "tensor.h"
 
 namespace pt {
@@ -66,8 +67,6 @@ class OpArgs {
 using OpBuilder = Kernel (*)(OpArgs& args);
 
 void RegisterOp(Napi::Env env, Napi::Object exports, const char* name, OpBuilder builder);
-void ThrowJs(Napi::Env env, const PtError& e);
-Napi::Error MakeJsError(Napi::Env env, const PtError& e);
 Napi::Value ResultToJs(Napi::Env env, const OpResult& r);
 
 // Checks shared by op builders; each names the op, the argument and both shapes.

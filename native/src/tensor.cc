@@ -1,7 +1,7 @@
 // tensor.cc: Storage allocation, the JS-facing TensorHandle class, copies in and out of TypedArrays.
 #include "tensor.h"
 
-#include "op.h"
+#include "js_error.h"
 
 #include <sys/mman.h>
 

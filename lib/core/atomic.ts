@@ -15,6 +15,18 @@ export function tmpPathFor(finalPath: string): string {
   return `${finalPath}${TMP_MARKER}${process.pid}-${randomBytes(4).toString('hex')}`;
 }
 
+/** Whether a process with this id is running (on this machine): whether a temporary file or lock left by it is stale. */
+export function processAlive(pid: number): boolean {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    // EPERM: it exists but belongs to another user.
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /** Flushes a directory's entries (new names, renames, deletions). A no-op where the platform refuses. */
 export function fsyncDir(dir: string): void {
   let fd: number | undefined;

@@ -11,19 +11,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { invalidArg } from '../core/errors';
-import { TMP_MARKER } from '../core/atomic';
+import { TMP_MARKER, processAlive } from '../core/atomic';
 
-/** Whether a process with this id is running (on this machine). */
-export function processAlive(pid: number): boolean {
-  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    // EPERM: it exists but belongs to another user.
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /**
  * Removes `<finalPath>.tmp-<pid>-*` files and folders left in finalPath's folder by processes that are no

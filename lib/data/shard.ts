@@ -20,7 +20,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { tmpPathFor } from '../core/atomic';
 import { DisposedError, invalidArg } from '../core/errors';
 import { PajamaDataError } from './errors';
 import { removeStaleTempFiles } from './outputs';
@@ -123,7 +123,7 @@ export class ShardWriter {
     this.#view = new DataView(this.#buf.buffer);
     fs.mkdirSync(path.dirname(this.path), { recursive: true });
     removeStaleTempFiles(this.path); // what a killed earlier writer of this shard left behind
-    this.#tmpPath = `${this.path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+    this.#tmpPath = tmpPathFor(this.path);
     this.#fd = fs.openSync(this.#tmpPath, 'w');
     try {
       // A placeholder header: the real one, with the count, is written by close().

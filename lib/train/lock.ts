@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { TMP_MARKER } from '../core/atomic';
+import { TMP_MARKER, processAlive } from '../core/atomic';
 
 export const LOCK_FILE = '.lock';
 
@@ -60,16 +60,6 @@ function readLock(file: string): LockInfo | null | 'gone' {
     // fall through: not a lock this module wrote
   }
   return null;
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    // EPERM: the process exists but belongs to another user.
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 export class RunLock {
@@ -125,7 +115,7 @@ export class RunLock {
               `delete ${file} if that process is gone`,
           );
         }
-        if (isAlive(holder.pid)) {
+        if (processAlive(holder.pid)) {
           const who = holder.pid === process.pid ? `this process (pid ${holder.pid}), by another trainer, since ${holder.startedAt}` : describe(holder);
           throw new RunLockedError(file, holder, `the run directory ${runDir} is in use by ${who}; one trainer writes a run directory at a time`);
         }

@@ -7,7 +7,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { gpt2Tokenizer, openShard, tokenizeFiles } from '../../lib/data/index';
-import { checkOutputsAreNotInputs, processAlive, removeStaleTempFiles } from '../../lib/data/outputs';
+import { processAlive } from '../../lib/core/atomic';
+import { checkOutputsAreNotInputs, removeStaleTempFiles } from '../../lib/data/outputs';
 
 const ROOT = path.resolve(__dirname, '../..');
 const MAIN = path.join(ROOT, 'lib/cli/main.ts');

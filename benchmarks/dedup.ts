@@ -14,10 +14,10 @@ import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { backendInfo } from '../lib/index';
 import { benchCli } from './cli';
-import { prepareData, resolvePrepareConfig, PREPARE_STAGES } from '../lib/data/prepare';
-import { normalizeForDedup } from '../lib/data/clean';
-import { shingleHashes, sortedJaccard } from '../lib/data/dedup';
-import { lshCandidateProbability } from '../lib/data/minhash';
+import { prepareData, resolvePrepareConfig, PREPARE_STAGES } from '../lib/data/corpus/prepare/prepare';
+import { normalizeForDedup } from '../lib/data/corpus/clean';
+import { shingleHashes, sortedJaccard } from '../lib/data/corpus/dedup';
+import { lshCandidateProbability } from '../lib/data/corpus/minhash';
 import { Xoshiro128 } from '../lib/data/rng';
 
 const { args, flag, opt, log, writeReport } = benchCli('bench:dedup', { flags: ['--keep'], options: ['--mb', '--mode', '--memory-mib'] });

@@ -19,7 +19,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { backendInfo, setIsaLimit, setThreads, type IsaLevel } from '../lib/index';
-import { DEFAULT_MINHASH, minhashDocuments, packDocuments, sortKeyIds, type PackedDocuments } from '../lib/data/minhash';
+import { DEFAULT_MINHASH, minhashDocuments, packDocuments, sortKeyIds, type PackedDocuments } from '../lib/data/corpus/minhash';
 import { benchCli } from './cli';
 
 const { args, flag, intOpt, log, writeReport, usageError } = benchCli('bench:minhash', { flags: ['--quick'], options: ['--repeat', '--records'] });

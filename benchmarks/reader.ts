@@ -19,8 +19,8 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { JsonlDocumentReader, type JsonlReadOptions } from '../lib/data/jsonl';
-import { cleanDocument, normalizeForDedup } from '../lib/data/clean';
+import { JsonlDocumentReader, type JsonlReadOptions } from '../lib/data/corpus/jsonl';
+import { cleanDocument, normalizeForDedup } from '../lib/data/corpus/clean';
 import { Xoshiro128 } from '../lib/data/rng';
 import { benchCli } from './cli';
 

@@ -14,9 +14,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Tokenizer as HfReference } from '@huggingface/tokenizers';
-import { loadHfTokenizer } from '../lib/data/hf-tokenizer';
-import { TokenizerPool } from '../lib/data/tokenizer-pool';
-import { gpt2Tokenizer, type Tokenizer, type TokenizerSpec } from '../lib/data/tokenizer';
+import { loadHfTokenizer } from '../lib/data/tokenizers/hf';
+import { TokenizerPool } from '../lib/data/tokenizers/pool';
+import { gpt2Tokenizer, type Tokenizer, type TokenizerSpec } from '../lib/data/tokenizers/gpt2';
 import { benchCli } from './cli';
 
 const { args, opt, log, writeReport } = benchCli('bench:tokenizer', { flags: [], options: ['--tokenizer', '--mb', '--repeat'] });

@@ -99,7 +99,7 @@ export interface NativeOpSignatures {
   // their buffers meanwhile). Document i is text[offsets[i], offsets[i+1]) of UTF-8; offsets (n + 1) are
   // non-decreasing, Uint32Array for text under 4 GiB, else Float64Array of exact integers.
   // signatures (n, numPerm) u32; bandKeys (n, bands) u64; numPerm in [1, 1024], shingleChars in [1, 1024],
-  // bands * rows <= numPerm, seed a safe integer. See lib/data/minhash.ts for the algorithm's contract.
+  // bands * rows <= numPerm, seed a safe integer. See lib/data/corpus/minhash.ts for the algorithm's contract.
   minhashSignatures: [
     [
       signatures: Uint32Array,

@@ -8,6 +8,9 @@
 //         0  native.ts                 the typed native surface
 //         1  core/                     tensors, ops, errors, file-system helpers, atomic writes
 //         2  model/, optim/, data/     siblings: they may import each other (cycles are still reported)
+//            inside data/, three stages, lowest first: training data (data/*.ts: shards, manifest,
+//            mixture, loader), data/tokenizers/, data/corpus/ (the prepare pipeline); data/index.ts
+//            re-exports all three
 //         3  train/, eval/
 //         4  cli/
 //       index.ts (the public API) may import anything; nothing may import it.
@@ -30,6 +33,17 @@ function layerOf(rel) {
   const layers = { core: 1, model: 2, optim: 2, data: 2, train: 3, eval: 3, cli: 4 };
   return rel.includes('/') && Object.hasOwn(layers, top) ? layers[top] : null;
 }
+
+/** Rank of a data/ file among data's stages (0 training data, 1 tokenizers, 2 corpus, 3 the index); null outside data/. */
+function dataStageOf(rel) {
+  const parts = rel.split('/');
+  if (parts[0] !== 'data') return null;
+  if (rel === 'data/index.ts') return 3; // data's public surface re-exports all three stages
+  if (parts.length === 2) return 0;
+  return { tokenizers: 1, corpus: 2 }[parts[1]] ?? null;
+}
+
+const DATA_STAGES = ['training data (data/*.ts)', 'data/tokenizers', 'data/corpus', 'data/index.ts'];
 
 function listTs(dir, root, out) {
   for (const e of fs.readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
@@ -118,6 +132,7 @@ function check(root) {
   let edgeCount = 0;
   for (const from of files) {
     if (layerOf(from) === null) problems.push(`${from}: not in a declared layer (native.ts, core/, model/, optim/, data/, train/, eval/, cli/, index.ts)`);
+    else if (from.startsWith('data/') && dataStageOf(from) === null) problems.push(`${from}: not in a declared stage of data/ (data/*.ts, data/tokenizers/, data/corpus/)`);
     for (const { spec, typeOnly, line } of specifiersOf(path.join(root, from))) {
       if (!spec.startsWith('.')) continue;
       const to = resolve(root, from, spec);
@@ -137,6 +152,12 @@ function check(root) {
       const w = where.get(`${from}\0${to}`);
       if (to === 'index.ts' || lt > lf) {
         problems.push(`${from}:${w.line}: upward import of ${to}${w.typeOnly ? ' (type-only)' : ''}: layer ${lf} may not import layer ${lt}`);
+      } else {
+        const sf = dataStageOf(from);
+        const st = dataStageOf(to);
+        if (sf !== null && st !== null && st > sf) {
+          problems.push(`${from}:${w.line}: upward import of ${to}${w.typeOnly ? ' (type-only)' : ''}: ${DATA_STAGES[sf]} may not import ${DATA_STAGES[st]}`);
+        }
       }
     }
   }
@@ -172,4 +193,4 @@ function main() {
 }
 
 if (require.main === module) main();
-module.exports = { check, layerOf };
+module.exports = { check, layerOf, dataStageOf };

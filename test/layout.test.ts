@@ -52,10 +52,28 @@ t.test('the checker reports cycles, upward imports (type-only too) and files out
   t.match(bad.stderr, /misc\/stray\.ts: not in a declared layer/);
   t.match(bad.stderr, /^check-imports: 4 problems/);
 
-  // A self-import is a cycle too.
+  // Inside data/: training data may not import a tokenizer, a tokenizer may not import the corpus pipeline.
   fs.rmSync(path.join(root, 'data'), { recursive: true });
   fs.rmSync(path.join(root, 'core', 'lazy.ts'));
   fs.rmSync(path.join(root, 'misc'), { recursive: true });
+  write('data/b.ts', "import { A } from '../model/a';\nexport const B = A;\n");
+  write('data/shard.ts', "import { tok } from './tokenizers/bpe';\nexport const s = tok;\n");
+  write('data/tokenizers/bpe.ts', "import type { P } from '../corpus/prepare';\nexport const tok = 1;\nexport type Q = P;\n");
+  write('data/corpus/prepare.ts', "import { B } from '../b';\nexport type P = number;\nexport const p = B;\n");
+  write('data/stray/x.ts', 'export const x = 1;\n');
+  const stages = runChecker(root);
+  t.equal(stages.status, 1);
+  t.match(stages.stderr, /data\/shard\.ts:1: upward import of data\/tokenizers\/bpe\.ts: training data \(data\/\*\.ts\) may not import data\/tokenizers/);
+  t.match(stages.stderr, /data\/tokenizers\/bpe\.ts:1: upward import of data\/corpus\/prepare\.ts \(type-only\): data\/tokenizers may not import data\/corpus/);
+  t.match(stages.stderr, /data\/stray\/x\.ts: not in a declared stage of data/);
+  t.notMatch(stages.stderr, /data\/corpus\/prepare\.ts:\d+: upward/);
+  t.match(stages.stderr, /^check-imports: 3 problems/);
+  fs.rmSync(path.join(root, 'data', 'shard.ts'));
+  fs.rmSync(path.join(root, 'data', 'tokenizers'), { recursive: true });
+  fs.rmSync(path.join(root, 'data', 'corpus'), { recursive: true });
+  fs.rmSync(path.join(root, 'data', 'stray'), { recursive: true });
+
+  // A self-import is a cycle too.
   write('data/b.ts', "import { A } from '../model/a';\nimport * as self from './b';\nexport const B = A;\nexport const again = self;\n");
   const self = runChecker(root);
   t.equal(self.status, 1);

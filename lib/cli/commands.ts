@@ -5,9 +5,9 @@ import { backendInfo } from '../core/backend';
 import { invalidArg, showValue } from '../core/errors';
 import { readJsonFile } from '../core/json-file';
 import { FileSystemError, explainSystemError, isSystemError, writableDirectoryProblem, writableFileProblem } from '../core/fs-errors';
-import { gpt2Tokenizer } from '../data/tokenizer';
-import { tokenizeFiles } from '../data/tokenize';
-import { DEMO_MIXTURE, buildDemoCorpus, demoDataConfig } from '../data/demo';
+import { gpt2Tokenizer } from '../data/tokenizers/gpt2';
+import { tokenizeFiles } from '../data/corpus/tokenize';
+import { DEMO_MIXTURE, buildDemoCorpus, demoDataConfig } from '../data/corpus/demo';
 import { generate } from '../eval/generate';
 import { writeLossCurve } from '../eval/plot';
 import { MptModel } from '../model/mpt';
@@ -17,7 +17,7 @@ import { CheckpointError, latestCheckpoint, loadModelWeights } from '../train/ch
 import { Trainer } from '../train/trainer';
 import { applyOverrides, resolveTrainConfig } from '../train/config';
 import { formatMixturePlan } from '../data/mixture';
-import { formatPrepareReport, prepareData, resolvePrepareConfig, type PrepareProgress, type PrepareStage } from '../data/prepare';
+import { formatPrepareReport, prepareData, resolvePrepareConfig, type PrepareProgress, type PrepareStage } from '../data/corpus/prepare/prepare';
 import type { Command } from './args';
 import { ProgressLine, bar } from './progress';
 

@@ -19,9 +19,9 @@ export {
   type ShardWriterOptions,
   type TokenWidth,
 } from './shard';
-export { gpt2Tokenizer, createTokenizer, GPT2_VOCAB_SIZE, GPT2_EOS_ID, type Tokenizer, type TokenizerSpec } from './tokenizer';
-export { loadHfTokenizer, HfTokenizer, type HfTokenizerOptions } from './hf-tokenizer';
-export { TokenizerPool } from './tokenizer-pool';
+export { gpt2Tokenizer, createTokenizer, GPT2_VOCAB_SIZE, GPT2_EOS_ID, type Tokenizer, type TokenizerSpec } from './tokenizers/gpt2';
+export { loadHfTokenizer, HfTokenizer, type HfTokenizerOptions } from './tokenizers/hf';
+export { TokenizerPool } from './tokenizers/pool';
 export {
   minhashDocuments,
   minhashDocumentsAsync,
@@ -33,7 +33,7 @@ export {
   DEFAULT_MINHASH,
   type MinHashOptions,
   type MinHashResult,
-} from './minhash';
+} from './corpus/minhash';
 export {
   tokenizeFiles,
   listInputFiles,
@@ -42,7 +42,7 @@ export {
   type TokenizeProgress,
   type TokenizeSummary,
   type SkippedLine,
-} from './tokenize';
+} from './corpus/tokenize';
 export { Xoshiro128, splitMix64, type RngState } from './rng';
 export {
   TokenLoader,
@@ -96,7 +96,7 @@ export {
   type DemoSourceInfo,
   type DemoSourceSummary,
   type DemoSourceName,
-} from './demo';
+} from './corpus/demo';
 export {
   prepareData,
   resolvePrepareConfig,
@@ -114,7 +114,7 @@ export {
   type PrepareStage,
   type SourceReport,
   type DocStatus,
-} from './prepare';
+} from './corpus/prepare/prepare';
 export {
   LshIndex,
   UnionFind,
@@ -127,7 +127,7 @@ export {
   type ClusterStats,
   type LshIndexOptions,
   type LshVerification,
-} from './dedup';
+} from './corpus/dedup';
 export {
   JsonlDocumentReader,
   readDocuments,
@@ -138,7 +138,7 @@ export {
   type JsonlReadOptions,
   type JsonlReadProgress,
   type JsonlReadStats,
-} from './jsonl';
+} from './corpus/jsonl';
 export {
   cleanDocument,
   normalizeForDedup,
@@ -147,4 +147,4 @@ export {
   SLIMPAJAMA_MIN_CHARS,
   type CleanOptions,
   type CleanedDocument,
-} from './clean';
+} from './corpus/clean';

@@ -23,7 +23,7 @@ import * as path from 'node:path';
 import { tmpPathFor } from '../core/atomic';
 import { DisposedError, invalidArg } from '../core/errors';
 import { PajamaDataError } from './errors';
-import { removeStaleTempFiles } from './outputs';
+import { removeStaleTempFiles } from '../core/outputs';
 
 export const SHARD_MAGIC = 'PJTOKSHD';
 export const SHARD_VERSION = 1;

@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { ShardWriter } from '../../lib/data/shard';
 import { writeSafetensors } from '../../lib/train/safetensors';
 import { DEFAULT_TRAIN_CONFIG } from '../../lib/train/config';
-import { DEFAULT_PREPARE_CONFIG } from '../../lib/data/prepare';
+import { DEFAULT_PREPARE_CONFIG } from '../../lib/data/corpus/prepare/prepare';
 
 const corpusRoot = path.resolve(process.argv[2] ?? path.join(__dirname, 'corpus'));
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'pajama-seeds-'));

@@ -5,8 +5,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { PajamaDataError } from '../../lib/data/errors';
-import { JsonlDocumentReader } from '../../lib/data/jsonl';
-import { resolvePrepareConfig } from '../../lib/data/prepare';
+import { JsonlDocumentReader } from '../../lib/data/corpus/jsonl';
+import { resolvePrepareConfig } from '../../lib/data/corpus/prepare/prepare';
 import { resolveTrainConfig } from '../../lib/train/config';
 
 t.test('configs reject the keys every object inherits, like any unknown key', async (t) => {

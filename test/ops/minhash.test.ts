@@ -23,7 +23,7 @@ import {
   sortKeyIdsAsync,
   type MinHashOptions,
   type MinHashResult,
-} from '../../lib/data/minhash';
+} from '../../lib/data/corpus/minhash';
 import { makeRng, seed } from '../helpers/reference';
 
 t.comment(`seed ${seed} (PAJAMA_TEST_SEED replays it)`);

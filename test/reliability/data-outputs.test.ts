@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { gpt2Tokenizer, openShard, tokenizeFiles } from '../../lib/data/index';
 import { processAlive } from '../../lib/core/atomic';
-import { checkOutputsAreNotInputs, removeStaleTempFiles } from '../../lib/data/outputs';
+import { checkOutputsAreNotInputs, removeStaleTempFiles } from '../../lib/core/outputs';
 
 const ROOT = path.resolve(__dirname, '../..');
 const MAIN = path.join(ROOT, 'lib/cli/main.ts');
@@ -109,7 +109,7 @@ t.test('a tokenize killed with SIGKILL mid-write leaves a temporary file; the ne
 });
 
 t.test('prepare removes the temporary files a killed run left next to its outputs', async (t) => {
-  const { prepareData, resolvePrepareConfig, DUPLICATES_FILE } = await import('../../lib/data/prepare');
+  const { prepareData, resolvePrepareConfig, DUPLICATES_FILE } = await import('../../lib/data/corpus/prepare/prepare');
   const dir = tempDir(t);
   fs.mkdirSync(path.join(dir, 'raw'));
   fs.writeFileSync(path.join(dir, 'raw', 'a.jsonl'), `${JSON.stringify({ text: 'x'.repeat(300), meta: { redpajama_set_name: 'RedPajamaC4' } })}\n`);

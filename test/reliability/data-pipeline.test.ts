@@ -6,14 +6,14 @@ import t from 'tap';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { JsonlDocumentReader } from '../../lib/data/jsonl';
-import { DUPLICATES_FILE, formatPrepareReport, prepareData, resolvePrepareConfig, type RemovalRecord } from '../../lib/data/prepare';
+import { JsonlDocumentReader } from '../../lib/data/corpus/jsonl';
+import { DUPLICATES_FILE, formatPrepareReport, prepareData, resolvePrepareConfig, type RemovalRecord } from '../../lib/data/corpus/prepare/prepare';
 import { formatMixturePlan, planMixture, resolveMixture } from '../../lib/data/mixture';
 import { readDataManifest } from '../../lib/data/manifest';
 import { openShard } from '../../lib/data/shard';
-import { gpt2Tokenizer } from '../../lib/data/tokenizer';
-import { tokenizeFiles } from '../../lib/data/tokenize';
-import { loadHfTokenizer } from '../../lib/data/hf-tokenizer';
+import { gpt2Tokenizer } from '../../lib/data/tokenizers/gpt2';
+import { tokenizeFiles } from '../../lib/data/corpus/tokenize';
+import { loadHfTokenizer } from '../../lib/data/tokenizers/hf';
 import { resolveTrainConfig } from '../../lib/train/config';
 
 function tempDir(t: { teardown(fn: () => void): void }): string {

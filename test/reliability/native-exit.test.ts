@@ -4,7 +4,7 @@
 // died with SIGSEGV at exit in about half the runs of a small multi-worker job. Runs are repeated because the
 // crash was a race; OMP_NUM_THREADS is raised so each worker starts a full OpenMP pool (which widens the
 // window the race needs), and each child ends three rounds of workers. The workers do what the scan workers
-// of `pajama prepare` / `pajama dedup` do with the addon (lib/data/scan-worker.ts), without the CLI around it.
+// of `pajama prepare` / `pajama dedup` do with the addon (lib/data/corpus/scan-worker.ts), without the CLI around it.
 import t from 'tap';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { PajamaDataError } from '../../lib/data/errors';
+import { PajamaDataError } from '../../../lib/data/errors';
 import {
   JsonlDocumentReader,
   formatMalformed,
@@ -19,7 +19,7 @@ import {
   type JsonlReadStats,
   type MalformedInput,
   type SourceDocument,
-} from '../../lib/data/jsonl';
+} from '../../../lib/data/corpus/jsonl';
 
 // The zstd tests need the zstd command-line tool. Without it they are skipped with the reason, except on CI,
 // which installs it: there its absence fails the run.

@@ -34,9 +34,9 @@
 // heap for long ones); added tokens are found with one regex; NFC runs only on stretches from U+0300 on.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { invalidArg } from '../core/errors';
-import { PajamaDataError } from './errors';
-import { decodeWith, type ByteTable, type Tokenizer } from './tokenizer-base';
+import { invalidArg } from '../../core/errors';
+import { PajamaDataError } from '../errors';
+import { decodeWith, type ByteTable, type Tokenizer } from './base';
 
 export interface HfTokenizerOptions {
   /**

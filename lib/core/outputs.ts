@@ -10,8 +10,8 @@
 //    in one folder do not delete each other's work).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { invalidArg } from '../core/errors';
-import { TMP_MARKER, processAlive } from '../core/atomic';
+import { invalidArg } from './errors';
+import { TMP_MARKER, processAlive } from './atomic';
 
 
 /**

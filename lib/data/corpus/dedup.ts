@@ -13,8 +13,8 @@
 // every key, so documents of different sources never share one.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { invalidArg } from '../core/errors';
-import { PajamaDataError } from './errors';
+import { invalidArg } from '../../core/errors';
+import { PajamaDataError } from '../errors';
 import { EMPTY_BAND_KEY, minhashDocumentsAsync, sortKeyIdsAsync, type MinHashOptions } from './minhash';
 
 export type DedupMode = 'global' | 'local' | 'none';

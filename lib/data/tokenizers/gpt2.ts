@@ -5,12 +5,12 @@
 // "<|endoftext|>" is encoded as ordinary text: only the pipeline itself writes EOS, between documents.
 // decode() is our own, over the package's byte table: the package's decoder keeps UTF-8 state across
 // calls, so a call ending in half a character would corrupt the next one.
-import { invalidArg } from '../core/errors';
-import { loadHfTokenizer } from './hf-tokenizer';
-import { decodeWith, type ByteTable, type Tokenizer } from './tokenizer-base';
+import { invalidArg } from '../../core/errors';
+import { loadHfTokenizer } from './hf';
+import { decodeWith, type ByteTable, type Tokenizer } from './base';
 
 // Defined in tokenizer-base.ts (shared with hf-tokenizer.ts without an import cycle); exported here as before.
-export { decodeWith, type ByteTable, type Tokenizer } from './tokenizer-base';
+export { decodeWith, type ByteTable, type Tokenizer } from './base';
 
 // Loaded on first use: the ranks are a large module that importing lib/data should not pay for.
 type Gpt2Encoding = typeof import('gpt-tokenizer/cjs/encoding/gpt2');

@@ -15,7 +15,7 @@ import {
   readDataManifest,
   DEMO_SOURCES,
   DEMO_MIXTURE,
-} from '../../lib/data/index';
+} from '../../../lib/data/index';
 
 const tok = gpt2Tokenizer();
 

@@ -16,8 +16,8 @@
 //    a key that no non-empty document gets. It is never a duplicate of anything: estimateJaccard and
 //    exactJaccard give 0 for it, and LSH consumers must put records keyed EMPTY_BAND_KEY in no bucket.
 import { constants as bufferConstants } from 'node:buffer';
-import { invalidArg } from '../core/errors';
-import { ops } from '../core/ops';
+import { invalidArg } from '../../core/errors';
+import { ops } from '../../core/ops';
 
 export interface MinHashOptions {
   /** Permutations, i.e. values per signature, in [1, 1024]. Defaults to 128. */

@@ -12,7 +12,7 @@
 //   12    u32   line        1-based line in its input file, clamped to 2^32 - 1
 //   16    f64   hash        exact hash: 53 bits of the SHA-1 of the normalised text (scan.ts exactHash)
 import * as fs from 'node:fs';
-import { PajamaDataError } from './errors';
+import { PajamaDataError } from '../errors';
 
 /** Bytes per document record. */
 export const DOC_RECORD_BYTES = 24;

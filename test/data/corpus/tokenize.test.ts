@@ -5,7 +5,7 @@ import t from 'tap';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { gpt2Tokenizer, openShard, tokenizeFiles, type TokenizeProgress, type Tokenizer } from '../../lib/data/index';
+import { gpt2Tokenizer, openShard, tokenizeFiles, type TokenizeProgress, type Tokenizer } from '../../../lib/data/index';
 
 const tok = gpt2Tokenizer();
 

@@ -2,8 +2,8 @@
 // 'ready' (or 'failed' with the error), then encodes each chunk it is sent and answers in order, the ids
 // transferred.
 import { parentPort, workerData } from 'node:worker_threads';
-import { createTokenizer, type Tokenizer, type TokenizerSpec } from './tokenizer';
-import type { WorkerChunk, WorkerError, WorkerReply } from './tokenizer-pool';
+import { createTokenizer, type Tokenizer, type TokenizerSpec } from './gpt2';
+import type { WorkerChunk, WorkerError, WorkerReply } from './pool';
 
 function serialize(e: unknown): WorkerError {
   if (!(e instanceof Error)) return { name: 'Error', message: String(e) };

@@ -16,11 +16,11 @@
 import { isUtf8 } from 'node:buffer';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { invalidArg } from '../core/errors';
-import { PajamaDataError } from './errors';
-import { checkOutputsAreNotInputs } from './outputs';
-import { ShardWriter } from './shard';
-import type { Tokenizer } from './tokenizer';
+import { invalidArg } from '../../core/errors';
+import { PajamaDataError } from '../errors';
+import { checkOutputsAreNotInputs } from '../../core/outputs';
+import { ShardWriter } from '../shard';
+import type { Tokenizer } from '../tokenizers/gpt2';
 
 export interface SkippedLine {
   file: string;

@@ -8,16 +8,16 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Tokenizer as HfReference } from '@huggingface/tokenizers';
-import { loadHfTokenizer, nfc, translateOniguruma, HfTokenizer } from '../../lib/data/hf-tokenizer';
-import { createTokenizer, gpt2Tokenizer } from '../../lib/data/tokenizer';
-import { lastLineBreakCut } from '../../lib/data/tokenize';
-import { makeRng, seed } from '../helpers/reference';
+import { loadHfTokenizer, nfc, translateOniguruma, HfTokenizer } from '../../../lib/data/tokenizers/hf';
+import { createTokenizer, gpt2Tokenizer } from '../../../lib/data/tokenizers/gpt2';
+import { lastLineBreakCut } from '../../../lib/data/corpus/tokenize';
+import { makeRng, seed } from '../../helpers/reference';
 
 t.comment(`seed ${seed} (replay with PAJAMA_TEST_SEED=${seed})`);
 
-const NEOX = path.resolve(__dirname, '../../../shared/data/gpt-neox-20b-tokenizer.json');
+const NEOX = path.resolve(__dirname, '../../../../shared/data/gpt-neox-20b-tokenizer.json');
 const haveNeox = fs.existsSync(NEOX);
-const NODE_MODULES = path.resolve(__dirname, '../../node_modules');
+const NODE_MODULES = path.resolve(__dirname, '../../../node_modules');
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 

@@ -6,11 +6,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { prepareData, resolvePrepareConfig, splitDraw, formatPrepareReport, DOC_STATUS } from '../../lib/data/prepare';
-import { readDataManifest } from '../../lib/data/manifest';
-import { openShard } from '../../lib/data/shard';
-import { gpt2Tokenizer } from '../../lib/data/tokenizer';
-import { makeRng, seed } from '../helpers/reference';
+import { prepareData, resolvePrepareConfig, splitDraw, formatPrepareReport, DOC_STATUS } from '../../../lib/data/corpus/prepare/prepare';
+import { readDataManifest } from '../../../lib/data/manifest';
+import { openShard } from '../../../lib/data/shard';
+import { gpt2Tokenizer } from '../../../lib/data/tokenizers/gpt2';
+import { makeRng, seed } from '../../helpers/reference';
 
 t.comment(`seed ${seed} (PAJAMA_TEST_SEED replays it)`);
 const rng = makeRng(seed);
@@ -241,7 +241,7 @@ t.test('config errors name the key', async (t) => {
   t.same(DOC_STATUS, ['train', 'validation', 'test', 'short', 'duplicate', 'decontaminated']);
 });
 
-const NEOX = path.resolve(__dirname, '../../../shared/data/gpt-neox-20b-tokenizer.json');
+const NEOX = path.resolve(__dirname, '../../../../shared/data/gpt-neox-20b-tokenizer.json');
 t.test('GPT-NeoX tokenizer.json, tokenised by worker threads, gives the same shards as in-process', { skip: !hasZstd ? skipZstd : fs.existsSync(NEOX) ? false : `${NEOX} is absent (the team's shared data)` }, async (t) => {
   const dir = path.join(root, 'neox');
   writeCorpus(path.join(dir, 'raw'));

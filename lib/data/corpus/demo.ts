@@ -19,10 +19,10 @@
 // and reuses the shards.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { invalidArg } from '../core/errors';
-import { PajamaDataError } from './errors';
-import { Xoshiro128 } from './rng';
-import { prepareData, resolvePrepareConfig, type PrepareProgress, type PrepareReport } from './prepare';
+import { invalidArg } from '../../core/errors';
+import { PajamaDataError } from '../errors';
+import { Xoshiro128 } from '../rng';
+import { prepareData, resolvePrepareConfig, type PrepareProgress, type PrepareReport } from './prepare/prepare';
 
 export type DemoSourceName = 'moby-dick' | 'sotu' | 'code';
 

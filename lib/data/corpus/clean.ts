@@ -6,7 +6,7 @@
 // normalise (and count) the same; whitespace is JavaScript's \s (Unicode White_Space plus U+FEFF), and
 // lengths are in code points, as Python's len counts them. The text kept for training is the NFC text,
 // case and punctuation untouched; the normalised text is what deduplication compares.
-import { invalidArg } from '../core/errors';
+import { invalidArg } from '../../core/errors';
 
 /** SlimPajama's threshold: documents with fewer normalised characters are dropped. */
 export const SLIMPAJAMA_MIN_CHARS = 200;

@@ -10,7 +10,7 @@ import {
   countCodePoints,
   normalizeForDedup,
   shortDocumentFilter,
-} from '../../lib/data/clean';
+} from '../../../lib/data/corpus/clean';
 
 /** The definition, written the obvious way (four passes, regexes). */
 function reference(text: string): string {

@@ -32,8 +32,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { isUtf8 } from 'node:buffer';
 import { Decompress } from 'fzstd';
-import { invalidArg } from '../core/errors';
-import { PajamaDataError } from './errors';
+import { invalidArg } from '../../core/errors';
+import { PajamaDataError } from '../errors';
 
 /** One document of a shard. */
 export interface SourceDocument {

@@ -4,7 +4,7 @@ import t from 'tap';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { DOC_RECORD_BYTES, DocTableWriter, decodeDocRecord, encodeDocRecord, forEachDocument, type DocRecord } from '../../lib/data/doc-table';
+import { DOC_RECORD_BYTES, DocTableWriter, decodeDocRecord, encodeDocRecord, forEachDocument, type DocRecord } from '../../../lib/data/corpus/doc-table';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pajama-doc-table-'));
 t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));

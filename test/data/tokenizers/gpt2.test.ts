@@ -1,7 +1,7 @@
 // The GPT-2 tokenizer: known encodings (checked against a second, independent implementation, js-tiktoken's
 // gpt2 ranks), round trips, stateless decoding, and the line-break splitting that tokenizeFiles relies on.
 import t from 'tap';
-import { gpt2Tokenizer, lastLineBreakCut } from '../../lib/data/index';
+import { gpt2Tokenizer, lastLineBreakCut } from '../../../lib/data/index';
 
 const tok = gpt2Tokenizer();
 

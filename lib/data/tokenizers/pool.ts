@@ -13,9 +13,9 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { DisposedError, invalidArg } from '../core/errors';
-import { PajamaDataError } from './errors';
-import type { TokenizerSpec } from './tokenizer';
+import { DisposedError, invalidArg } from '../../core/errors';
+import { PajamaDataError } from '../errors';
+import type { TokenizerSpec } from './gpt2';
 
 /** An error as it crosses from a worker. */
 export interface WorkerError {
@@ -44,7 +44,7 @@ const CHUNKS_PER_WORKER = 4;
 
 // The worker entry next to this file: .js when compiled, .ts under a TypeScript loader (tap), which worker
 // threads inherit through execArgv.
-const WORKER_ENTRY = path.join(__dirname, `tokenizer-worker${path.extname(__filename)}`);
+const WORKER_ENTRY = path.join(__dirname, `worker${path.extname(__filename)}`);
 
 interface Batch {
   results: Uint32Array[];

@@ -1,7 +1,7 @@
 // tokenizer-base.ts: what the data pipeline needs of a tokenizer, and the byte-table decoder both tokenizers
 // share. It sits below tokenizer.ts (GPT-2, createTokenizer) and hf-tokenizer.ts (tokenizer.json), so neither
 // imports the other for these; tokenizer.ts re-exports everything here.
-import { invalidArg } from '../core/errors';
+import { invalidArg } from '../../core/errors';
 
 export interface Tokenizer {
   /** A short name, e.g. 'gpt2'. */

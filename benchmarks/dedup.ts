@@ -18,7 +18,7 @@ import { prepareData, resolvePrepareConfig, PREPARE_STAGES } from '../lib/data/c
 import { normalizeForDedup } from '../lib/data/corpus/clean';
 import { shingleHashes, sortedJaccard } from '../lib/data/corpus/dedup';
 import { lshCandidateProbability } from '../lib/data/corpus/minhash';
-import { Xoshiro128 } from '../lib/data/rng';
+import { Xoshiro128 } from '../lib/core/rng';
 
 const { args, flag, opt, log, writeReport } = benchCli('bench:dedup', { flags: ['--keep'], options: ['--mb', '--mode', '--memory-mib'] });
 const targetMB = Number(opt('--mb') ?? 256);

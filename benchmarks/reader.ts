@@ -21,7 +21,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { JsonlDocumentReader, type JsonlReadOptions } from '../lib/data/corpus/jsonl';
 import { cleanDocument, normalizeForDedup } from '../lib/data/corpus/clean';
-import { Xoshiro128 } from '../lib/data/rng';
+import { Xoshiro128 } from '../lib/core/rng';
 import { benchCli } from './cli';
 
 const { args, intOpt, log, writeReport, usageError } = benchCli('bench:reader', { flags: [], options: ['--mb', '--repeat', '--level', '--seed'] });

@@ -22,7 +22,7 @@ import { flopsPerToken, mptConfig, parameterCount, type MptConfig } from '../lib
 import { MptModel, type Precision } from '../lib/model/mpt';
 import { AdamW, clipGradNormAsync } from '../lib/optim/index';
 import { measurePeakFlops } from '../lib/train/trainer';
-import { Xoshiro128 } from '../lib/data/rng';
+import { Xoshiro128 } from '../lib/core/rng';
 import { benchCli, type BenchCli } from './cli';
 
 const PRESET = 'bench-45m';

@@ -43,7 +43,7 @@ export {
   type TokenizeSummary,
   type SkippedLine,
 } from './corpus/tokenize';
-export { Xoshiro128, splitMix64, type RngState } from './rng';
+export { Xoshiro128, splitMix64, type RngState } from '../core/rng';
 export {
   TokenLoader,
   evalBatches,

@@ -22,7 +22,7 @@
 import { DisposedError, invalidArg } from '../core/errors';
 import { PajamaDataError } from './errors';
 import { normaliseWeights, planMixture, type MixturePlan } from './mixture';
-import { Xoshiro128, type RngState } from './rng';
+import { Xoshiro128, type RngState } from '../core/rng';
 import { openShard, type ShardReader } from './shard';
 
 /** One source of a mixture. */

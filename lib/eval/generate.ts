@@ -9,7 +9,7 @@
 // Each step recomputes the whole window (there is no KV cache), and the model's activation buffers are
 // resized while the window grows: fine for looking at a small model, not a serving path.
 import { invalidArg } from '../core/errors';
-import { Xoshiro128 } from '../data/rng';
+import { Xoshiro128 } from '../core/rng';
 import type { Tokenizer } from '../data/tokenizers/gpt2';
 
 /** What generate needs of a model; MptModel has it. */

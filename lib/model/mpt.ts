@@ -15,6 +15,7 @@
 import { Arena, Tensor, type DType } from '../core/tensor';
 import { ops } from '../core/ops';
 import { DisposedError, invalidArg } from '../core/errors';
+import { seededNormal } from '../core/rng';
 import { alibiSlopes } from './alibi';
 import { parameterCount, parameterLayout, validateConfig, type MptConfig } from './config';
 
@@ -63,31 +64,6 @@ interface Buffers {
   dqkv: Tensor; // (B, T, 3C)
   dff: Tensor; // (B, T, F)
   all: Tensor[];
-}
-
-/** Normal(0, 1) samples from a seeded generator (mulberry32 + Box-Muller), deterministic across platforms. */
-export function seededNormal(seed: number): () => number {
-  let a = seed >>> 0;
-  const u32 = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-  let spare: number | null = null;
-  return () => {
-    if (spare !== null) {
-      const s = spare;
-      spare = null;
-      return s;
-    }
-    const u = (u32() + 1) / 4294967297;
-    const v = u32() / 4294967296;
-    const r = Math.sqrt(-2 * Math.log(u));
-    spare = r * Math.sin(2 * Math.PI * v);
-    return r * Math.cos(2 * Math.PI * v);
-  };
 }
 
 export class MptModel {

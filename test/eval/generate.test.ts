@@ -4,7 +4,7 @@
 import t from 'tap';
 import { MptModel } from '../../lib/model/mpt';
 import { mptConfig } from '../../lib/model/config';
-import { Xoshiro128 } from '../../lib/data/rng';
+import { Xoshiro128 } from '../../lib/core/rng';
 import type { Tokenizer } from '../../lib/data/tokenizers/gpt2';
 import { generate, pickToken, type LogitsModel } from '../../lib/eval/generate';
 

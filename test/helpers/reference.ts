@@ -1,20 +1,15 @@
 // reference.ts: float64 helpers shared by the kernel tests: a seeded RNG (the seed is fresh each run and
 // printed, so a failure can be replayed with PAJAMA_TEST_SEED), bf16 rounding, erf, and relative error.
 import { Tensor, type DType } from '../../lib/index';
+import { Mulberry32, uniform } from '../../lib/core/rng';
 
 const envSeed = process.env.PAJAMA_TEST_SEED;
 export const seed = envSeed ? Number(envSeed) : (Date.now() ^ (process.pid << 8)) >>> 0;
 
-/** mulberry32: small, fast, good enough for test data. */
+/** Uniform doubles in [0, 1) from Mulberry32(s) (lib/core/rng.ts): small, fast, good enough for test data. */
 export function makeRng(s = seed): () => number {
-  let a = s >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const source = new Mulberry32(s);
+  return () => uniform(source);
 }
 
 const rng = makeRng();

@@ -21,7 +21,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { invalidArg } from '../../core/errors';
 import { PajamaDataError } from '../errors';
-import { Xoshiro128 } from '../rng';
+import { Xoshiro128 } from '../../core/rng';
 import { prepareData, resolvePrepareConfig, type PrepareProgress, type PrepareReport } from './prepare/prepare';
 
 export type DemoSourceName = 'moby-dick' | 'sotu' | 'code';

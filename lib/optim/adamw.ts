@@ -10,7 +10,9 @@ import { DisposedError, invalidArg } from '../core/errors';
 import { ops } from '../core/ops';
 import { checkArena, sameLayout } from '../core/arena-checks';
 import { Arena, type ArenaEntry, type Tensor } from '../core/tensor';
-import { checkInteger, checkKeys, checkNumber, show } from './options';
+import * as schema from '../core/config-schema';
+import type { ObjectField } from '../core/config-schema';
+import { checkInteger, checkKeys, checkNumber, resolveOptions, show } from './options';
 
 /** The most elements one adamwUpdate call can address: its segments are Int32. */
 export const MAX_ELEMENTS_PER_CALL = 2 ** 31 - 1;
@@ -28,6 +30,7 @@ export function defaultDecay(entry: ArenaEntry): boolean {
   return entry.shape.length >= 2;
 }
 
+/** AdamW's options. The defaults stated here are checked against ADAMW_OPTIONS_SCHEMA by a test. */
 export interface AdamWOptions {
   /** Defaults to 0.9 (SlimPajama-DC). */
   beta1?: number;
@@ -48,6 +51,51 @@ export interface AdamWOptions {
   /** The most elements per native call. Defaults to MAX_ELEMENTS_PER_CALL; set lower only to test the split. */
   maxElementsPerCall?: number;
 }
+
+/** AdamWOptions as the constructor reads them: the scalars with their defaults, the rest as given. */
+interface AdamWOptionValues {
+  beta1: number;
+  beta2: number;
+  eps: number;
+  decay: AdamWOptions['decay'];
+  decayEmbeddings: AdamWOptions['decayEmbeddings'];
+  computeCopy: AdamWOptions['computeCopy'];
+  maxElementsPerCall: number;
+}
+const sameKeys: schema.SameKeys<AdamWOptionValues, AdamWOptions> = true;
+void sameKeys;
+
+/** Passed through as given; the constructor checks it against the arenas. */
+const given = <T>(typeName: string, defaultDoc: string, doc: string) => schema.custom<T>({ typeName, defaultDoc, doc, parse: (v) => v as T });
+// decay and decayEmbeddings have no default of their own: the constructor needs to know whether each was given.
+
+/** AdamW's options: their kinds, ranges and defaults (SlimPajama-DC's betas), stated once. */
+export const ADAMW_OPTIONS_SCHEMA: ObjectField<AdamWOptionValues> = schema.object<AdamWOptionValues>(
+  {
+    beta1: schema.number({ min: 0, max: 1, maxOpen: true, default: 0.9, doc: 'First-moment decay.' }),
+    beta2: schema.number({ min: 0, max: 1, maxOpen: true, default: 0.95, doc: 'Second-moment decay.' }),
+    eps: schema.number({ min: 0, default: 1e-8, doc: 'Added to the root of the second moment.' }),
+    decay: given('(entry) => boolean', 'defaultDecay (matrices only)', 'Which entries get weight decay. Not with decayEmbeddings.'),
+    decayEmbeddings: given('boolean', 'true', 'With the default rule: whether embeddings decay too.'),
+    computeCopy: schema.custom<AdamWOptions['computeCopy']>({
+      typeName: 'boolean | Arena',
+      default: false,
+      doc: 'The bf16 compute copy written in the same pass (checked against the params by the constructor).',
+      parse: (v) => v as AdamWOptions['computeCopy'],
+    }),
+    maxElementsPerCall: schema.integer({
+      min: 1,
+      safe: true,
+      default: MAX_ELEMENTS_PER_CALL,
+      defaultDoc: 'MAX_ELEMENTS_PER_CALL',
+      doc: 'The most elements per native call.',
+      check: (n, ctx) => {
+        if (n > MAX_ELEMENTS_PER_CALL) ctx.fail(`option 'maxElementsPerCall' must be <= ${MAX_ELEMENTS_PER_CALL}, got ${n}`);
+      },
+    }),
+  },
+  { doc: 'AdamW options.' },
+);
 
 export interface AdamWStepArgs {
   /** This step's learning rate (e.g. cosineWithWarmup(step, ...)), finite and >= 0. */
@@ -125,18 +173,16 @@ export class AdamW {
   /** `params`: the f32 master weights; `grads`: their f32 gradients (same layout), read by every step. */
   constructor(params: Arena, grads: Arena, options: AdamWOptions = {}) {
     const where = 'AdamW';
-    checkKeys(where, options, ['beta1', 'beta2', 'eps', 'decay', 'decayEmbeddings', 'computeCopy', 'maxElementsPerCall']);
+    checkKeys(where, options, Object.keys(ADAMW_OPTIONS_SCHEMA.fields));
     checkArena(params, 'params', where, { show });
     if (params.dtype !== 'f32') throw invalidArg(`${where}: params must be an f32 arena (master weights), got ${params.dtype}`);
     checkLayoutArena(where, 'grads', grads, params, 'f32');
     if (grads === params) throw invalidArg(`${where}: grads and params must be different arenas`);
-    this.beta1 = checkNumber(where, "option 'beta1'", options.beta1 ?? 0.9, { min: 0, max: 1, maxOpen: true });
-    this.beta2 = checkNumber(where, "option 'beta2'", options.beta2 ?? 0.95, { min: 0, max: 1, maxOpen: true });
-    this.eps = checkNumber(where, "option 'eps'", options.eps ?? 1e-8, { min: 0 });
-    const maxPerCall = checkInteger(where, "option 'maxElementsPerCall'", options.maxElementsPerCall ?? MAX_ELEMENTS_PER_CALL, 1);
-    if (maxPerCall > MAX_ELEMENTS_PER_CALL) {
-      throw invalidArg(`${where}: option 'maxElementsPerCall' must be <= ${MAX_ELEMENTS_PER_CALL}, got ${maxPerCall}`);
-    }
+    const o = resolveOptions(where, ADAMW_OPTIONS_SCHEMA, options);
+    this.beta1 = o.beta1;
+    this.beta2 = o.beta2;
+    this.eps = o.eps;
+    const maxPerCall = o.maxElementsPerCall;
 
     let rule: (e: ArenaEntry) => boolean;
     if (options.decay !== undefined) {
@@ -165,7 +211,7 @@ export class AdamW {
     this.#decay = decay;
     this.#segments = Int32Array.from(params.entries.flatMap((e) => [e.offset, e.numel, decay.get(e.name) ? 1 : 0]));
 
-    const copy = options.computeCopy ?? false;
+    const copy = o.computeCopy;
     if (copy instanceof Arena) {
       checkLayoutArena(where, "option 'computeCopy'", copy, params, 'bf16');
     } else if (typeof copy !== 'boolean') {

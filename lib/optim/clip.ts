@@ -9,7 +9,9 @@
 import { Arena, Tensor } from '../core/tensor';
 import { ops } from '../core/ops';
 import { invalidArg } from '../core/errors';
-import { checkKeys, checkNumber, show } from './options';
+import * as schema from '../core/config-schema';
+import type { ObjectField } from '../core/config-schema';
+import { checkNumber, resolveOptions, show } from './options';
 
 export interface GradNorm {
   /** The L2 norm over every element (times preScale); NaN when any element is not finite. */
@@ -31,6 +33,11 @@ export interface ClipOptions {
   preScale?: number;
 }
 
+export const CLIP_OPTIONS_SCHEMA: ObjectField<Required<ClipOptions>> = schema.object<Required<ClipOptions>>(
+  { preScale: schema.number({ min: 0, minOpen: true, default: 1, doc: 'A factor the gradients are multiplied by anyway.' }) },
+  { doc: 'clipGradNorm options.' },
+);
+
 function bufferOf(where: string, grads: unknown): Tensor {
   if (grads instanceof Arena) return grads.buffer;
   if (grads instanceof Tensor) return grads;
@@ -43,9 +50,7 @@ function normOf([sumSquares, nonFinite]: [number, number], preScale: number): Gr
 
 function checkClip(where: string, maxNorm: unknown, options: ClipOptions): [number, number] {
   const max = checkNumber(where, 'maxNorm', maxNorm, { min: 0, minOpen: true });
-  checkKeys(where, options, ['preScale']);
-  const pre = checkNumber(where, "option 'preScale'", options.preScale ?? 1, { min: 0, minOpen: true });
-  return [max, pre];
+  return [max, resolveOptions(where, CLIP_OPTIONS_SCHEMA, options).preScale];
 }
 
 function clipOf(n: GradNorm, maxNorm: number, preScale: number): ClipResult {

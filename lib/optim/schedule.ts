@@ -9,11 +9,14 @@
 // Every option is validated on every call (cheap next to a training step); a bad one is a TypeError naming
 // the function, the option, what was expected and what was given. Unknown option keys are errors.
 import { invalidArg } from '../core/errors';
-import { checkInteger, checkKeys, checkNumber, checkStep, show } from './options';
+import * as schema from '../core/config-schema';
+import type { ObjectField, SameKeys } from '../core/config-schema';
+import { checkInteger, checkKeys, checkNumber, checkStep, resolveOptions, show } from './options';
 
 // ---------------------------------------------------------------------------------------------------------
 // Learning rate
 
+/** The cosine schedule's options. The defaults stated here are checked against COSINE_OPTIONS_SCHEMA by a test. */
 export interface CosineWithWarmupOptions {
   /** The learning rate at the end of warmup (the largest of the run). Required. */
   peakLr: number;
@@ -25,7 +28,26 @@ export interface CosineWithWarmupOptions {
   minLrRatio?: number;
 }
 
-const COSINE_KEYS = ['peakLr', 'warmupSteps', 'totalSteps', 'minLrRatio'] as const;
+const totalStepsWant = (o: Record<string, unknown>) => `an integer > warmupSteps (${o.warmupSteps}) and >= 2`;
+
+/** cosineWithWarmup's options: kinds, ranges and SlimPajama-DC's defaults, stated once. */
+export const COSINE_OPTIONS_SCHEMA: ObjectField<Required<CosineWithWarmupOptions>> = schema.object<Required<CosineWithWarmupOptions>>(
+  {
+    peakLr: schema.number({ min: 0, minOpen: true, doc: 'The learning rate at the end of warmup.' }),
+    warmupSteps: schema.integer({ min: 0, safe: true, default: 2000, doc: 'Updates of linear warmup.' }),
+    totalSteps: schema.integer({
+      min: 2,
+      safe: true,
+      expected: totalStepsWant,
+      doc: 'Updates in the whole run.',
+      check: (n, ctx) => {
+        if (n <= (ctx.parent.warmupSteps as number)) ctx.mismatch(`be ${totalStepsWant(ctx.parent)}`, n);
+      },
+    }),
+    minLrRatio: schema.number({ min: 0, max: 1, default: 0.1, doc: 'The final learning rate as a share of peakLr.' }),
+  },
+  { doc: 'cosineWithWarmup options.', order: ['peakLr', 'warmupSteps', 'minLrRatio', 'totalSteps'] },
+);
 
 /**
  * The learning rate for the update at `step`:
@@ -38,16 +60,7 @@ const COSINE_KEYS = ['peakLr', 'warmupSteps', 'totalSteps', 'minLrRatio'] as con
 export function cosineWithWarmup(step: number, options: CosineWithWarmupOptions): number {
   const where = 'cosineWithWarmup';
   checkStep(where, step);
-  checkKeys(where, options, COSINE_KEYS);
-  const peakLr = checkNumber(where, "option 'peakLr'", options.peakLr, { min: 0, minOpen: true });
-  const warmupSteps = checkInteger(where, "option 'warmupSteps'", options.warmupSteps ?? 2000, 0);
-  const minLrRatio = checkNumber(where, "option 'minLrRatio'", options.minLrRatio ?? 0.1, { min: 0, max: 1 });
-  const totalSteps = options.totalSteps;
-  if (typeof totalSteps !== 'number' || !Number.isSafeInteger(totalSteps) || totalSteps <= warmupSteps || totalSteps < 2) {
-    throw invalidArg(
-      `${where}: option 'totalSteps' must be an integer > warmupSteps (${warmupSteps}) and >= 2, got ${show(totalSteps)}`,
-    );
-  }
+  const { peakLr, warmupSteps, totalSteps, minLrRatio } = resolveOptions(where, COSINE_OPTIONS_SCHEMA, options);
   const minLr = minLrRatio * peakLr;
   if (step < warmupSteps) return (peakLr * (step + 1)) / warmupSteps;
   const lastStep = totalSteps - 1;
@@ -65,12 +78,16 @@ export interface ConstantWeightDecayOptions {
   value: number;
 }
 
+export const CONSTANT_WEIGHT_DECAY_SCHEMA: ObjectField<ConstantWeightDecayOptions> = schema.object<ConstantWeightDecayOptions>(
+  { value: schema.number({ min: 0, doc: 'The weight decay of every step.' }) },
+  { doc: 'constantWeightDecay options.' },
+);
+
 /** The same weight decay at every step: the schedule to use when PTWD is off. */
 export function constantWeightDecay(step: number, options: ConstantWeightDecayOptions): number {
   const where = 'constantWeightDecay';
   checkStep(where, step);
-  checkKeys(where, options, ['value']);
-  return checkNumber(where, "option 'value'", options.value, { min: 0 });
+  return resolveOptions(where, CONSTANT_WEIGHT_DECAY_SCHEMA, options).value;
 }
 
 /** SlimPajama-DC's PTWD stages: no decay, then strong decay, then the usual 0.1. */
@@ -199,6 +216,17 @@ export interface PtwdPlateauOptions {
   minStageSteps?: number;
 }
 
+/** The plateau trigger's options and their defaults (checked against PtwdPlateauOptions' comments by a test). */
+export const PTWD_PLATEAU_SCHEMA: ObjectField<Required<PtwdPlateauOptions>> = schema.object<Required<PtwdPlateauOptions>>(
+  {
+    window: schema.integer({ min: 1, safe: true, default: 100, doc: 'Steps per window of averaged losses.' }),
+    threshold: schema.number({ min: 0, default: 0.01, doc: 'Relative improvement per window below which a window is flat.' }),
+    patience: schema.integer({ min: 1, safe: true, default: 3, doc: 'Flat windows in a row that end a stage.' }),
+    minStageSteps: schema.integer({ min: 0, safe: true, default: 2000, doc: 'Steps a stage lasts before a plateau may end it.' }),
+  },
+  { doc: 'PTWD plateau options.' },
+);
+
 export interface PtwdControllerOptions extends PtwdOptions {
   /** Enables the plateau trigger (`{}` for its defaults). Without it the stages follow the fixed boundaries. */
   plateau?: PtwdPlateauOptions;
@@ -253,14 +281,7 @@ export class PtwdController {
     const where = 'PtwdController';
     this.schedule = resolvePtwdAt(where, options, [...PTWD_KEYS, 'plateau']);
     if (options.plateau !== undefined) {
-      const p = options.plateau;
-      checkKeys(`${where}: option 'plateau'`, p, ['window', 'threshold', 'patience', 'minStageSteps']);
-      this.plateau = Object.freeze({
-        window: checkInteger(where, "option 'plateau.window'", p.window ?? 100, 1),
-        threshold: checkNumber(where, "option 'plateau.threshold'", p.threshold ?? 0.01, { min: 0 }),
-        patience: checkInteger(where, "option 'plateau.patience'", p.patience ?? 3, 1),
-        minStageSteps: checkInteger(where, "option 'plateau.minStageSteps'", p.minStageSteps ?? 2000, 0),
-      });
+      this.plateau = Object.freeze(resolveOptions(where, PTWD_PLATEAU_SCHEMA, options.plateau, 'plateau'));
     } else {
       this.plateau = null;
     }

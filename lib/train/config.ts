@@ -1,9 +1,15 @@
-// config.ts: the training configuration: a typed object with documented defaults, validated at the edge
+// config.ts: the training configuration: a typed object (TrainConfig) described once by TRAIN_CONFIG_SCHEMA
+// (core/config-schema.ts: each key's kind, range, default and doc), validated at the edge by that schema
 // (unknown keys, wrong types and batch sizes that do not divide are errors naming the key), and the
-// `--set key=value` overrides of the CLI.
+// `--set key=value` overrides of the CLI. The "Defaults to" of TrainConfig's comments, DEFAULT_TRAIN_CONFIG
+// and the README's table are checked against the schema by test/core/config-docs.test.ts.
 import { invalidArg } from '../core/errors';
-import { mptConfig, type MptConfig } from '../model/config';
+import * as schema from '../core/config-schema';
+import { defaultsOf, resolveConfig, type CheckContext, type ConfigDialect, type ObjectField } from '../core/config-schema';
+import { PRESETS, mptConfig, type MptConfig } from '../model/config';
 import { MIXTURE_MISSING, MIXTURE_PRESETS, isMixturePreset, normaliseWeights } from '../data/mixture';
+import { ADAMW_OPTIONS_SCHEMA } from '../optim/adamw';
+import { COSINE_OPTIONS_SCHEMA, PTWD_DEFAULT_VALUES } from '../optim/schedule';
 
 export interface TrainConfig {
   model: {
@@ -15,7 +21,7 @@ export interface TrainConfig {
     precision: 'fp32' | 'bf16';
     /** Activation checkpointing: 0 off, 1 every block, k every k-th block. Defaults to 0. */
     checkpointEvery: number;
-    /** Start from these weights (a checkpoint directory or a model.safetensors). Defaults to none. */
+    /** Start from these weights (a checkpoint directory or a model.safetensors). Defaults to null (none). */
     init: string | null;
   };
   batch: {
@@ -62,7 +68,7 @@ export interface TrainConfig {
     validation: Record<string, string>;
     /**
      * A data manifest (lib/data/manifest.ts): training shards by source, and each source's validation shard,
-     * evaluated as one metric per source. Defaults to none.
+     * evaluated as one metric per source. Defaults to null (none).
      */
     manifest: string | null;
     /**
@@ -112,55 +118,13 @@ export interface TrainConfig {
   };
 }
 
-export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
-  model: { preset: 'tiny', overrides: {}, precision: 'bf16', checkpointEvery: 0, init: null },
-  batch: { seqLen: null, microBatchSize: 8, globalBatchTokens: null },
-  optimizer: { lr: 6e-4, warmupSteps: 2000, minLrRatio: 0.1, beta1: 0.9, beta2: 0.95, eps: 1e-8, gradClip: 1.0, decayEmbeddings: true },
-  weightDecay: { mode: 'ptwd', value: 0.1, stages: [0, 0.5, 0.1], boundaries: null, plateau: false },
-  steps: 20000,
-  data: { train: [], validation: {}, manifest: null, mixture: null, mixtureMissing: 'error' },
-  eval: { every: 0, batches: 4 },
-  checkpoint: { every: 0, keepLast: 2 },
-  runDir: 'runs/default',
-  seed: 1234,
-  threads: 0,
-  peakFlops: null,
-  logEvery: 1,
-  divergence: { maxConsecutiveSkips: 5 },
+/** The training config's dialect: `config: 'optimizer.lr' must be a positive number, got -1`. */
+const TRAIN_DIALECT: ConfigDialect = {
+  mismatch: (key, must, value) => `config: '${key || '(root)'}' must ${must}, got ${showValue(value)}`,
+  unknownKey: (key, _parent, known) => `config: unknown key '${key}' (known here: ${known.join(', ')})`,
+  notObject: (key, value) => `config: '${key || '(root)'}' must be an object, got ${JSON.stringify(value)}`,
+  fail: (message) => `config: ${message}`,
 };
-
-type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
-
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-/**
- * Merges `input` over the defaults, key by key, rejecting keys the defaults do not have and values whose
- * type differs from the default's (null defaults accept null or the documented type; free-form maps
- * are model.overrides and data.validation).
- */
-function merge(defaults: unknown, input: unknown, path: string): unknown {
-  if (input === undefined) return structuredClone(defaults);
-  const freeForm = path === 'model.overrides' || path === 'data.validation';
-  if (freeForm) {
-    if (!isPlainObject(input)) throw invalidArg(`config: '${path}' must be an object, got ${JSON.stringify(input)}`);
-    return { ...input };
-  }
-  if (isPlainObject(defaults)) {
-    if (!isPlainObject(input)) throw invalidArg(`config: '${path || '(root)'}' must be an object, got ${JSON.stringify(input)}`);
-    const out: Record<string, unknown> = {};
-    for (const k of Object.keys(input)) {
-      if (!Object.prototype.hasOwnProperty.call(defaults, k)) { // not `in`: 'constructor', '__proto__' are inherited
-        const where = path ? `${path}.${k}` : k;
-        throw invalidArg(`config: unknown key '${where}' (known here: ${Object.keys(defaults).join(', ')})`);
-      }
-    }
-    for (const [k, d] of Object.entries(defaults)) out[k] = merge(d, input[k], path ? `${path}.${k}` : k);
-    return out;
-  }
-  return input;
-}
 
 /** A config value as the user wrote it; JSON.stringify would print Infinity and NaN (1e999 in JSON) as null. */
 function showValue(value: unknown): string {
@@ -168,69 +132,185 @@ function showValue(value: unknown): string {
   return JSON.stringify(value) ?? String(value);
 }
 
-function expect(cond: boolean, key: string, what: string, value: unknown): void {
-  if (!cond) throw invalidArg(`config: '${key}' must be ${what}, got ${showValue(value)}`);
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-const isInt = (v: unknown, min = 0) => typeof v === 'number' && Number.isInteger(v) && v >= min;
-const isNum = (v: unknown) => typeof v === 'number' && Number.isFinite(v);
+/** The model the config's model section names (mptConfig validates the preset and the overrides). */
+function modelOf(model: TrainConfig['model']): MptConfig {
+  return mptConfig(model.preset, model.overrides);
+}
+
+const boundariesWant = (stages: unknown) => `null or ${Array.isArray(stages) ? stages.length - 1 : NaN} positive step numbers`;
+
+/**
+ * The training config: every key's kind, range, default and meaning, stated once. DEFAULT_TRAIN_CONFIG, the
+ * validation of resolveTrainConfig and the README's table all come from it.
+ */
+export const TRAIN_CONFIG_SCHEMA: ObjectField<TrainConfig> = schema.object<TrainConfig>(
+  {
+    model: schema.object(
+      {
+        preset: schema.string({ default: 'tiny', expected: 'a preset name', doc: `A model preset: ${Object.keys(PRESETS).join(', ')}.` }),
+        overrides: schema.custom<Partial<MptConfig>>({
+          typeName: 'object',
+          freeForm: true,
+          default: {},
+          doc: 'Fields over the preset (dModel, nHeads, nLayers, vocabSize, maxSeqLen, ...); checked by mptConfig.',
+          parse: (v, ctx) => (isPlainObject(v) ? { ...v } : ctx.mismatch('be an object', v)),
+        }),
+        precision: schema.oneOf(['fp32', 'bf16'], { default: 'bf16', expected: "'fp32' or 'bf16'", doc: "'fp32', or 'bf16' autocast (f32 master weights, bf16 compute copy)." }),
+        checkpointEvery: schema.integer({ min: 0, default: 0, doc: 'Activation checkpointing: 0 off, 1 every block, k every k-th block.' }),
+        init: schema.nullable(schema.pathField({}), { default: null, expected: 'a path or null', doc: 'Start from these weights: a checkpoint directory or a model.safetensors.' }),
+      },
+      { doc: 'The model.', check: (model) => void modelOf(model) },
+    ),
+    batch: schema.object(
+      {
+        seqLen: schema.nullable(schema.integer({ min: 1 }), {
+          default: null,
+          defaultDoc: "the model's maxSeqLen",
+          doc: 'Sequence length T; at most the model\'s maxSeqLen.',
+          check: (seqLen, ctx) => {
+            const max = modelOf(ctx.root.model as TrainConfig['model']).maxSeqLen;
+            if (seqLen !== null && seqLen > max) ctx.fail(`'batch.seqLen' ${seqLen} exceeds the model's maxSeqLen ${max}`);
+          },
+        }),
+        microBatchSize: schema.integer({ min: 1, default: 8, doc: 'Sequences per micro-batch.' }),
+        globalBatchTokens: schema.nullable(schema.integer({ min: 1 }), {
+          default: null,
+          defaultDoc: 'one micro-batch',
+          doc: 'Tokens per optimizer step: a multiple of microBatchSize x seqLen x ranks (the rest is accumulation).',
+        }),
+      },
+      { doc: 'The batch.' },
+    ),
+    optimizer: schema.object(
+      {
+        lr: schema.number({ min: 0, minOpen: true, default: 6e-4, doc: 'Peak learning rate.' }),
+        warmupSteps: schema.integer({ min: 0, default: COSINE_OPTIONS_SCHEMA.fields.warmupSteps.default, doc: 'Linear warmup steps; below `steps`.' }),
+        minLrRatio: schema.number({ min: 0, max: 1, default: COSINE_OPTIONS_SCHEMA.fields.minLrRatio.default, doc: 'Final learning rate as a share of the peak (cosine decay).' }),
+        beta1: schema.number({ min: 0, max: 1, maxOpen: true, default: ADAMW_OPTIONS_SCHEMA.fields.beta1.default, doc: "AdamW's first-moment decay." }),
+        beta2: schema.number({ min: 0, max: 1, maxOpen: true, default: ADAMW_OPTIONS_SCHEMA.fields.beta2.default, doc: "AdamW's second-moment decay." }),
+        eps: schema.number({ min: 0, minOpen: true, default: ADAMW_OPTIONS_SCHEMA.fields.eps.default, doc: "AdamW's epsilon." }),
+        gradClip: schema.number({ min: 0, default: 1.0, doc: 'Clip the global gradient norm to this; 0 disables.' }),
+        decayEmbeddings: schema.boolean({ default: true, doc: 'Decay the tied embedding too (it is a weight matrix).' }),
+      },
+      { doc: 'AdamW and the learning-rate schedule.' },
+    ),
+    weightDecay: schema.object(
+      {
+        mode: schema.oneOf(['ptwd', 'constant'], { default: 'ptwd', expected: "'ptwd' or 'constant'", doc: "'ptwd' (progressive, the paper's) or 'constant'." }),
+        value: schema.number({ min: 0, default: 0.1, doc: "Constant mode's weight decay." }),
+        stages: schema.array(schema.number({ min: 0 }), {
+          minLength: 1,
+          default: [...PTWD_DEFAULT_VALUES],
+          expected: 'a non-empty array of non-negative numbers',
+          doc: 'PTWD stage values.',
+        }),
+        boundaries: schema.nullable(schema.array(schema.integer({ min: 1 }), {}), {
+          default: null,
+          defaultDoc: 'equal thirds',
+          expected: (w) => boundariesWant(w.stages),
+          doc: 'PTWD steps where stages 2, 3, ... start: one fewer than `stages`, increasing, below `steps`.',
+          check: (b, ctx) => {
+            const stages = ctx.parent.stages as number[];
+            if (b !== null && b.length !== stages.length - 1) ctx.mismatch(`be ${boundariesWant(stages)}`, b);
+          },
+        }),
+        plateau: schema.boolean({ default: false, doc: 'Also move to the next stage when the loss plateaus (boundaries then cap each stage).' }),
+      },
+      { doc: 'Weight decay.' },
+    ),
+    steps: schema.integer({
+      min: 2,
+      default: 20000,
+      doc: 'Optimizer steps.',
+      check: (steps, ctx) => {
+        const warmup = (ctx.root.optimizer as TrainConfig['optimizer']).warmupSteps;
+        if (warmup >= steps) ctx.fail(`'optimizer.warmupSteps' ${warmup} must be below 'steps' ${steps} (warmup then cosine decay)`);
+      },
+    }),
+    data: schema.object(
+      {
+        train: schema.array(schema.pathField({}), { default: [], expected: 'an array of shard paths', doc: 'Token shards, drawn in proportion to their size. Not with `manifest`.' }),
+        validation: schema.record(schema.pathField({ expected: 'a shard path' }), {
+          default: {},
+          doc: 'Validation shards by source name. Not with `manifest`, which lists its own.',
+        }),
+        manifest: schema.nullable(schema.pathField({ nonEmpty: true }), {
+          default: null,
+          expected: 'a manifest path or null',
+          doc: 'A data manifest: training shards by source and one validation shard per source.',
+        }),
+        mixture: schema.custom<string | Record<string, number> | null>({
+          typeName: 'preset | { [source]: weight } | null',
+          default: null,
+          defaultDoc: 'null (by training tokens)',
+          doc: `How much of each manifest source to draw: a preset (${Object.keys(MIXTURE_PRESETS).join(', ')}) or weights by source. Needs \`manifest\`.`,
+          parse: parseMixture,
+        }),
+        mixtureMissing: schema.oneOf(MIXTURE_MISSING, {
+          default: 'error',
+          doc: "When the mixture names sources the manifest lacks: 'error', or 'renormalize' over the sources present.",
+        }),
+      },
+      { doc: 'The training data.', check: checkDataSources },
+    ),
+    eval: schema.object(
+      {
+        every: schema.integer({ min: 0, default: 0, doc: 'Evaluate every this many steps (0: only at the end).' }),
+        batches: schema.integer({ min: 1, default: 4, doc: 'Validation batches per source.' }),
+      },
+      { doc: 'Evaluation.' },
+    ),
+    checkpoint: schema.object(
+      {
+        every: schema.integer({ min: 0, default: 0, doc: 'Save every this many steps (0: only at the end).' }),
+        keepLast: schema.integer({ min: 1, default: 2, doc: 'Checkpoints kept.' }),
+      },
+      { doc: 'Checkpoints.' },
+    ),
+    runDir: schema.pathField({ nonEmpty: true, default: 'runs/default', expected: 'a directory path', doc: 'Run directory: checkpoints, metrics.jsonl, the lock.' }),
+    seed: schema.integer({ min: 0, default: 1234, doc: 'Seed of the initialisation and of the data order.' }),
+    threads: schema.integer({ min: 0, default: 0, doc: 'Native threads (0: OMP_NUM_THREADS or all cores).' }),
+    peakFlops: schema.nullable(schema.number({ min: 0, minOpen: true }), {
+      default: null,
+      defaultDoc: 'null (measured)',
+      doc: 'Peak FLOP/s for MFU; null measures a GEMM of the training dtype at start.',
+    }),
+    logEvery: schema.integer({ min: 1, default: 1, doc: 'Log a step line every this many steps.' }),
+    divergence: schema.object(
+      {
+        maxConsecutiveSkips: schema.integer({
+          min: 0,
+          default: 5,
+          expected: 'a non-negative integer (0: never stop)',
+          doc: 'Stop with ERR_PAJAMA_DIVERGED after this many steps in a row skipped for non-finite values (0: never).',
+        }),
+      },
+      { doc: 'Divergence.' },
+    ),
+  },
+  {
+    doc: 'The training config.',
+    check: (c) => {
+      checkPtwdFitsSteps(c);
+      if (c.eval.every > 0 && c.data.manifest === null && Object.keys(c.data.validation).length === 0) {
+        throw invalidArg(`config: 'eval.every' is ${c.eval.every} but there is no validation data ('data.validation' is empty); set 'eval.every' to 0 or name validation shards`);
+      }
+    },
+  },
+);
+
+/** Every default, from the schema. */
+export const DEFAULT_TRAIN_CONFIG: TrainConfig = defaultsOf(TRAIN_CONFIG_SCHEMA);
+
+type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 
 /** A complete, validated config from a partial JSON object. */
 export function resolveTrainConfig(input: unknown = {}): TrainConfig {
-  const c = merge(DEFAULT_TRAIN_CONFIG, input, '') as TrainConfig;
-  expect(typeof c.model.preset === 'string', 'model.preset', 'a preset name', c.model.preset);
-  expect(c.model.precision === 'fp32' || c.model.precision === 'bf16', 'model.precision', "'fp32' or 'bf16'", c.model.precision);
-  expect(isInt(c.model.checkpointEvery), 'model.checkpointEvery', 'a non-negative integer', c.model.checkpointEvery);
-  expect(c.model.init === null || typeof c.model.init === 'string', 'model.init', 'a path or null', c.model.init);
-  const model = mptConfig(c.model.preset, c.model.overrides); // validates the model itself
-  expect(c.batch.seqLen === null || isInt(c.batch.seqLen, 1), 'batch.seqLen', 'a positive integer or null', c.batch.seqLen);
-  if (c.batch.seqLen !== null && c.batch.seqLen > model.maxSeqLen) {
-    throw invalidArg(`config: 'batch.seqLen' ${c.batch.seqLen} exceeds the model's maxSeqLen ${model.maxSeqLen}`);
-  }
-  expect(isInt(c.batch.microBatchSize, 1), 'batch.microBatchSize', 'a positive integer', c.batch.microBatchSize);
-  expect(c.batch.globalBatchTokens === null || isInt(c.batch.globalBatchTokens, 1), 'batch.globalBatchTokens', 'a positive integer or null', c.batch.globalBatchTokens);
-  const o = c.optimizer;
-  expect(isNum(o.lr) && o.lr > 0, 'optimizer.lr', 'a positive number', o.lr);
-  expect(isInt(o.warmupSteps), 'optimizer.warmupSteps', 'a non-negative integer', o.warmupSteps);
-  expect(isNum(o.minLrRatio) && o.minLrRatio >= 0 && o.minLrRatio <= 1, 'optimizer.minLrRatio', 'a number in [0, 1]', o.minLrRatio);
-  expect(isNum(o.beta1) && o.beta1 >= 0 && o.beta1 < 1, 'optimizer.beta1', 'a number in [0, 1)', o.beta1);
-  expect(isNum(o.beta2) && o.beta2 >= 0 && o.beta2 < 1, 'optimizer.beta2', 'a number in [0, 1)', o.beta2);
-  expect(isNum(o.eps) && o.eps > 0, 'optimizer.eps', 'a positive number', o.eps);
-  expect(isNum(o.gradClip) && o.gradClip >= 0, 'optimizer.gradClip', 'a non-negative number', o.gradClip);
-  expect(typeof o.decayEmbeddings === 'boolean', 'optimizer.decayEmbeddings', 'a boolean', o.decayEmbeddings);
-  const w = c.weightDecay;
-  expect(w.mode === 'ptwd' || w.mode === 'constant', 'weightDecay.mode', "'ptwd' or 'constant'", w.mode);
-  expect(isNum(w.value) && w.value >= 0, 'weightDecay.value', 'a non-negative number', w.value);
-  expect(Array.isArray(w.stages) && w.stages.length >= 1 && w.stages.every((v) => isNum(v) && v >= 0), 'weightDecay.stages', 'a non-empty array of non-negative numbers', w.stages);
-  expect(
-    w.boundaries === null || (Array.isArray(w.boundaries) && w.boundaries.length === w.stages.length - 1 && w.boundaries.every((b) => isInt(b, 1))),
-    'weightDecay.boundaries',
-    `null or ${w.stages.length - 1} positive step numbers`,
-    w.boundaries,
-  );
-  expect(typeof w.plateau === 'boolean', 'weightDecay.plateau', 'a boolean', w.plateau);
-  expect(isInt(c.steps, 2), 'steps', 'an integer >= 2', c.steps);
-  if (o.warmupSteps >= c.steps) {
-    throw invalidArg(`config: 'optimizer.warmupSteps' ${o.warmupSteps} must be below 'steps' ${c.steps} (warmup then cosine decay)`);
-  }
-  expect(Array.isArray(c.data.train) && c.data.train.every((s) => typeof s === 'string'), 'data.train', 'an array of shard paths', c.data.train);
-  for (const [k, v] of Object.entries(c.data.validation)) expect(typeof v === 'string', `data.validation.${k}`, 'a shard path', v);
-  checkDataSources(c.data);
-  expect(isInt(c.eval.every), 'eval.every', 'a non-negative integer', c.eval.every);
-  expect(isInt(c.eval.batches, 1), 'eval.batches', 'a positive integer', c.eval.batches);
-  expect(isInt(c.checkpoint.every), 'checkpoint.every', 'a non-negative integer', c.checkpoint.every);
-  expect(isInt(c.checkpoint.keepLast, 1), 'checkpoint.keepLast', 'a positive integer', c.checkpoint.keepLast);
-  expect(typeof c.runDir === 'string' && c.runDir.length > 0, 'runDir', 'a directory path', c.runDir);
-  expect(isInt(c.seed), 'seed', 'a non-negative integer', c.seed);
-  expect(isInt(c.threads), 'threads', 'a non-negative integer', c.threads);
-  expect(c.peakFlops === null || (isNum(c.peakFlops) && c.peakFlops > 0), 'peakFlops', 'a positive number or null', c.peakFlops);
-  expect(isInt(c.logEvery, 1), 'logEvery', 'a positive integer', c.logEvery);
-  expect(isInt(c.divergence.maxConsecutiveSkips), 'divergence.maxConsecutiveSkips', 'a non-negative integer (0: never stop)', c.divergence.maxConsecutiveSkips);
-  checkPtwdFitsSteps(c);
-  if (c.eval.every > 0 && c.data.manifest === null && Object.keys(c.data.validation).length === 0) {
-    throw invalidArg(`config: 'eval.every' is ${c.eval.every} but there is no validation data ('data.validation' is empty); set 'eval.every' to 0 or name validation shards`);
-  }
-  return c;
+  return resolveConfig(TRAIN_CONFIG_SCHEMA, input, { dialect: TRAIN_DIALECT });
 }
 
 /** The PTWD stages must each get at least one step: steps >= stages, boundaries below steps. */
@@ -251,20 +331,24 @@ function checkPtwdFitsSteps(c: TrainConfig): void {
   });
 }
 
-/** The data keys' types, and the combinations that contradict each other. */
-function checkDataSources(d: TrainConfig['data']): void {
-  expect(d.manifest === null || (typeof d.manifest === 'string' && d.manifest.length > 0), 'data.manifest', 'a manifest path or null', d.manifest);
-  const m = d.mixture;
+/** data.mixture: a preset name, a non-empty object of weights by source name, or null. */
+function parseMixture(m: unknown, ctx: CheckContext): string | Record<string, number> | null {
   if (typeof m === 'string') {
-    if (!isMixturePreset(m)) throw invalidArg(`config: 'data.mixture' '${m}' is not a preset (presets: ${Object.keys(MIXTURE_PRESETS).join(', ')})`);
-  } else if (isPlainObject(m)) {
-    const names = Object.keys(m);
-    expect(names.length > 0, 'data.mixture', 'a preset name or an object of weights by source name', m);
-    normaliseWeights(Object.values(m), names, "config: 'data.mixture'");
-  } else {
-    expect(m === null, 'data.mixture', 'a preset name, an object of weights by source name, or null', m);
+    if (!isMixturePreset(m)) ctx.fail(`'data.mixture' '${m}' is not a preset (presets: ${Object.keys(MIXTURE_PRESETS).join(', ')})`);
+    return m;
   }
-  expect(MIXTURE_MISSING.includes(d.mixtureMissing), 'data.mixtureMissing', `one of ${MIXTURE_MISSING.join(', ')}`, d.mixtureMissing);
+  if (isPlainObject(m)) {
+    const names = Object.keys(m);
+    if (names.length === 0) ctx.mismatch('be a preset name or an object of weights by source name', m);
+    normaliseWeights(Object.values(m) as number[], names, "config: 'data.mixture'");
+    return { ...(m as Record<string, number>) };
+  }
+  if (m !== null) ctx.mismatch('be a preset name, an object of weights by source name, or null', m);
+  return null;
+}
+
+/** The data keys that contradict each other. */
+function checkDataSources(d: TrainConfig['data']): void {
   if (d.manifest !== null) {
     if (d.train.length > 0) {
       throw invalidArg(`config: 'data.train' and 'data.manifest' both name training shards; give one (the manifest lists shards by source)`);
@@ -272,7 +356,7 @@ function checkDataSources(d: TrainConfig['data']): void {
     if (Object.keys(d.validation).length > 0) {
       throw invalidArg(`config: 'data.validation' and 'data.manifest' both name validation shards; give one (the manifest lists one per source)`);
     }
-  } else if (m !== null) {
+  } else if (d.mixture !== null) {
     throw invalidArg(`config: 'data.mixture' weighs sources by name and needs 'data.manifest'; 'data.train' is a plain list of shards`);
   }
 }

@@ -1,8 +1,11 @@
-// prepare-config.ts: the configuration of `pajama prepare` (PrepareConfig), its defaults and its validation:
+// config.ts: the configuration of `pajama prepare` (PrepareConfig), described once by PREPARE_CONFIG_SCHEMA
+// (core/config-schema.ts: each key's kind, range, default and doc), and its validation by that schema:
 // unknown keys, wrong types and out-of-range values are errors naming the key; relative paths resolve
-// against the config file's folder.
-import * as path from 'node:path';
+// against the config file's folder. The "Defaults to" of PrepareConfig's comments and the README's table are
+// checked against the schema by test/core/config-docs.test.ts.
 import { invalidArg } from '../../../core/errors';
+import * as schema from '../../../core/config-schema';
+import { defaultsOf, resolveConfig, type ConfigDialect, type ObjectField } from '../../../core/config-schema';
 import { DEDUP_MODES, type DedupMode } from '../dedup';
 import type { TokenizerSpec } from '../../tokenizers/gpt2';
 
@@ -67,121 +70,130 @@ export interface PrepareConfig {
   workers: number;
 }
 
-export const DEFAULT_PREPARE_CONFIG: PrepareConfig = {
-  inputs: [],
-  sources: {},
-  defaultSource: null,
-  output: 'data/prepared',
-  strict: false,
-  filter: { minChars: 200 },
-  dedup: { mode: 'global', numPerm: 128, shingleChars: 13, bands: 9, rows: 13, seed: 1, memoryMiB: 512, verifySample: 500 },
-  split: { validation: 0.001, test: 0, minValidationDocuments: 1, minValidationTokens: 4 * 8 * 2048 + 1, seed: 1234 },
-  decontaminate: true,
-  tokenizer: 'gpt2',
-  shardTokens: 2 ** 28,
-  workers: 0,
+/** The prepare config's dialect: `prepare config: 'dedup.rows' must be a positive integer, got 0`. */
+const PREPARE_DIALECT: ConfigDialect = {
+  mismatch: (key, must, value) => `prepare config: '${key}' must ${must}, got ${JSON.stringify(value)}`,
+  unknownKey: (key, _parent, known) => `prepare config: unknown key '${key}' (known: ${known.join(', ')})`,
+  notObject: (key, value) =>
+    key ? `prepare config: '${key}' must be an object, got ${JSON.stringify(value)}` : `prepare config: must be an object, got ${JSON.stringify(value)?.slice(0, 80)}`,
+  fail: (message) => `prepare config: ${message}`,
 };
+
+const seed32 = (o: { default: number; doc: string }) => schema.integer({ min: 0, max: 2 ** 32, maxOpen: true, expected: 'an integer in [0, 2^32)', ...o });
+
+/**
+ * The prepare config: every key's kind, range, default and meaning, stated once. DEFAULT_PREPARE_CONFIG, the
+ * validation of resolvePrepareConfig and the README's table all come from it. Paths are relative to the
+ * config file's folder.
+ */
+export const PREPARE_CONFIG_SCHEMA: ObjectField<PrepareConfig> = schema.object<PrepareConfig>(
+  {
+    inputs: schema.array(schema.pathField({ nonEmpty: true }), {
+      default: [],
+      defaultDoc: 'required',
+      expected: 'an array of paths or globs',
+      doc: 'Raw shards: .jsonl / .jsonl.zst files, folders (searched recursively) and globs.',
+      check: (inputs, ctx) => {
+        if (inputs.length === 0) ctx.fail(`'inputs' must name at least one file, folder or glob`);
+      },
+    }),
+    sources: schema.record(schema.string({ nonEmpty: true }), {
+      pathKeys: true,
+      each: false,
+      default: {},
+      must: 'map paths or globs to source names',
+      doc: 'Path, glob or folder -> source name, for corpora without meta.redpajama_set_name; wins over meta.',
+    }),
+    defaultSource: schema.nullable(schema.string({ nonEmpty: true }), {
+      default: null,
+      expected: 'a source name or null',
+      doc: 'The source of documents that neither meta nor `sources` names (null: they are malformed).',
+    }),
+    output: schema.pathField({ nonEmpty: true, default: 'data/prepared', expected: 'a folder path', doc: 'Output folder: shards/, manifest.json, report.json, work/.' }),
+    strict: schema.boolean({ default: false, expected: 'true or false', doc: 'Fail on the first malformed line instead of counting and skipping it.' }),
+    filter: schema.object(
+      {
+        minChars: schema.integer({ min: 0, default: 200, doc: "Drop documents shorter than this many characters after normalisation (SlimPajama's 200)." }),
+      },
+      { doc: 'The short-document filter.' },
+    ),
+    dedup: schema.object(
+      {
+        mode: schema.oneOf(DEDUP_MODES, { default: 'global', doc: "'global' (across sources, SlimPajama's), 'local' (within each source) or 'none'." }),
+        numPerm: schema.integer({ min: 1, default: 128, doc: 'MinHash permutations.' }),
+        shingleChars: schema.integer({ min: 1, default: 13, doc: 'Shingle length in characters.' }),
+        bands: schema.integer({ min: 1, default: 9, doc: 'LSH bands (9 x 13 rows: a threshold near Jaccard 0.8).' }),
+        rows: schema.integer({ min: 1, default: 13, doc: 'LSH rows per band; bands x rows <= numPerm.' }),
+        seed: seed32({ default: 1, doc: 'MinHash seed.' }),
+        memoryMiB: schema.number({ min: 1, default: 512, expected: 'at least 1', doc: 'Memory for LSH records before they spill to disk, MiB.' }),
+        verifySample: schema.integer({ min: 0, default: 500, doc: "Documents sampled for the report's brute-force Jaccard check (0: none)." }),
+      },
+      {
+        doc: 'MinHash LSH deduplication.',
+        check: (d, ctx) => {
+          if (d.bands * d.rows > d.numPerm) ctx.fail(`dedup.bands * dedup.rows (${d.bands} * ${d.rows}) must not exceed dedup.numPerm (${d.numPerm})`);
+        },
+      },
+    ),
+    split: schema.object(
+      {
+        validation: schema.number({ min: 0, max: 1, maxOpen: true, default: 0.001, expected: 'a share in [0, 1)', doc: "Share of each source's kept documents held out for validation." }),
+        test: schema.number({
+          min: 0,
+          max: 1,
+          maxOpen: true,
+          default: 0,
+          expected: 'a share in [0, 1)',
+          doc: 'Share held out for test.',
+          check: (test, ctx) => {
+            const sum = (ctx.parent.validation as number) + test;
+            if (sum >= 1) ctx.fail(`split.validation + split.test must be below 1, got ${sum}`);
+          },
+        }),
+        minValidationDocuments: schema.integer({ min: 0, default: 1, doc: 'At least this many validation documents per source (when it has more).' }),
+        // The trainer's default evaluation: eval.batches 4 x batch.microBatchSize 8 windows of 2,048 + 1
+        // tokens (the mpt presets' maxSeqLen); test/core/config-schema.test.ts checks it against the trainer's.
+        minValidationTokens: schema.integer({
+          min: 0,
+          default: 4 * 8 * 2048 + 1,
+          doc: "About this many validation tokens per source (never over half its documents): the trainer's default evaluation. 0: off.",
+        }),
+        seed: seed32({ default: 1234, doc: 'Seed of the holdout draw.' }),
+      },
+      { doc: 'The validation and test holdout.' },
+    ),
+    decontaminate: schema.boolean({ default: true, expected: 'true or false', doc: "Remove training documents whose exact normalised text matches a holdout document's." }),
+    tokenizer: schema.pathField({
+      nonEmpty: true,
+      literals: ['gpt2'],
+      default: 'gpt2',
+      expected: "'gpt2' or a tokenizer.json path",
+      doc: "'gpt2', or a Hugging Face tokenizer.json (byte-level BPE, e.g. GPT-NeoX-20B's).",
+    }),
+    shardTokens: schema.integer({ min: 1024, default: 2 ** 28, doc: 'Most tokens in one training shard file before the next one starts.' }),
+    workers: schema.integer({ min: 0, default: 0, doc: 'Worker threads for the scan and for tokenising (0: all cores; 1: no workers).' }),
+  },
+  {
+    doc: 'The prepare config.',
+    // Checked in the order this validator always used; the resolved object keeps PrepareConfig's key order.
+    order: ['inputs', 'sources', 'defaultSource', 'output', 'strict', 'decontaminate', 'filter', 'dedup', 'split', 'tokenizer', 'shardTokens', 'workers'],
+  },
+);
+
+/** Every default, from the schema (`inputs` has none worth the name: it must be given). */
+export const DEFAULT_PREPARE_CONFIG: PrepareConfig = defaultsOf(PREPARE_CONFIG_SCHEMA);
 
 export const PREPARE_STAGES = ['scan', 'dedup', 'tokenize'] as const;
 export type PrepareStage = (typeof PREPARE_STAGES)[number];
-
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function checkKeys(input: Record<string, unknown>, defaults: object, where: string): void {
-  for (const k of Object.keys(input)) {
-    // hasOwnProperty, not `in`, which also finds the keys every object inherits ('constructor', '__proto__')
-    if (!Object.prototype.hasOwnProperty.call(defaults, k)) throw invalidArg(`prepare config: unknown key '${where}${k}' (known: ${Object.keys(defaults).join(', ')})`);
-  }
-}
-
-function num(v: unknown, key: string, check: (n: number) => boolean, want: string): number {
-  if (typeof v !== 'number' || !Number.isFinite(v) || !check(v)) throw invalidArg(`prepare config: '${key}' must be ${want}, got ${JSON.stringify(v)}`);
-  return v;
-}
-
-const int = (lo: number) => (n: number) => Number.isInteger(n) && n >= lo;
 
 /**
  * Validates `input` over the defaults: unknown keys, wrong types and out-of-range values are errors naming
  * the key. Relative paths are resolved against `baseDir` (the config file's folder).
  */
 export function resolvePrepareConfig(input: unknown, baseDir = process.cwd()): PrepareConfig {
-  if (!isObject(input)) throw invalidArg(`prepare config: must be an object, got ${JSON.stringify(input)?.slice(0, 80)}`);
-  const d = DEFAULT_PREPARE_CONFIG;
-  checkKeys(input, d, '');
-  const c: PrepareConfig = structuredClone(d);
-  const section = <K extends 'filter' | 'dedup' | 'split'>(k: K): Record<string, unknown> => {
-    const v = input[k];
-    if (v === undefined) return {};
-    if (!isObject(v)) throw invalidArg(`prepare config: '${k}' must be an object, got ${JSON.stringify(v)}`);
-    checkKeys(v, d[k], `${k}.`);
-    return v;
-  };
-  if (input.inputs !== undefined) {
-    if (!Array.isArray(input.inputs) || input.inputs.some((s) => typeof s !== 'string' || s === '')) {
-      throw invalidArg(`prepare config: 'inputs' must be an array of paths or globs, got ${JSON.stringify(input.inputs)}`);
-    }
-    c.inputs = (input.inputs as string[]).map((p) => (path.isAbsolute(p) ? p : path.join(baseDir, p)));
-  }
-  if (c.inputs.length === 0) throw invalidArg(`prepare config: 'inputs' must name at least one file, folder or glob`);
-  if (input.sources !== undefined) {
-    if (!isObject(input.sources) || Object.values(input.sources).some((s) => typeof s !== 'string' || s === '')) {
-      throw invalidArg(`prepare config: 'sources' must map paths or globs to source names, got ${JSON.stringify(input.sources)}`);
-    }
-    c.sources = {};
-    for (const [p, s] of Object.entries(input.sources as Record<string, string>)) c.sources[path.isAbsolute(p) ? p : path.join(baseDir, p)] = s;
-  }
-  if (input.defaultSource !== undefined) {
-    if (input.defaultSource !== null && (typeof input.defaultSource !== 'string' || input.defaultSource === '')) {
-      throw invalidArg(`prepare config: 'defaultSource' must be a source name or null, got ${JSON.stringify(input.defaultSource)}`);
-    }
-    c.defaultSource = input.defaultSource as string | null;
-  }
-  if (input.output !== undefined) {
-    if (typeof input.output !== 'string' || input.output === '') throw invalidArg(`prepare config: 'output' must be a folder path, got ${JSON.stringify(input.output)}`);
-    c.output = input.output;
-  }
-  c.output = path.isAbsolute(c.output) ? c.output : path.join(baseDir, c.output);
-  for (const k of ['strict', 'decontaminate'] as const) {
-    if (input[k] !== undefined) {
-      if (typeof input[k] !== 'boolean') throw invalidArg(`prepare config: '${k}' must be true or false, got ${JSON.stringify(input[k])}`);
-      c[k] = input[k] as boolean;
-    }
-  }
-  const f = section('filter');
-  if (f.minChars !== undefined) c.filter.minChars = num(f.minChars, 'filter.minChars', int(0), 'a non-negative integer');
-  const dd = section('dedup');
-  if (dd.mode !== undefined) {
-    if (!DEDUP_MODES.includes(dd.mode as DedupMode)) throw invalidArg(`prepare config: 'dedup.mode' must be one of ${DEDUP_MODES.join(', ')}, got ${JSON.stringify(dd.mode)}`);
-    c.dedup.mode = dd.mode as DedupMode;
-  }
-  for (const k of ['numPerm', 'shingleChars', 'bands', 'rows'] as const) {
-    if (dd[k] !== undefined) c.dedup[k] = num(dd[k], `dedup.${k}`, int(1), 'a positive integer');
-  }
-  if (dd.seed !== undefined) c.dedup.seed = num(dd.seed, 'dedup.seed', (n) => Number.isInteger(n) && n >= 0 && n < 2 ** 32, 'an integer in [0, 2^32)');
-  if (dd.memoryMiB !== undefined) c.dedup.memoryMiB = num(dd.memoryMiB, 'dedup.memoryMiB', (n) => n >= 1, 'at least 1');
-  if (dd.verifySample !== undefined) c.dedup.verifySample = num(dd.verifySample, 'dedup.verifySample', int(0), 'a non-negative integer');
-  if (c.dedup.bands * c.dedup.rows > c.dedup.numPerm) {
-    throw invalidArg(`prepare config: dedup.bands * dedup.rows (${c.dedup.bands} * ${c.dedup.rows}) must not exceed dedup.numPerm (${c.dedup.numPerm})`);
-  }
-  const sp = section('split');
-  for (const k of ['validation', 'test'] as const) {
-    if (sp[k] !== undefined) c.split[k] = num(sp[k], `split.${k}`, (n) => n >= 0 && n < 1, 'a share in [0, 1)');
-  }
-  if (c.split.validation + c.split.test >= 1) throw invalidArg(`prepare config: split.validation + split.test must be below 1, got ${c.split.validation + c.split.test}`);
-  if (sp.minValidationDocuments !== undefined) c.split.minValidationDocuments = num(sp.minValidationDocuments, 'split.minValidationDocuments', int(0), 'a non-negative integer');
-  if (sp.minValidationTokens !== undefined) c.split.minValidationTokens = num(sp.minValidationTokens, 'split.minValidationTokens', int(0), 'a non-negative integer');
-  if (sp.seed !== undefined) c.split.seed = num(sp.seed, 'split.seed', (n) => Number.isInteger(n) && n >= 0 && n < 2 ** 32, 'an integer in [0, 2^32)');
-  if (input.tokenizer !== undefined) {
-    if (typeof input.tokenizer !== 'string' || input.tokenizer === '') throw invalidArg(`prepare config: 'tokenizer' must be 'gpt2' or a tokenizer.json path, got ${JSON.stringify(input.tokenizer)}`);
-    c.tokenizer = input.tokenizer === 'gpt2' || path.isAbsolute(input.tokenizer) ? input.tokenizer : path.join(baseDir, input.tokenizer);
-  }
-  if (input.shardTokens !== undefined) c.shardTokens = num(input.shardTokens, 'shardTokens', int(1024), 'an integer >= 1024');
-  if (input.workers !== undefined) c.workers = num(input.workers, 'workers', int(0), 'a non-negative integer');
-  return c;
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) throw invalidArg(PREPARE_DIALECT.notObject('', input));
+  // Each section's keys are checked when its turn comes (shapeFirst: false), as this validator always did.
+  return resolveConfig(PREPARE_CONFIG_SCHEMA, input, { dialect: PREPARE_DIALECT, baseDir, shapeFirst: false });
 }
 
 export function tokenizerSpecOf(config: PrepareConfig): TokenizerSpec {

@@ -21,7 +21,7 @@ import { backendInfo, ops, setThreads, Tensor, type BackendInfo } from '../lib/i
 import { flopsPerToken, mptConfig, parameterCount, type MptConfig } from '../lib/model/config';
 import { MptModel, type Precision } from '../lib/model/mpt';
 import { AdamW, clipGradNormAsync } from '../lib/optim/index';
-import { measurePeakFlops } from '../lib/train/trainer';
+import { measurePeakFlops } from '../lib/core/backend';
 import { Xoshiro128 } from '../lib/core/rng';
 import { benchCli, type BenchCli } from './cli';
 

@@ -1,14 +1,18 @@
 // pajama-train: pretrain MPT-style language models from Node.js with a native core.
 export { Tensor, Arena, numelOf, type ArenaEntry, type DType } from './core/tensor';
 export { ops, OP_NAMES, type Ops } from './core/ops';
-export { backendInfo, setThreads, setIsaLimit, setGemmEngine, type BackendInfo, type IsaLevel } from './core/backend';
+export { backendInfo, setThreads, setIsaLimit, setGemmEngine, measurePeakFlops, type BackendInfo, type IsaLevel } from './core/backend';
 export { DisposedError, PajamaEngineError } from './core/errors';
 export * from './model/config';
 export { MptModel, type MptModelOptions, type Precision } from './model/mpt';
 export { alibiSlopes } from './model/alibi';
 export * from './optim/index';
 export * from './data/index';
-export { Trainer, measurePeakFlops, type StepMetrics, type EvalMetrics, type TrainerOptions } from './train/trainer';
+export { Trainer, type StepMetrics, type EvalMetrics, type TrainerOptions, type TrainerParts, type DataPlan } from './train/trainer';
+export { TrainingData, type TrainingDataOptions } from './train/data';
+export { optimizerFromConfig, type TrainOptimizer } from './train/optimizer';
+export { WorldOfOne, type Communicator, type ReduceOp } from './train/communicator';
+export { JsonlMetricSink, type MetricSink, type MetricRecord } from './train/metrics';
 export { resolveTrainConfig, planBatch, applyOverrides, DEFAULT_TRAIN_CONFIG, type TrainConfig, type BatchPlan } from './train/config';
 export {
   saveCheckpoint,

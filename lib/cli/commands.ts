@@ -19,7 +19,7 @@ import { applyOverrides, resolveTrainConfig } from '../train/config';
 import { formatMixturePlan } from '../data/mixture';
 import { formatPrepareReport, prepareData, resolvePrepareConfig, type PrepareProgress, type PrepareStage } from '../data/corpus/prepare/prepare';
 import type { Command } from './args';
-import { ProgressLine, bar } from './progress';
+import { ProgressLine, TrainingProgressBar, bar } from './progress';
 
 /** A JSON object from a file the user named (`what`: 'config', ...); a file that cannot be read is a usage error. */
 function readJson(file: string, what = 'config'): Record<string, unknown> {
@@ -74,7 +74,7 @@ function formatFinalLoss(l: { step: number; loss: number } | null): string {
  * same signal again exits at once (checkpoint writes are atomic, so the last complete one stays intact).
  */
 export async function runTraining(config: Record<string, unknown>, options: { resume?: boolean } = {}): Promise<Trainer> {
-  const trainer = await Trainer.create(config, { resume: options.resume ?? true });
+  const trainer = await Trainer.fromConfig(config, { resume: options.resume ?? true });
   let stopping: StopSignal | null = null;
   const onSignal = (sig: StopSignal) => {
     if (stopping !== null) {
@@ -86,6 +86,7 @@ export async function runTraining(config: Record<string, unknown>, options: { re
     trainer.requestStop();
   };
   for (const sig of Object.keys(STOP_SIGNALS) as StopSignal[]) process.on(sig, onSignal);
+  let progressBar: TrainingProgressBar | null = null;
   try {
     const info = backendInfo();
     const p = trainer.plan;
@@ -96,6 +97,8 @@ export async function runTraining(config: Record<string, unknown>, options: { re
     );
     for (const line of formatMixturePlan(trainer.dataPlan)) console.log(`pajama train: ${line}`);
     if (trainer.stepsDone > 0) console.log(`pajama train: resumed at step ${trainer.stepsDone} from ${trainer.config.runDir}`);
+    // On a terminal a bar redrawn in place (before the eval printer, so it ends its line first); else step lines.
+    progressBar = process.stderr.isTTY ? new TrainingProgressBar(trainer, trainer.config.steps) : null;
     let lastPrinted = 0;
     trainer.on('step', (m) => {
       if (!process.stderr.isTTY && (m.step - lastPrinted >= trainer.config.logEvery || m.step === trainer.config.steps || m.skipped)) {
@@ -112,6 +115,7 @@ export async function runTraining(config: Record<string, unknown>, options: { re
       console.log(`eval @ step ${e.step}: ${parts.join(', ')}`);
     });
     const r = await trainer.fit();
+    progressBar?.end();
     if (r.alreadyDone) {
       console.log(
         `pajama train: the run in ${trainer.config.runDir} already reached step ${r.steps} of ${trainer.config.steps}; ${formatFinalLoss(r.finalLoss)}; ` +
@@ -128,6 +132,7 @@ export async function runTraining(config: Record<string, unknown>, options: { re
       );
     }
   } catch (e) {
+    progressBar?.end();
     trainer.dispose();
     throw e;
   } finally {

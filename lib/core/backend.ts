@@ -1,6 +1,9 @@
-// backend.ts: what the native core found on this machine, and its run-time settings.
+// backend.ts: what the native core found on this machine, its run-time settings, and what it can do (the
+// peak FLOP/s that MFU is counted against).
 import { native, type BackendInfo, type IsaLevel } from '../native';
 import { invalidArg } from './errors';
+import { ops } from './ops';
+import { Tensor } from './tensor';
 
 export type { BackendInfo, IsaLevel } from '../native';
 
@@ -30,4 +33,31 @@ export function setIsaLimit(level: IsaLevel): IsaLevel {
 export function setGemmEngine(engine: 'onednn' | 'portable'): void {
   if (engine !== 'onednn' && engine !== 'portable') throw invalidArg(`setGemmEngine: '${engine}' is not 'onednn' or 'portable'`);
   native().setGemmEngine(engine);
+}
+
+/**
+ * Peak FLOP/s of a square GEMM of `dtype` (size x size times size x size), measured now: the best of three
+ * timed products after one warm-up. The denominator of MFU; it counts what this backend reaches with its
+ * threads and GEMM engine at this moment, so measure it in the process that trains.
+ */
+export async function measurePeakFlops(dtype: 'f32' | 'bf16', size = 2048): Promise<number> {
+  if (dtype !== 'f32' && dtype !== 'bf16') throw invalidArg(`measurePeakFlops: dtype must be 'f32' or 'bf16', got ${JSON.stringify(dtype)}`);
+  if (!Number.isSafeInteger(size) || size < 1) throw invalidArg(`measurePeakFlops: size must be a positive integer, got ${size}`);
+  const a = Tensor.zeros(dtype, [size, size]);
+  const b = Tensor.zeros(dtype, [size, size]);
+  const c = Tensor.zeros(dtype, [size, size]);
+  a.fill(0.5);
+  b.fill(0.25);
+  try {
+    await ops.matmulForwardAsync(c, a, b);
+    let best = Infinity;
+    for (let i = 0; i < 3; i++) {
+      const t0 = performance.now();
+      await ops.matmulForwardAsync(c, a, b);
+      best = Math.min(best, performance.now() - t0);
+    }
+    return (2 * size ** 3) / (best / 1e3);
+  } finally {
+    for (const t of [a, b, c]) t.dispose();
+  }
 }

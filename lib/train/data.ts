@@ -1,0 +1,197 @@
+// data.ts: a run's training data: the TokenLoader that draws its batches and the validation shards it is
+// evaluated on, with where they came from (for the plan logged at start). TrainingData.fromConfig resolves
+// the config's data keys:
+//   - data.train (a list of shards, drawn in proportion to size) with data.validation as given;
+//   - or data.manifest (lib/data/manifest.ts) with data.mixture: the loader draws per source by the
+//     mixture's weights (lib/data/mixture.ts), and every manifest source with a validation shard is evaluated.
+// The validation policy: a shard must hold one evaluation batch; one named in data.validation that does not
+// is an error, a manifest source's is left out with a warning (PAJAMA_VALIDATION_TOO_SMALL); and eval.every
+// needs at least one shard left.
+import { invalidArg } from '../core/errors';
+import type { MptConfig } from '../model/config';
+import { openShard } from '../data/shard';
+import { TokenLoader, evalBatchCount, type MixtureSource } from '../data/loader';
+import { readDataManifest } from '../data/manifest';
+import { resolveMixture, type MixturePlan } from '../data/mixture';
+import type { BatchPlan, TrainConfig } from './config';
+
+/** What the run is expected to draw from each source, reported at start. */
+export interface DataPlan extends MixturePlan {
+  /** The manifest the data comes from (absolute), or null for data.train. */
+  manifest: string | null;
+  /** The mixture preset, or null (weights given in the config, or proportional to size). */
+  preset: string | null;
+  /** Where the preset's proportions come from, or null. */
+  citation: string | null;
+}
+
+export interface TrainingDataOptions {
+  /** Draws the training batches; the TrainingData owns it from then on (close() closes it). */
+  loader: TokenLoader;
+  /**
+   * Validation shards by source name, each evaluated with the loader's seqLen and batch size, so each must
+   * hold at least one batch of windows of seqLen + 1 tokens. Defaults to none.
+   */
+  validation?: Record<string, string>;
+  /** The manifest the sources come from (for the plan), or null. Defaults to null. */
+  manifest?: string | null;
+  /** The mixture preset and its citation (for the plan). Default to null. */
+  preset?: string | null;
+  citation?: string | null;
+  /** Sources of the data that the loader leaves out (weight 0, or no training shards). Defaults to none. */
+  notInLoader?: string[];
+  /** Sources the mixture named that the data lacks, with their weights. Defaults to none. */
+  missing?: { name: string; weight: number }[];
+}
+
+export class TrainingData {
+  readonly loader: TokenLoader;
+  /** Validation shards by source name. */
+  readonly validation: Readonly<Record<string, string>>;
+  /** The manifest the data comes from (absolute), or null. */
+  readonly manifest: string | null;
+  readonly #preset: string | null;
+  readonly #citation: string | null;
+  readonly #notInLoader: readonly string[];
+  readonly #missing: readonly { name: string; weight: number }[];
+
+  constructor(options: TrainingDataOptions) {
+    if (!(options?.loader instanceof TokenLoader)) throw invalidArg('TrainingData: loader must be a TokenLoader');
+    const validation = options.validation ?? {};
+    for (const [name, shard] of Object.entries(validation)) {
+      if (typeof shard !== 'string' || shard === '') throw invalidArg(`TrainingData: validation '${name}' must be a shard path, got ${JSON.stringify(shard)}`);
+    }
+    this.loader = options.loader;
+    this.validation = Object.freeze({ ...validation });
+    this.manifest = options.manifest ?? null;
+    this.#preset = options.preset ?? null;
+    this.#citation = options.citation ?? null;
+    this.#notInLoader = [...(options.notInLoader ?? [])];
+    this.#missing = (options.missing ?? []).map((m) => ({ ...m }));
+  }
+
+  /**
+   * Opens the data a config names, for batches of `batch` (seqLen, microBatchSize) and a model of
+   * `model.vocabSize`. Errors name the config key; nothing stays open when it throws.
+   */
+  static fromConfig(config: TrainConfig, batch: Pick<BatchPlan, 'seqLen' | 'microBatchSize'>, model: Pick<MptConfig, 'vocabSize'>): TrainingData {
+    const data = resolveTrainingData(config);
+    const validation = usableValidation(data, batch.seqLen, batch.microBatchSize);
+    checkEvalPolicy(config, validation, data.manifest);
+    const common = { seqLen: batch.seqLen, batchSize: batch.microBatchSize, seed: config.seed };
+    const loader = new TokenLoader(data.sources ? { ...common, sources: data.sources } : { ...common, shards: config.data.train });
+    try {
+      checkVocab(loader, model.vocabSize);
+    } catch (e) {
+      loader.close();
+      throw e;
+    }
+    return new TrainingData({ ...data, loader, validation });
+  }
+
+  /** Expected tokens and epochs per source over a run of `totalSequences` draws, with where they come from. */
+  plan(totalSequences: number): DataPlan {
+    const p = this.loader.plan(totalSequences);
+    return {
+      ...p,
+      notDrawn: [...p.notDrawn, ...this.#notInLoader],
+      manifest: this.manifest,
+      preset: this.#preset,
+      citation: this.#citation,
+      missing: this.#missing.map((m) => ({ ...m })),
+    };
+  }
+
+  /** Closes the loader's shards. Idempotent. */
+  close(): void {
+    this.loader.close();
+  }
+}
+
+/** eval.every needs something to evaluate. */
+export function checkEvalPolicy(config: Pick<TrainConfig, 'eval'>, validation: Readonly<Record<string, string>>, manifest: string | null): void {
+  if (config.eval.every > 0 && Object.keys(validation).length === 0) {
+    throw invalidArg(`config: 'eval.every' is ${config.eval.every} but no source of ${manifest} has a usable validation shard; set 'eval.every' to 0 or hold out validation data`);
+  }
+}
+
+/** The model must have an embedding row for every token the shards hold. */
+export function checkVocab(loader: TokenLoader, modelVocabSize: number): void {
+  if (loader.vocabSize > modelVocabSize) {
+    throw invalidArg(`config: the training shards' vocab size ${loader.vocabSize} exceeds the model's vocabSize ${modelVocabSize} (another tokenizer?)`);
+  }
+}
+
+/** Where the training and validation shards come from, per the config's data keys. */
+interface ResolvedData {
+  /** The loader's sources, or null to use data.train as a list of shards. */
+  sources: MixtureSource[] | null;
+  validation: Record<string, string>;
+  /** Manifest sources the loader leaves out (weight 0, or no training shards). */
+  notInLoader: string[];
+  manifest: string | null;
+  preset: string | null;
+  citation: string | null;
+  /** Sources the mixture names that the manifest lacks (data.mixtureMissing 'renormalize'). */
+  missing?: { name: string; weight: number }[];
+}
+
+/**
+ * data.train + data.validation as they are, or the manifest's sources (sorted by name, so rewriting the
+ * manifest in another key order keeps resume working) weighed by data.mixture, by default in proportion to
+ * their training tokens.
+ */
+function resolveTrainingData(config: TrainConfig): ResolvedData {
+  const d = config.data;
+  if (d.manifest === null) {
+    if (d.train.length === 0) throw invalidArg("config: 'data.train' lists no token shards and 'data.manifest' is not set");
+    return { sources: null, validation: { ...d.validation }, notInLoader: [], manifest: null, preset: null, citation: null };
+  }
+  const manifest = readDataManifest(d.manifest);
+  const names = Object.keys(manifest.sources).sort();
+  const bySize = Object.fromEntries(names.map((n) => [n, manifest.sources[n].tokens.train]));
+  const mixture = resolveMixture(d.mixture ?? bySize, names, { missing: d.mixtureMissing });
+  const empty = names.filter((n) => mixture.weights[n] > 0 && manifest.sources[n].train.length === 0);
+  if (empty.length > 0) {
+    throw invalidArg(`config: the mixture draws from ${empty.join(', ')}, which ${manifest.file} lists without training shards`);
+  }
+  const drawn = names.filter((n) => mixture.weights[n] > 0);
+  const validation: Record<string, string> = {};
+  for (const n of names) {
+    const v = manifest.sources[n].validation;
+    if (v !== null) validation[n] = v;
+  }
+  return {
+    sources: drawn.map((n) => ({ name: n, shards: manifest.sources[n].train, weight: mixture.weights[n] })),
+    validation,
+    notInLoader: names.filter((n) => !drawn.includes(n)),
+    manifest: manifest.file,
+    preset: mixture.preset,
+    citation: mixture.citation,
+    missing: mixture.missing,
+  };
+}
+
+/**
+ * The validation shards that hold at least one evaluation batch. A shard named in data.validation that is
+ * too small is an error (the user asked for it); a manifest source's is left out with a warning, so one
+ * tiny source does not stop a run, and the loss table says which sources are missing.
+ */
+function usableValidation(data: ResolvedData, seqLen: number, batchSize: number): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, shard] of Object.entries(data.validation)) {
+    const r = openShard(shard);
+    const tokens = r.tokenCount;
+    r.close();
+    if (evalBatchCount(tokens, seqLen, batchSize) > 0) {
+      out[name] = shard;
+      continue;
+    }
+    const why = `the validation shard of '${name}' (${shard}) holds ${tokens} tokens, fewer than one evaluation batch of ${batchSize} windows of ${seqLen} + 1`;
+    if (data.manifest === null) throw invalidArg(`config: ${why}; use a smaller batch.microBatchSize or batch.seqLen, or a larger shard`);
+    process.emitWarning(`pajama train: ${why}; '${name}' is not evaluated (hold out more of it: split.validation or split.minValidationDocuments)`, {
+      code: 'PAJAMA_VALIDATION_TOO_SMALL',
+    });
+  }
+  return out;
+}

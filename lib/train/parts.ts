@@ -1,0 +1,127 @@
+// parts.ts: what a Trainer is made of (TrainerParts), the checks that the parts are the ones the config
+// describes, and partsFromConfig, which builds them from a training config: the data (TrainingData.fromConfig),
+// the model, the optimizer (optimizerFromConfig) and the peak FLOP/s (measured by the backend unless the
+// config gives it).
+import { measurePeakFlops, setThreads } from '../core/backend';
+import { invalidArg } from '../core/errors';
+import { MptModel } from '../model/mpt';
+import { mptConfig, type MptConfig } from '../model/config';
+import { AdamW, PtwdController } from '../optim/index';
+import { planBatch, type BatchPlan, type TrainConfig } from './config';
+import { checkCommunicator, type Communicator } from './communicator';
+import { TrainingData, checkEvalPolicy, checkVocab } from './data';
+import type { MetricSink } from './metrics';
+import { optimizerFromConfig, type TrainOptimizer } from './optimizer';
+
+/**
+ * What a trainer is made of. The config says what the run is (steps, evaluation and checkpoint cadence, run
+ * directory, seed, the divergence rule) and is saved in every checkpoint's trainer_state.json, so the parts
+ * must be the ones it describes: create() checks the model's architecture and precision, the optimizer's
+ * arenas, the loader's batch shape, seed and vocabulary, and the validation sets against it. On success the
+ * trainer owns the model, the optimizer and the data (dispose() releases them); on failure the caller still does.
+ */
+export interface TrainerParts {
+  /** A training config, resolved (resolveTrainConfig) or as JSON gives it; it is validated again. */
+  config: TrainConfig;
+  model: MptModel;
+  optimizer: TrainOptimizer;
+  data: TrainingData;
+  /** The ranks of the run. Defaults to a world of one (the only size trained today; issue #12 brings more). */
+  communicator?: Communicator;
+  /** Where the records go, in order. Defaults to metrics.jsonl in config.runDir; a list replaces that (add JsonlMetricSink.inRunDir(runDir) to keep it). */
+  sinks?: MetricSink[];
+  /** FLOP/s that MFU is counted against. Defaults to config.peakFlops, else measured now (measurePeakFlops). */
+  peakFlops?: number;
+}
+
+/** A communicator the trainer can train with: checked, and a world of one until data parallel lands (#12). */
+export function worldOfOneOnly(c: Communicator, where: string): Communicator {
+  checkCommunicator(c, where);
+  if (c.worldSize !== 1) {
+    throw invalidArg(
+      `${where}: the communicator has ${c.worldSize} ranks, but data-parallel training (the gradient all-reduce, checkpoints and metrics from rank 0) ` +
+        `is not implemented yet (issue #12); train with a world of one`,
+    );
+  }
+  return c;
+}
+
+export function isTrainerParts(v: unknown): v is TrainerParts {
+  const o = v as Partial<TrainerParts> | null;
+  return typeof o === 'object' && o !== null && (o.model instanceof MptModel || o.data instanceof TrainingData);
+}
+
+/**
+ * Each part is of its kind and is the one `config` describes (errors name the part and the config key);
+ * returns the batch plan of `worldSize` ranks.
+ */
+export function checkParts(parts: TrainerParts, config: TrainConfig, worldSize: number, where: string): BatchPlan {
+  const { model, optimizer, data } = parts;
+  if (!(model instanceof MptModel)) throw invalidArg(`${where}: model must be an MptModel`);
+  if (!(data instanceof TrainingData)) throw invalidArg(`${where}: data must be a TrainingData`);
+  const o = optimizer as Partial<TrainOptimizer> | null;
+  if (o === null || typeof o !== 'object' || !(o.adamw instanceof AdamW) || !(o.ptwd instanceof PtwdController) || typeof o.lr !== 'function') {
+    throw invalidArg(`${where}: optimizer must be { adamw: AdamW, ptwd: PtwdController, lr(step) } (see optimizerFromConfig)`);
+  }
+  const expected = mptConfig(config.model.preset, config.model.overrides);
+  const differ = (Object.keys(expected) as (keyof MptConfig)[]).filter((k) => expected[k] !== model.config[k]);
+  if (differ.length > 0) {
+    const show = (c: MptConfig) => differ.map((k) => `${k} ${JSON.stringify(c[k])}`).join(', ');
+    throw invalidArg(`${where}: the model has ${show(model.config)} but 'model.preset' and 'model.overrides' give ${show(expected)}`);
+  }
+  if (model.precision !== config.model.precision) throw invalidArg(`${where}: the model's precision is '${model.precision}' but 'model.precision' is '${config.model.precision}'`);
+  if (model.checkpointEvery !== config.model.checkpointEvery) {
+    throw invalidArg(`${where}: the model's checkpointEvery is ${model.checkpointEvery} but 'model.checkpointEvery' is ${config.model.checkpointEvery}`);
+  }
+  const a = optimizer.adamw;
+  if (a.params !== model.params || a.grads !== model.grads) throw invalidArg(`${where}: optimizer.adamw must update the model's params from the model's grads`);
+  if (a.computeCopy !== model.computeParams) {
+    throw invalidArg(`${where}: optimizer.adamw must write the model's bf16 compute copy (computeCopy: model.computeParams), and only for a bf16 model`);
+  }
+  const plan = planBatch(config, model.config, worldSize);
+  const loader = data.loader;
+  if (loader.seqLen !== plan.seqLen || loader.batchSize !== plan.microBatchSize) {
+    throw invalidArg(
+      `${where}: the loader draws batches of ${loader.batchSize} x ${loader.seqLen} but 'batch' gives microBatchSize ${plan.microBatchSize} x seqLen ${plan.seqLen}`,
+    );
+  }
+  if (loader.seed !== config.seed) throw invalidArg(`${where}: the loader's seed is ${loader.seed} but 'seed' is ${config.seed}`);
+  checkEvalPolicy(config, data.validation, data.manifest);
+  checkVocab(loader, model.config.vocabSize);
+  return plan;
+}
+
+/** The peak FLOP/s of the config's training dtype: config.peakFlops, else measured now. */
+export async function peakFlopsFor(config: TrainConfig): Promise<number> {
+  return config.peakFlops ?? (await measurePeakFlops(config.model.precision === 'bf16' ? 'bf16' : 'f32'));
+}
+
+/**
+ * The parts a resolved config describes, for `communicator`'s ranks, with `sinks`. Applies config.threads
+ * (process-wide) before measuring the peak; opens the data before building the model, so data errors come
+ * before the allocation. Whatever it built is released when it fails.
+ */
+export async function partsFromConfig(config: TrainConfig, communicator: Communicator, sinks: MetricSink[]): Promise<Required<TrainerParts>> {
+  if (config.threads) setThreads(config.threads);
+  const peakFlops = await peakFlopsFor(config);
+  const modelConfig = mptConfig(config.model.preset, config.model.overrides);
+  const plan = planBatch(config, modelConfig, communicator.worldSize);
+  const data = TrainingData.fromConfig(config, plan, modelConfig);
+  let model: MptModel | null = null;
+  try {
+    model = new MptModel(modelConfig, { precision: config.model.precision, checkpointEvery: config.model.checkpointEvery, seed: config.seed });
+    const optimizer = optimizerFromConfig(config, model);
+    return { config, model, optimizer, data, communicator, sinks, peakFlops };
+  } catch (e) {
+    model?.dispose();
+    data.close();
+    throw e;
+  }
+}
+
+/** Disposes the optimizer and the model and closes the data. */
+export function releaseParts(parts: Pick<TrainerParts, 'model' | 'optimizer' | 'data'>): void {
+  parts.optimizer.adamw.dispose();
+  parts.model.dispose();
+  parts.data.close();
+}

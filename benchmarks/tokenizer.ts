@@ -16,7 +16,9 @@ import * as path from 'node:path';
 import { Tokenizer as HfReference } from '@huggingface/tokenizers';
 import { loadHfTokenizer } from '../lib/data/tokenizers/hf';
 import { TokenizerPool } from '../lib/data/tokenizers/pool';
-import { gpt2Tokenizer, type Tokenizer, type TokenizerSpec } from '../lib/data/tokenizers/gpt2';
+import type { Tokenizer } from '../lib/data/tokenizers/base';
+import type { TokenizerSpec } from '../lib/data/tokenizers/create';
+import { gpt2Tokenizer } from '../lib/data/tokenizers/gpt2';
 import { benchCli } from './cli';
 
 const { args, opt, log, writeReport } = benchCli('bench:tokenizer', { flags: [], options: ['--tokenizer', '--mb', '--repeat'] });

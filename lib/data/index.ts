@@ -1,9 +1,8 @@
-// data/: raw shards -> clean -> dedup -> tokenize -> token shards -> mixture -> batches. prepare.ts runs the
-// pipeline over jsonl.ts (reader), clean.ts (SlimPajama's filter), minhash.ts + dedup.ts (MinHash-LSH),
-// hf-tokenizer.ts / tokenizer-pool.ts and manifest.ts. tokenize.ts writes shards (shard.ts) with a Tokenizer
-// (tokenizer.ts); loader.ts draws seeded, resumable, rank-disjoint training batches and sequential
-// validation batches from them. demo.ts builds the default corpus of `npm start` from text shipped in npm
-// packages.
+// data/: raw shards -> clean -> dedup -> tokenize -> token shards -> mixture -> batches, in three stages:
+// corpus/ (prepare/ runs the pipeline over files.ts + jsonl.ts, clean.ts, minhash.ts + dedup.ts; tokenize.ts
+// and demo.ts, the default corpus of `npm start`), tokenizers/ (GPT-2, Hugging Face tokenizer.json, the
+// worker pool) and the training data here: shard.ts, manifest.ts, mixture.ts and loader.ts, which draws
+// seeded, resumable, rank-disjoint training batches and sequential validation batches.
 export { PajamaDataError } from './errors';
 export {
   ShardWriter,
@@ -19,7 +18,9 @@ export {
   type ShardWriterOptions,
   type TokenWidth,
 } from './shard';
-export { gpt2Tokenizer, createTokenizer, GPT2_VOCAB_SIZE, GPT2_EOS_ID, type Tokenizer, type TokenizerSpec } from './tokenizers/gpt2';
+export type { Tokenizer } from './tokenizers/base';
+export { gpt2Tokenizer, GPT2_VOCAB_SIZE, GPT2_EOS_ID } from './tokenizers/gpt2';
+export { createTokenizer, type TokenizerSpec } from './tokenizers/create';
 export { loadHfTokenizer, HfTokenizer, type HfTokenizerOptions } from './tokenizers/hf';
 export { TokenizerPool } from './tokenizers/pool';
 export {
@@ -128,10 +129,10 @@ export {
   type LshIndexOptions,
   type LshVerification,
 } from './corpus/dedup';
+export { listShardFiles } from './corpus/files';
 export {
   JsonlDocumentReader,
   readDocuments,
-  listShardFiles,
   formatMalformed,
   type SourceDocument,
   type MalformedInput,

@@ -10,7 +10,7 @@
 // resized while the window grows: fine for looking at a small model, not a serving path.
 import { invalidArg } from '../core/errors';
 import { Xoshiro128 } from '../core/rng';
-import type { Tokenizer } from '../data/tokenizers/gpt2';
+import type { Tokenizer } from '../data/tokenizers/base';
 
 /** What generate needs of a model; MptModel has it. */
 export interface LogitsModel {

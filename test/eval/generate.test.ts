@@ -5,7 +5,7 @@ import t from 'tap';
 import { MptModel } from '../../lib/model/mpt';
 import { mptConfig } from '../../lib/model/config';
 import { Xoshiro128 } from '../../lib/core/rng';
-import type { Tokenizer } from '../../lib/data/tokenizers/gpt2';
+import type { Tokenizer } from '../../lib/data/tokenizers/base';
 import { generate, pickToken, type LogitsModel } from '../../lib/eval/generate';
 
 /** One id per character (code mod 200), so every prompt id is a real token of the tiny model. */

@@ -20,7 +20,7 @@ import { invalidArg } from '../../core/errors';
 import { PajamaDataError } from '../errors';
 import { checkOutputsAreNotInputs } from '../../core/outputs';
 import { ShardWriter } from '../shard';
-import type { Tokenizer } from '../tokenizers/gpt2';
+import type { Tokenizer } from '../tokenizers/base';
 
 export interface SkippedLine {
   file: string;

@@ -1,6 +1,5 @@
-// tokenizer-base.ts: what the data pipeline needs of a tokenizer, and the byte-table decoder both tokenizers
-// share. It sits below tokenizer.ts (GPT-2, createTokenizer) and hf-tokenizer.ts (tokenizer.json), so neither
-// imports the other for these; tokenizer.ts re-exports everything here.
+// base.ts: what the data pipeline needs of a tokenizer (the Tokenizer interface), and the byte-table decoder
+// both tokenizers share. It sits below gpt2.ts (GPT-2) and hf.ts (tokenizer.json), so neither imports the other.
 import { invalidArg } from '../../core/errors';
 
 export interface Tokenizer {

@@ -1,4 +1,5 @@
-// tokenizer.ts: the GPT-2 byte-level BPE, and createTokenizer (the Tokenizer interface is in tokenizer-base.ts).
+// gpt2.ts: the GPT-2 byte-level BPE tokenizer (the Tokenizer interface is base.ts's; createTokenizer, which
+// builds this one or a Hugging Face one from a spec, is create.ts's).
 //
 // The GPT-2 encoder is gpt-tokenizer's r50k_base ranks (the same 50,256 merges and pre-tokenisation regex
 // as OpenAI's GPT-2; they ship inside the npm package, nothing is downloaded). Text that happens to contain
@@ -6,11 +7,7 @@
 // decode() is our own, over the package's byte table: the package's decoder keeps UTF-8 state across
 // calls, so a call ending in half a character would corrupt the next one.
 import { invalidArg } from '../../core/errors';
-import { loadHfTokenizer } from './hf';
 import { decodeWith, type ByteTable, type Tokenizer } from './base';
-
-// Defined in tokenizer-base.ts (shared with hf-tokenizer.ts without an import cycle); exported here as before.
-export { decodeWith, type ByteTable, type Tokenizer } from './base';
 
 // Loaded on first use: the ranks are a large module that importing lib/data should not pay for.
 type Gpt2Encoding = typeof import('gpt-tokenizer/cjs/encoding/gpt2');
@@ -67,20 +64,4 @@ export function gpt2Tokenizer(): Tokenizer {
     },
   });
   return gpt2;
-}
-
-/**
- * How to build a tokenizer, as plain data (worker threads build theirs from it): GPT-2, or a Hugging Face
- * tokenizer.json with a byte-level BPE model (hf-tokenizer.ts; allowSpecial and eosToken as there).
- */
-export type TokenizerSpec = { kind: 'gpt2' } | { kind: 'hf'; path: string; allowSpecial?: boolean; eosToken?: string };
-
-/** The tokenizer `spec` names; a relative path is resolved against the working directory. */
-export function createTokenizer(spec: TokenizerSpec): Tokenizer {
-  if (spec === null || typeof spec !== 'object') throw invalidArg(`createTokenizer: spec must be an object, got ${spec === null ? 'null' : typeof spec}`);
-  const allowed = spec.kind === 'gpt2' ? ['kind'] : spec.kind === 'hf' ? ['kind', 'path', 'allowSpecial', 'eosToken'] : null;
-  if (!allowed) throw invalidArg(`createTokenizer: spec.kind must be 'gpt2' or 'hf', got ${JSON.stringify(spec.kind)}`);
-  for (const k of Object.keys(spec)) if (!allowed.includes(k)) throw invalidArg(`createTokenizer: unknown key "${k}" in a '${spec.kind}' spec`);
-  if (spec.kind === 'gpt2') return gpt2Tokenizer();
-  return loadHfTokenizer(spec.path, { allowSpecial: spec.allowSpecial, eosToken: spec.eosToken });
 }

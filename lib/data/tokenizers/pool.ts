@@ -1,6 +1,6 @@
-// tokenizer-pool.ts: encoding batches of documents on worker threads.
+// pool.ts: encoding batches of documents on worker threads.
 //
-// Each worker builds its own tokenizer from a TokenizerSpec (tokenizer-worker.ts). encodeBatch cuts a batch
+// Each worker builds its own tokenizer from a TokenizerSpec (worker.ts, create.ts). encodeBatch cuts a batch
 // into contiguous chunks of about equal text length, a few per worker, hands each to the least loaded worker
 // and puts the answers back in order; the ids come back as transferred Uint32Arrays, without a copy. Batches
 // may overlap: each worker answers its chunks in the order it got them.
@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { DisposedError, invalidArg } from '../../core/errors';
 import { PajamaDataError } from '../errors';
-import type { TokenizerSpec } from './gpt2';
+import type { TokenizerSpec } from './create';
 
 /** An error as it crosses from a worker. */
 export interface WorkerError {

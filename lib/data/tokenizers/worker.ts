@@ -1,8 +1,9 @@
-// tokenizer-worker.ts: the worker thread of TokenizerPool. Builds the tokenizer of workerData.spec, says
+// worker.ts: the worker thread of TokenizerPool (pool.ts). Builds the tokenizer of workerData.spec, says
 // 'ready' (or 'failed' with the error), then encodes each chunk it is sent and answers in order, the ids
 // transferred.
 import { parentPort, workerData } from 'node:worker_threads';
-import { createTokenizer, type Tokenizer, type TokenizerSpec } from './gpt2';
+import type { Tokenizer } from './base';
+import { createTokenizer, type TokenizerSpec } from './create';
 import type { WorkerChunk, WorkerError, WorkerReply } from './pool';
 
 function serialize(e: unknown): WorkerError {

@@ -8,11 +8,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { PajamaDataError } from '../../../lib/data/errors';
+import { globToRegExp, listShardFiles } from '../../../lib/data/corpus/files';
 import {
   JsonlDocumentReader,
   formatMalformed,
-  globToRegExp,
-  listShardFiles,
   readDocuments,
   type JsonlReadOptions,
   type JsonlReadProgress,

@@ -8,8 +8,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Tokenizer as HfReference } from '@huggingface/tokenizers';
-import { loadHfTokenizer, nfc, translateOniguruma, HfTokenizer } from '../../../lib/data/tokenizers/hf';
-import { createTokenizer, gpt2Tokenizer } from '../../../lib/data/tokenizers/gpt2';
+import { loadHfTokenizer, HfTokenizer } from '../../../lib/data/tokenizers/hf';
+import { nfc } from '../../../lib/data/tokenizers/hf-json';
+import { translateOniguruma } from '../../../lib/data/tokenizers/regex';
+import { createTokenizer } from '../../../lib/data/tokenizers/create';
+import { gpt2Tokenizer } from '../../../lib/data/tokenizers/gpt2';
 import { lastLineBreakCut } from '../../../lib/data/corpus/tokenize';
 import { makeRng, seed } from '../../helpers/reference';
 

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { TokenizerPool } from '../../../lib/data/tokenizers/pool';
-import { createTokenizer, type TokenizerSpec } from '../../../lib/data/tokenizers/gpt2';
+import { createTokenizer, type TokenizerSpec } from '../../../lib/data/tokenizers/create';
 
 const NEOX = path.resolve(__dirname, '../../../../shared/data/gpt-neox-20b-tokenizer.json');
 const haveNeox = fs.existsSync(NEOX);

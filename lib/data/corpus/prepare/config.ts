@@ -7,7 +7,7 @@ import { invalidArg } from '../../../core/errors';
 import * as schema from '../../../core/config-schema';
 import { defaultsOf, resolveConfig, type ConfigDialect, type ObjectField } from '../../../core/config-schema';
 import { DEDUP_MODES, type DedupMode } from '../dedup';
-import type { TokenizerSpec } from '../../tokenizers/gpt2';
+import type { TokenizerSpec } from '../../tokenizers/create';
 
 export interface PrepareConfig {
   /** Raw shards: .jsonl / .jsonl.zst files, folders, globs. Relative to the config file's folder. */

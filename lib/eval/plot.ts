@@ -12,6 +12,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { invalidArg } from '../core/errors';
+import { writeTextAtomic } from '../core/atomic';
 
 export interface LossPoint {
   step: number;
@@ -412,9 +413,7 @@ export function writeLossCurve(
     evals: rec.evals,
   });
   const file = output ?? path.join(runDir, 'loss.svg');
-  const tmp = `${file}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, svg);
-  fs.renameSync(tmp, file);
+  writeTextAtomic(file, svg);
   const skipped = Number(/data-skipped="(\d+)"/.exec(svg)?.[1] ?? 0);
   return { path: file, steps: rec.steps.length, evals: rec.evals.length, skipped };
 }

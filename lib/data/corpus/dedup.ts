@@ -14,6 +14,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { invalidArg } from '../../core/errors';
+import { writeAll, writeFileAtomic } from '../../core/atomic';
 import { PajamaDataError } from '../errors';
 import { EMPTY_BAND_KEY, minhashDocumentsAsync, sortKeyIdsAsync, type MinHashOptions } from './minhash';
 
@@ -246,16 +247,10 @@ export class LshIndex {
       const ids = buf.ids.subarray(0, buf.length);
       await sortKeyIdsAsync(keys, ids);
       const file = path.join(this.dir, `band-${String(b).padStart(3, '0')}-${String(this.#runs[b].length).padStart(6, '0')}.run`);
-      const tmp = `${file}.tmp`;
-      const fd = fs.openSync(tmp, 'w');
-      try {
+      writeFileAtomic(file, (fd) => {
         writeAll(fd, new Uint8Array(keys.buffer, keys.byteOffset, keys.byteLength));
         writeAll(fd, new Uint8Array(ids.buffer, ids.byteOffset, ids.byteLength));
-        fs.fsyncSync(fd);
-      } finally {
-        fs.closeSync(fd);
-      }
-      fs.renameSync(tmp, file);
+      });
       this.#runs[b].push(file);
       buf.length = 0;
     }
@@ -341,11 +336,6 @@ export class LshIndex {
     for (const runs of this.#runs) for (const f of runs) fs.rmSync(f, { force: true });
     this.#runs = Array.from({ length: this.bands }, () => []);
   }
-}
-
-function writeAll(fd: number, bytes: Uint8Array): void {
-  let at = 0;
-  while (at < bytes.length) at += fs.writeSync(fd, bytes, at, bytes.length - at);
 }
 
 function readAt(fd: number, bytes: Uint8Array, position: number, file: string): void {

@@ -20,6 +20,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { invalidArg } from '../../core/errors';
+import { writeTextAtomic } from '../../core/atomic';
 import { PajamaDataError } from '../errors';
 import { Xoshiro128 } from '../../core/rng';
 import { prepareData, resolvePrepareConfig, type PrepareProgress, type PrepareReport } from './prepare/prepare';
@@ -244,9 +245,7 @@ function writeIfChanged(file: string, content: string): void {
   } catch {
     // missing or unreadable: write it
   }
-  const tmp = `${file}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, content);
-  fs.renameSync(tmp, file);
+  writeTextAtomic(file, content);
 }
 
 /**

@@ -7,6 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { prepareData, resolvePrepareConfig, splitDraw, formatPrepareReport, DOC_STATUS } from '../../../lib/data/corpus/prepare/prepare';
+import { ST_DECONTAMINATED, ST_DUPLICATE, ST_SHORT, ST_TEST, ST_TRAIN, ST_VALIDATION } from '../../../lib/data/corpus/prepare/doc-status';
 import { readDataManifest } from '../../../lib/data/manifest';
 import { openShard } from '../../../lib/data/shard';
 import { gpt2Tokenizer } from '../../../lib/data/tokenizers/gpt2';
@@ -239,6 +240,12 @@ t.test('config errors name the key', async (t) => {
   t.equal(c.output, '/data/o');
   t.equal(c.dedup.bands * c.dedup.rows, 117, 'SlimPajama defaults: 9 bands x 13 rows');
   t.same(DOC_STATUS, ['train', 'validation', 'test', 'short', 'duplicate', 'decontaminated']);
+});
+
+t.test('status.bin codes are DOC_STATUS indices, the kept splits first (tokenize keeps codes up to ST_TEST)', async (t) => {
+  const codes = { train: ST_TRAIN, validation: ST_VALIDATION, test: ST_TEST, short: ST_SHORT, duplicate: ST_DUPLICATE, decontaminated: ST_DECONTAMINATED };
+  for (const [name, code] of Object.entries(codes)) t.equal(DOC_STATUS[code], name, `${name} is DOC_STATUS[${code}]`);
+  t.ok(ST_TRAIN <= ST_TEST && ST_VALIDATION <= ST_TEST && ST_SHORT > ST_TEST && ST_DUPLICATE > ST_TEST && ST_DECONTAMINATED > ST_TEST);
 });
 
 const NEOX = path.resolve(__dirname, '../../../../shared/data/gpt-neox-20b-tokenizer.json');

@@ -135,6 +135,11 @@ export function uniform(source: U32Source): number {
   return source.nextU32() / 4294967296;
 }
 
+/** A uniform double in [0, 1) from two u32 (53 bits, every double of the form k / 2^53): for sampling. */
+export function uniform53(source: U32Source): number {
+  return ((source.nextU32() >>> 5) * 67108864 + (source.nextU32() >>> 6)) / 9007199254740992;
+}
+
 /**
  * Normal(0, 1) samples by Box-Muller: each pair of u32s gives u in (0, 1) (never 0, so the log is finite) and
  * v in [0, 1); a call returns r cos(2 pi v), the next call the r sin(2 pi v) of the same pair.

@@ -9,7 +9,7 @@
 // Each step recomputes the whole window (there is no KV cache), and the model's activation buffers are
 // resized while the window grows: fine for looking at a small model, not a serving path.
 import { invalidArg } from '../core/errors';
-import { Xoshiro128 } from '../core/rng';
+import { Xoshiro128, uniform53 } from '../core/rng';
 import type { Tokenizer } from '../data/tokenizers/base';
 
 /** What generate needs of a model; MptModel has it. */
@@ -63,11 +63,6 @@ function checkOptions(options: GenerateOptions) {
   return { maxNewTokens, temperature, topK, seed, stopAtEos };
 }
 
-/** A uniform double in [0, 1) from 53 random bits. */
-function uniform(rng: Xoshiro128): number {
-  return ((rng.nextU32() >>> 5) * 67108864 + (rng.nextU32() >>> 6)) / 9007199254740992;
-}
-
 /**
  * The next id from one row of logits (ids >= `limit` never chosen): greedy at temperature 0, else a draw
  * from the tempered softmax over the topK highest. Exported for tests.
@@ -89,7 +84,7 @@ export function pickToken(logits: ArrayLike<number>, limit: number, temperature:
   const weights = ids.map((i) => Math.exp((logits[i] - max) / temperature));
   let total = 0;
   for (const w of weights) total += w;
-  let u = uniform(rng) * total;
+  let u = uniform53(rng) * total;
   for (let k = 0; k < ids.length; k++) {
     u -= weights[k];
     if (u < 0) return ids[k];

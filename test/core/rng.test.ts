@@ -4,7 +4,7 @@
 import t from 'tap';
 import { Xoshiro128, splitMix64 } from '../../lib/index';
 import * as core from '../../lib/core/rng';
-import { Mulberry32, normalSampler, seededNormal, uniform } from '../../lib/core/rng';
+import { Mulberry32, normalSampler, seededNormal, uniform, uniform53 } from '../../lib/core/rng';
 import { makeRng } from '../helpers/reference';
 
 // From the reference C (splitmix64.c, xoshiro128starstar.c) compiled with gcc.
@@ -119,6 +119,25 @@ t.test('uniform() and the tests\' makeRng are u32 / 2^32 of the same stream', as
   const x = Xoshiro128.fromSeed(3);
   const y = Xoshiro128.fromSeed(3);
   t.equal(uniform(x), y.nextU32() / 2 ** 32, 'any U32Source will do');
+});
+
+t.test('uniform53() is the top 27 + 26 bits of two u32, exactly k / 2^53 (generation samples with it)', async (t) => {
+  for (const s of SEEDS) {
+    const ref = referenceMulberry32(s);
+    const g = new Mulberry32(s);
+    let worst = -1;
+    for (let i = 0; i < 500 && worst < 0; i++) {
+      const hi = BigInt(Number(ref()) >>> 5);
+      const lo = BigInt(Number(ref()) >>> 6);
+      const k = (hi << 26n) | lo; // an integer below 2^53, so Number(k) / 2^53 is exact
+      const u = uniform53(g);
+      if (u !== Number(k) / 2 ** 53 || u < 0 || u >= 1) worst = i;
+    }
+    t.equal(worst, -1, `seed ${s}`);
+  }
+  // The extremes: all-zero bits give 0, all-one bits the largest double below 1.
+  t.equal(uniform53({ nextU32: () => 0 }), 0);
+  t.equal(uniform53({ nextU32: () => 0xffffffff }), 1 - 2 ** -53);
 });
 
 t.test('seededNormal, the init sampler, is Box-Muller over mulberry32, bit for bit', async (t) => {

@@ -20,7 +20,8 @@ const LIMIT = 2n ** 40n;
 const DIMS = [0, 1, 2, 3, 5, 7, 64, 2 ** 20, 2 ** 31, 2 ** 32, 2 ** 40, 2 ** 40 + 1, 2 ** 44 + 1, 2 ** 52, 2 ** 53 - 1];
 const BAD_DIMS = [-1, 0.5, NaN, Infinity, 2 ** 53, 1e300];
 
-// Deterministic generator, so a failure names a reproducible case.
+// Deterministic generator, so a failure names a reproducible case. Mulberry32 (lib/core/rng.ts) written out
+// self-contained, because its source is sent to the child process below (rng.toString()).
 function rng(seed: number): () => number {
   let s = seed >>> 0;
   return () => {

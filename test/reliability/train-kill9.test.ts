@@ -9,19 +9,15 @@ import * as path from 'node:path';
 import { latestCheckpoint } from '../../lib/train/checkpoint';
 import { cliProblem, tinyConfig, writeTinyShard } from '../helpers/tiny-run';
 import { killAllChildren, spawnTrain } from '../helpers/train-child';
+import { Mulberry32, uniform } from '../../lib/core/rng';
 
 const STEPS = 60; // 6 kills of at most 7 steps each leave the end of the run to the last resume
 const KILLS = 6;
 
-/** mulberry32: a small seeded generator for the kill delays. */
+/** Uniform doubles in [0, 1) from Mulberry32 (lib/core/rng.ts), seeded: a failure names a reproducible case. */
 function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(a ^ (a >>> 15), 1 | a);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
+  const source = new Mulberry32(seed);
+  return () => uniform(source);
 }
 
 const problem = cliProblem();

@@ -17,7 +17,7 @@ if (problem) {
   t.fail(`the soak runs the compiled benchmark: ${problem}`);
 } else {
   t.test('1,500 steps of the tiny model run in flat memory', async (t) => {
-    const r = spawnSync(process.execPath, [SOAK, '--steps', '1500', '--every', '50', '--json'], { encoding: 'utf8', timeout: 120_000 });
+    const r = spawnSync(process.execPath, [SOAK, '--steps', '1500', '--every', '50', '--gc', '--json'], { encoding: 'utf8', timeout: 120_000 });
     t.equal(r.status, 0, r.status === 0 ? 'the soak exits 0' : r.stderr);
     const report = JSON.parse(r.stdout) as {
       steps: number;

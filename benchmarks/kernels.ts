@@ -1,10 +1,15 @@
-// Kernel microbenchmarks: GEMM at the transformer shapes, attention, LayerNorm, cross-entropy and AdamW.
-// Each result is reported against a peak measured in the same run (a large square GEMM of that dtype), so
-// ratios stay meaningful on a noisy machine.
+// Kernel microbenchmarks: GEMM at the transformer shapes, attention, the LM head, and the element-wise kernels
+// (LayerNorm, GELU, residual, casts, AdamW). Each result is reported against a reference measured in the same
+// run, so ratios stay meaningful on a noisy machine: GEMM-like rows against a large square GEMM of their dtype
+// (peakShare), element-wise rows against a native copy of the same bytes (memcpyShare: the row's GB/s over
+// the copy's, both counting bytes read plus bytes written). Element-wise rows also give elements per second,
+// so bf16 and f32 compare per element.
 //
 //   npm run bench:kernels               table
 //   npm run bench:kernels -- --json     JSON on stdout (and the table on stderr)
-//   options: --quick (smaller repeat counts), --threads N, --out FILE (also write the JSON there)
+//   options: --quick (smaller repeat counts), --threads N, --out FILE (also write the JSON there),
+//            --only GROUPS (comma-separated: gemm, attention, layernorm, gelu, residual, cast, lmhead, adamw;
+//            the square GEMM peaks run only with gemm, attention or lmhead)
 import * as os from 'node:os';
 import { Tensor, backendInfo, ops, setThreads, type DType } from '../lib/index';
 import { alibiSlopes } from '../lib/model/alibi';
@@ -16,13 +21,26 @@ interface Result {
   shape: string;
   ms: number; // median wall time of one call
   gflops?: number;
-  gbps?: number;
+  gbps?: number; // bytes read + bytes written, per second
+  gelems?: number; // element-wise rows: G elements per second
+  memcpyGbps?: number; // element-wise rows: the copy of the same bytes (memcpy row), GB/s
+  memcpyShare?: number; // gbps / memcpyGbps
   peakShare?: number; // gflops / the same-dtype square GEMM rate of this run
 }
 
-const { flag, opt, log, writeReport } = benchCli('bench:kernels', { flags: ['--quick'], options: ['--threads'] });
+const { flag, opt, log, writeReport, usageError } = benchCli('bench:kernels', {
+  flags: ['--quick'],
+  options: ['--threads', '--only'],
+});
 const quick = flag('--quick');
 if (opt('--threads')) setThreads(Number(opt('--threads')));
+const GROUPS = ['gemm', 'attention', 'layernorm', 'gelu', 'residual', 'cast', 'lmhead', 'adamw'] as const;
+type Group = (typeof GROUPS)[number];
+const only = opt('--only')?.split(',');
+for (const g of only ?? []) {
+  if (!(GROUPS as readonly string[]).includes(g)) usageError(`--only: unknown group '${g}' (groups: ${GROUPS.join(', ')})`);
+}
+const runs = (g: Group) => !only || only.includes(g);
 
 function rand(dtype: DType, shape: number[], scale = 1): Tensor {
   const n = shape.reduce((a, b) => a * b, 1);
@@ -52,7 +70,13 @@ function record(r: Result): void {
   if (r.gflops !== undefined && peak[r.dtype]) r.peakShare = r.gflops / peak[r.dtype]!;
   results.push(r);
   const rate = r.gflops !== undefined ? `${r.gflops.toFixed(1)} GFLOP/s` : `${r.gbps!.toFixed(1)} GB/s`;
-  const share = r.peakShare !== undefined ? `${(100 * r.peakShare).toFixed(1)}% of peak` : '';
+  const elems = r.gelems !== undefined ? `${r.gelems.toFixed(2)} Gelem/s` : '';
+  const share =
+    r.peakShare !== undefined
+      ? `${(100 * r.peakShare).toFixed(1)}% of peak`
+      : r.memcpyShare !== undefined
+        ? `${elems.padStart(14)}  ${(100 * r.memcpyShare).toFixed(1)}% of memcpy`
+        : elems.padStart(14);
   log(`${r.name.padEnd(28)} ${r.dtype.padEnd(5)} ${r.shape.padEnd(26)} ${r.ms.toFixed(3).padStart(10)} ms  ${rate.padStart(18)}  ${share}`);
 }
 
@@ -84,6 +108,31 @@ function benchAttention(dtype: DType, B: number, H: number, T: number, D: number
   for (const x of [qkv, out, lse, dout, dqkv, slopes]) x.dispose();
 }
 
+const copyGbps = new Map<number, number>();
+
+/** GB/s (read + write) of the native copy of `bytes` bytes (cast between two f32 tensors), one row per size. */
+function memcpyGbps(bytes: number): number {
+  const n = Math.max(1, Math.round(bytes / 4));
+  let gbps = copyGbps.get(n);
+  if (gbps === undefined) {
+    const src = rand('f32', [n]);
+    const dst = Tensor.zeros('f32', [n]);
+    const ms = time(() => ops.cast(dst, src));
+    gbps = (2 * n * 4) / ms / 1e6;
+    copyGbps.set(n, gbps);
+    record({ name: 'memcpy (cast f32->f32)', dtype: 'f32', shape: `${n * 4} bytes`, ms, gbps });
+    for (const t of [src, dst]) t.dispose();
+  }
+  return gbps;
+}
+
+/** An element-wise row: `bytes` read + written per call over `elems` elements, against a copy of as many bytes. */
+function elementwise(name: string, dtype: DType, shape: string, ms: number, elems: number, bytes: number): void {
+  const ref = memcpyGbps(bytes / 2);
+  const gbps = bytes / ms / 1e6;
+  record({ name, dtype, shape, ms, gbps, gelems: elems / ms / 1e6, memcpyGbps: ref, memcpyShare: gbps / ref });
+}
+
 function benchLayerNorm(dtype: DType, N: number, C: number): void {
   const inp = rand(dtype, [N, C]);
   const w = rand(dtype, [C]);
@@ -96,9 +145,9 @@ function benchLayerNorm(dtype: DType, N: number, C: number): void {
   const el = dtype === 'bf16' ? 2 : 4;
   const shape = `${N}x${C}`;
   const fwd = time(() => ops.layerNormForward(out, mean, rstd, inp, w, 1e-5));
-  record({ name: 'layernorm forward', dtype, shape, ms: fwd, gbps: (2 * N * C * el) / fwd / 1e6 });
+  elementwise('layernorm forward', dtype, shape, fwd, N * C, 2 * N * C * el);
   const bwd = time(() => ops.layerNormBackward(dinp, dw, dout, inp, w, mean, rstd));
-  record({ name: 'layernorm backward', dtype, shape, ms: bwd, gbps: (3 * N * C * el) / bwd / 1e6 });
+  elementwise('layernorm backward', dtype, shape, bwd, N * C, 3 * N * C * el);
   for (const x of [inp, w, out, mean, rstd, dout, dinp, dw]) x.dispose();
 }
 
@@ -108,10 +157,29 @@ function benchGelu(dtype: DType, n: number): void {
   const dx = Tensor.zeros(dtype, [n]);
   const el = dtype === 'bf16' ? 2 : 4;
   const fwd = time(() => ops.geluForward(y, x));
-  record({ name: 'gelu forward', dtype, shape: `${n}`, ms: fwd, gbps: (2 * n * el) / fwd / 1e6 });
+  elementwise('gelu forward', dtype, `${n}`, fwd, n, 2 * n * el);
   const bwd = time(() => ops.geluBackward(dx, x, y));
-  record({ name: 'gelu backward', dtype, shape: `${n}`, ms: bwd, gbps: (3 * n * el) / bwd / 1e6 });
+  elementwise('gelu backward', dtype, `${n}`, bwd, n, 3 * n * el);
   for (const t of [x, y, dx]) t.dispose();
+}
+
+function benchResidual(dtype: DType, n: number): void {
+  const a = rand(dtype, [n]);
+  const b = rand(dtype, [n]);
+  const out = Tensor.zeros(dtype, [n]);
+  const el = dtype === 'bf16' ? 2 : 4;
+  const ms = time(() => ops.residualForward(out, a, b));
+  elementwise('residual add', dtype, `${n}`, ms, n, 3 * n * el);
+  for (const t of [a, b, out]) t.dispose();
+}
+
+/** Casts are reported under their output dtype. */
+function benchCast(from: DType, to: DType, n: number): void {
+  const inp = rand(from, [n]);
+  const out = Tensor.zeros(to, [n]);
+  const ms = time(() => ops.cast(out, inp));
+  elementwise(`cast ${from}->${to}`, to, `${n}`, ms, n, 6 * n);
+  for (const t of [inp, out]) t.dispose();
 }
 
 function benchCrossEntropy(dtype: DType, N: number, C: number, V: number, vocab: number): void {
@@ -136,7 +204,9 @@ function benchAdamW(P: number): void {
   let step = 1;
   const ms = time(() => ops.adamwUpdate(p, g, m, v, pb, segs, 1e-4, 0.9, 0.95, 1e-8, 0.1, step++, 1));
   // reads p, g, m, v; writes p, m, v (f32) and the bf16 copy
-  record({ name: 'adamw (+bf16 copy)', dtype: 'f32', shape: `${P}`, ms, gbps: (P * (4 * 7 + 2)) / ms / 1e6 });
+  elementwise('adamw (+bf16 copy)', 'f32', `${P}`, ms, P, P * (4 * 7 + 2));
+  const msF32 = time(() => ops.adamwUpdate(p, g, m, v, null, segs, 1e-4, 0.9, 0.95, 1e-8, 0.1, step++, 1));
+  elementwise('adamw (f32 only)', 'f32', `${P}`, msF32, P, P * 4 * 7);
   for (const x of [p, g, m, v, pb]) x.dispose();
 }
 
@@ -144,21 +214,31 @@ function main(): void {
   const info = backendInfo();
   log(`pajama-train kernel benchmark: ${info.cpu.brand}, ${info.threads} threads, ISA ${info.cpu.activeIsa}, ${info.gemm.description}`);
   const sq = quick ? 2048 : 3072;
-  for (const dtype of ['bf16', 'f32'] as DType[]) {
-    const r = benchGemm('gemm peak (square)', dtype, sq, sq, sq);
-    peak[dtype] = r.gflops;
-    record(r);
+  const dtypes = ['bf16', 'f32'] as DType[];
+  if (runs('gemm') || runs('attention') || runs('lmhead')) {
+    for (const dtype of dtypes) {
+      const r = benchGemm('gemm peak (square)', dtype, sq, sq, sq);
+      peak[dtype] = r.gflops;
+      record(r);
+    }
   }
-  for (const dtype of ['bf16', 'f32'] as DType[]) {
-    record(benchGemm('gemm qkv', dtype, 4096, 512, 1536));
-    record(benchGemm('gemm mlp down', dtype, 4096, 2048, 512));
-    record(benchGemm('gemm lm head', dtype, 4096, 512, 50432));
+  if (runs('gemm')) {
+    for (const dtype of dtypes) {
+      record(benchGemm('gemm qkv', dtype, 4096, 512, 1536));
+      record(benchGemm('gemm mlp down', dtype, 4096, 2048, 512));
+      record(benchGemm('gemm lm head', dtype, 4096, 512, 50432));
+    }
   }
-  for (const dtype of ['bf16', 'f32'] as DType[]) benchAttention(dtype, 8, 8, 512, 64);
-  for (const dtype of ['bf16', 'f32'] as DType[]) benchLayerNorm(dtype, 4096, 512);
-  for (const dtype of ['bf16', 'f32'] as DType[]) benchGelu(dtype, 4096 * 2048);
-  for (const dtype of ['bf16', 'f32'] as DType[]) benchCrossEntropy(dtype, quick ? 512 : 2048, 512, 50432, 50277);
-  benchAdamW(quick ? 4_000_000 : 16_000_000);
+  if (runs('attention')) for (const dtype of dtypes) benchAttention(dtype, 8, 8, 512, 64);
+  if (runs('layernorm')) for (const dtype of dtypes) benchLayerNorm(dtype, 4096, 512);
+  if (runs('gelu')) for (const dtype of dtypes) benchGelu(dtype, 4096 * 2048);
+  if (runs('residual')) for (const dtype of dtypes) benchResidual(dtype, 4096 * 512);
+  if (runs('cast')) {
+    benchCast('f32', 'bf16', 4096 * 2048);
+    benchCast('bf16', 'f32', 4096 * 2048);
+  }
+  if (runs('lmhead')) for (const dtype of dtypes) benchCrossEntropy(dtype, quick ? 512 : 2048, 512, 50432, 50277);
+  if (runs('adamw')) benchAdamW(quick ? 4_000_000 : 16_000_000);
 
   const report = {
     benchmark: 'kernels',

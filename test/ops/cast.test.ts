@@ -1,7 +1,7 @@
 // cast: f32 -> bf16 (round to nearest even, bit for bit, with the edge cases spelled out), bf16 -> f32
 // (exact), same-dtype copies, and the argument checks.
 import t from 'tap';
-import { ops, Tensor } from '../../lib/index';
+import { ops, Tensor, setIsaLimit, backendInfo } from '../../lib/index';
 import { randn, roundBf16, seed } from '../helpers/reference';
 
 t.comment(`seed ${seed}`);
@@ -83,6 +83,41 @@ for (const n of [1, 7, 129, 100003]) {
     ops.cast(copyHalf, half);
     t.ok(copyHalf.toBf16Bits().every((b, i) => b === bits[i]), 'bf16 -> bf16 copies');
     for (const a of [src, half, back, copy, copyHalf]) a.dispose();
+  });
+}
+
+// Every ISA path (AVX-512 has a hand-written loop): the edge cases among random values, at every position of
+// a 16-lane vector and in its partial tail, bit for bit.
+// avx512: the AVX-512 path with integer bf16 rounding; avx512_bf16 (where detected): with vcvtneps2bf16
+for (const level of [...new Set(['scalar', 'avx512', backendInfo().cpu.detectedIsa] as const)]) {
+  t.test(`cast f32 <-> bf16 isa=${level}, bit for bit`, async (t) => {
+    setIsaLimit(level);
+    t.teardown(() => void setIsaLimit(backendInfo().cpu.detectedIsa));
+    const n = 16 * edgeCases.length + 11;
+    const x = Float32Array.from(randn(n, 50));
+    const bits = new Uint32Array(x.buffer);
+    edgeCases.forEach(([f], i) => {
+      bits[17 * i] = f; // position 17 i: every lane of a vector, and the tail
+    });
+    bits[n - 1] = edgeCases[1][0];
+    const src = Tensor.from(x);
+    const half = Tensor.zeros('bf16', [n]);
+    ops.cast(half, src);
+    const got = half.toBf16Bits();
+    const byCase = new Map(edgeCases.map(([f, b]) => [f, b]));
+    let mismatches = 0;
+    for (let i = 0; i < n; i++) {
+      const want = byCase.get(bits[i]) ?? f32Bits(roundBf16(x[i])) >>> 16;
+      if (got[i] !== want) mismatches++;
+    }
+    t.equal(mismatches, 0, 'f32 -> bf16 rounds to nearest even, NaN stays NaN');
+    const back = Tensor.zeros('f32', [n]);
+    ops.cast(back, half);
+    const widened = new Uint32Array(back.toFloat32().buffer);
+    mismatches = 0;
+    for (let i = 0; i < n; i++) if (widened[i] !== (got[i] << 16) >>> 0) mismatches++;
+    t.equal(mismatches, 0, 'bf16 -> f32 is exact');
+    for (const a of [src, half, back]) a.dispose();
   });
 }
 

@@ -8,7 +8,9 @@ t.comment(`seed ${seed}`);
 const gelu = (x: number) => 0.5 * x * (1 + erf(x / Math.SQRT2));
 const dgelu = (x: number) => 0.5 * (1 + erf(x / Math.SQRT2)) + (x * Math.exp(-0.5 * x * x)) / Math.sqrt(2 * Math.PI);
 
-const levels = ['scalar', backendInfo().cpu.detectedIsa] as const;
+// avx512: the bf16 AVX-512 path with integer rounding; the detected level (avx512_bf16 here) rounds with
+// vcvtneps2bf16
+const levels = [...new Set(['scalar', 'avx512', backendInfo().cpu.detectedIsa] as const)];
 
 for (const level of levels) {
   for (const dtype of ['f32', 'bf16'] as DType[]) {

@@ -2,7 +2,7 @@
 // float64, both dtypes, odd sizes; finite differences; rows with a large common offset; in-place use;
 // deterministic dweight across thread counts; argument errors.
 import t from 'tap';
-import { ops, Tensor, setThreads, type DType } from '../../lib/index';
+import { ops, Tensor, setThreads, setIsaLimit, backendInfo, type DType } from '../../lib/index';
 import { randn, relErr, seed, tensorOf, toF64, TOL } from '../helpers/reference';
 
 t.comment(`seed ${seed}`);
@@ -247,6 +247,62 @@ t.test('layernorm dweight is the same bit for bit for any thread count', async (
   t.same(results[2], results[0], '3 threads == 1 thread');
   for (const z of [inp, weight, dout, out, mean, rstd, dinp]) z.dispose();
 });
+
+// Every ISA path (bf16 rows have a hand-written AVX-512 path), with row lengths that leave a partial vector
+// (C below, at and past one 16-lane vector), forward, backward and in place, against float64.
+// avx512: the AVX-512 path with integer bf16 rounding; avx512_bf16 (where detected): with vcvtneps2bf16
+for (const level of [...new Set(['scalar', 'avx512', backendInfo().cpu.detectedIsa] as const)]) {
+  for (const dtype of ['f32', 'bf16'] as const) {
+    t.test(`layernorm ${dtype} isa=${level}, C with a partial vector`, async (t) => {
+      setIsaLimit(level);
+      t.teardown(() => void setIsaLimit(backendInfo().cpu.detectedIsa));
+      for (const [n, c] of [
+        [3, 1],
+        [5, 15],
+        [4, 17],
+        [3, 33],
+        [2, 127],
+        [3, 515],
+      ]) {
+        const { inp, weight, dout, x, w, g } = makeCase(n, c, dtype, 3);
+        const out = Tensor.zeros(dtype, [n, c]);
+        const mean = Tensor.zeros('f32', [n]);
+        const rstd = Tensor.zeros('f32', [n]);
+        const dinp = Tensor.zeros(dtype, [n, c]);
+        dinp.fill(123);
+        const { t: dweight, x: dw0 } = tensorOf(randn(c), [c], 'f32');
+        ops.layerNormForward(out, mean, rstd, inp, weight, EPS);
+        await ops.layerNormBackwardAsync(dinp, dweight, dout, inp, weight, mean, rstd);
+        const f = forwardRef(x, w, n, c);
+        const b = backwardRef(g, x, w, n, c);
+        const errs = {
+          out: [relErr(toF64(out), f.out), TOL[dtype]],
+          mean: [relErr(toF64(mean), f.mean), TOL.f32],
+          rstd: [relErr(toF64(rstd), f.rstd), TOL.f32],
+          dinp: [relErr(toF64(dinp), b.dinp), TOL[dtype]],
+          dweight: [relErr(toF64(dweight), dw0.map((v, j) => v + b.dweight[j])), TOL.f32],
+        };
+        if (c === 1) {
+          // C = 1: out is exactly 0 (x - mean = 0) and so is the true dinp, but dinp is computed as
+          // rstd * (dxhat - mean(dxhat)), a difference of equal terms: bound it by the size of what cancels
+          // (rstd = 1/sqrt(eps) here) instead of a relative error against zero.
+          const scale = Math.max(...Array.from(toF64(rstd))) * Math.max(...g.map((v, i) => Math.abs(v * w[i % c])));
+          const worst = Math.max(...Array.from(toF64(dinp), Math.abs));
+          t.ok(worst <= TOL[dtype] * scale, `N=${n} C=1 |dinp| ${worst} <= ${TOL[dtype]} * ${scale}`);
+          delete (errs as Partial<typeof errs>).dinp;
+        }
+        for (const [k, [e, tol]] of Object.entries(errs)) t.ok(e <= tol, `N=${n} C=${c} ${k} rel err ${e}`);
+        // in place: out = inp, then dinp = dout
+        ops.layerNormForward(inp, mean, rstd, inp, weight, EPS);
+        t.same(toF64(inp), toF64(out), `N=${n} C=${c} in-place forward equals the out-of-place one`);
+        const { t: x2 } = tensorOf(x, [n, c], dtype);
+        ops.layerNormBackward(dout, dweight, dout, x2, weight, mean, rstd);
+        t.same(toF64(dout), toF64(dinp), `N=${n} C=${c} in-place backward equals the out-of-place one`);
+        for (const z of [inp, weight, dout, out, mean, rstd, dinp, dweight, x2]) z.dispose();
+      }
+    });
+  }
+}
 
 t.test('layernorm rejects wrong shapes, dtypes and overlaps naming the op', async (t) => {
   const inp = Tensor.zeros('f32', [4, 32]);

@@ -1,7 +1,7 @@
 // residual: out = a + b for every mix of f32/bf16 operands against float64, odd sizes, in place (out = a or
 // out = b), and refusal of mismatched sizes, integer tensors and partial overlaps.
 import t from 'tap';
-import { ops, Tensor } from '../../lib/index';
+import { ops, Tensor, setIsaLimit, backendInfo } from '../../lib/index';
 import { quantize, randn, relErr, seed, tensorOf, toF64 } from '../helpers/reference';
 
 t.comment(`seed ${seed}`);
@@ -27,6 +27,31 @@ for (const outType of DTYPES) {
       });
     }
   }
+}
+
+// Every ISA path (AVX-512 has a hand-written loop), bit for bit against the f32 sum, with partial vectors.
+// avx512: the AVX-512 path with integer bf16 rounding; avx512_bf16 (where detected): with vcvtneps2bf16
+for (const level of [...new Set(['scalar', 'avx512', backendInfo().cpu.detectedIsa] as const)]) {
+  t.test(`residual every dtype mix isa=${level}`, async (t) => {
+    setIsaLimit(level);
+    t.teardown(() => void setIsaLimit(backendInfo().cpu.detectedIsa));
+    for (const outType of DTYPES) {
+      for (const aType of DTYPES) {
+        for (const bType of DTYPES) {
+          for (const n of [5, 16, 33, 1000]) {
+            const { t: a, x } = tensorOf(randn(n, 4), [n], aType);
+            const { t: b, x: y } = tensorOf(randn(n), [n], bType);
+            const out = Tensor.zeros(outType, [n]);
+            out.fill(Number.NaN);
+            ops.residualForward(out, a, b);
+            const ref = quantize(quantize(x.map((v, i) => v + y[i]), 'f32'), outType);
+            t.same(toF64(out), ref, `${aType} + ${bType} -> ${outType} n=${n}`);
+            for (const z of [a, b, out]) z.dispose();
+          }
+        }
+      }
+    }
+  });
 }
 
 t.test('residual in place: out = a and out = b, N-D shapes', async (t) => {

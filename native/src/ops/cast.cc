@@ -1,13 +1,16 @@
 // cast.cc: dtype conversion between same-sized tensors.
 //   cast(out, inp): f32 -> bf16 rounds to nearest even (NaN stays NaN, +-Inf stays +-Inf, finite values past
 //   bf16's range become +-Inf); bf16 -> f32 is exact; the same dtype on both sides is a copy.
-// Memory-bound and elementwise: parallel over fixed blocks of elements.
+// Memory-bound and elementwise: parallel over fixed blocks of elements. On AVX-512 (ActiveIsa()) the
+// conversions run a hand-written loop over 16 lanes (vecmath_avx512.h), bit for bit the multiversioned loops,
+// which remain the path below AVX-512.
 #include <algorithm>
 #include <cstring>
 
 #include "../cpu.h"
 #include "../op.h"
 #include "../vecmath.h"
+#include "../vecmath_avx512.h"
 #include "ops.h"
 
 namespace pt {
@@ -24,13 +27,29 @@ PT_CLONES void ConvertBlock(float* __restrict out, const bf16* __restrict inp, i
   for (int64_t i = 0; i < n; i++) out[i] = Bf16ToF32(inp[i]);
 }
 
+#ifdef PT_HAVE_EW_AVX512
+template <typename O, typename I>
+PT_EW_AVX512 void ConvertBlockAvx512(O* __restrict out, const I* __restrict inp, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) avx512::Store(out + i, avx512::Load(inp + i));
+  if (i < n) {
+    const __mmask16 k = avx512::TailMask(n - i);
+    avx512::Store(out + i, k, avx512::Load(inp + i, k));
+  }
+}
+#endif
+
 template <typename O, typename I>
 void Convert(O* out, const I* inp, int64_t n) {
+  void (*block)(O*, const I*, int64_t) = &ConvertBlock;
+#ifdef PT_HAVE_EW_AVX512
+  if (ActiveIsa() >= Isa::Avx512) block = &ConvertBlockAvx512<O, I>;
+#endif
   const int64_t nBlocks = (n + kBlock - 1) / kBlock;
 #pragma omp parallel for num_threads(Threads()) schedule(static)
   for (int64_t b = 0; b < nBlocks; b++) {
     const int64_t lo = b * kBlock;
-    ConvertBlock(out + lo, inp + lo, std::min(kBlock, n - lo));
+    block(out + lo, inp + lo, std::min(kBlock, n - lo));
   }
 }
 

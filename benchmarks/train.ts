@@ -13,10 +13,17 @@
 //            --configs fp32,bf16-ckpt (a subset), --threads N, --seed N, --out FILE (also write the JSON),
 //            --profile (time every native op call and report where a step goes),
 //            --repeat R (run every configuration R times, round-robin, and keep the run of median step
-//            time: on a shared machine), --in-process (no child processes; peak RSS is then the whole run's)
+//            time: on a shared machine), --in-process (no child processes; peak RSS is then the whole run's),
+//            --torch (after our configurations, the same model, settings and threads in PyTorch,
+//            benchmarks/torch_mpt.py, each configuration as often as --repeat says: torch's tokens/s and
+//            ours/torch go into the table and the JSON; needs PyTorch and an optimized BLAS:
+//            apt-get install -y python3-torch libopenblas0-pthread; PAJAMA_PYTHON picks the interpreter,
+//            else python3 on PATH, then /usr/bin/python3)
 //   internal: --config NAME runs one configuration in this process (what each child does)
 import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as os from 'node:os';
+import * as path from 'node:path';
 import { backendInfo, ops, setThreads, Tensor, type BackendInfo } from '../lib/index';
 import { flopsPerToken, mptConfig, parameterCount, type MptConfig } from '../lib/model/config';
 import { MptModel, type Precision } from '../lib/model/mpt';
@@ -96,6 +103,8 @@ interface ConfigResult {
   rssAfterBytes: number;
   maxRssBytes: number; // this process's peak (one configuration when run as a child)
   loadAverage: number[]; // os.loadavg() after the steps: other processes on the machine slow every number
+  torch?: TorchResult; // with --torch: the same configuration in PyTorch (benchmarks/torch_mpt.py)
+  speedupVsTorch?: number; // with --torch: our tokens/s over torch's
   profile?: {
     stepMs: number; // mean over the timed steps
     opMs: number; // native op calls, from call to resolved Promise
@@ -105,6 +114,28 @@ interface ConfigResult {
     categories: Record<string, number>;
     crossEntropyParts: CrossEntropyPart[];
   };
+}
+
+/** What benchmarks/torch_mpt.py reports for one configuration (the fields this benchmark reads; it has more). */
+interface TorchResult {
+  torchVersion: string;
+  python: string;
+  threads: number;
+  precision: Precision;
+  checkpointEvery: number;
+  attention: string;
+  stepMs: number; // median
+  stepMsAll: number[];
+  stepMsRepeats?: number[]; // with --repeat: the median step of every torch run of this configuration
+  tokensPerSec: number;
+  parameterCount: number;
+  flopsPerToken: number;
+  profiledMatmulFlopsPerToken?: number; // torch.profiler's count of one step's mm/bmm/addmm
+  expectedMatmulFlopsPerToken?: number; // what the model's shapes say those products are
+  lossFirst: number;
+  lossLast: number;
+  glibcTunables?: string; // the malloc settings the torch child ran with (TORCH_MALLOC_TUNABLES by default)
+  [more: string]: unknown;
 }
 
 /** One part of the fused LM head + cross-entropy, timed on its own for the whole micro-batch. */
@@ -118,7 +149,7 @@ interface CrossEntropyPart {
 
 // Annotated, so that cli.usageError (never returns) narrows types where it is called.
 const cli: BenchCli = benchCli('bench:train', {
-  flags: ['--quick', '--profile', '--in-process'],
+  flags: ['--quick', '--profile', '--in-process', '--torch'],
   options: ['--steps', '--warmup', '--seed', '--threads', '--configs', '--config', '--repeat'],
 });
 const { args, flag, opt, intOpt, log, writeReport } = cli;
@@ -501,13 +532,110 @@ function spawnConfig(name: string): ConfigResult {
   return (JSON.parse(r.stdout) as { results: ConfigResult[] }).results[0];
 }
 
+// ---- --torch: the same model in PyTorch, in a python child process ----
+
+/** The exit status torch_mpt.py gives when `import torch` fails. */
+const TORCH_MISSING_EXIT = 3;
+/** ... and when that torch would multiply fp32 with netlib's reference BLAS (a few GFLOP/s). */
+const REFERENCE_BLAS_EXIT = 4;
+// Debian's python3-torch calls libblas.so.3 for fp32 products: netlib's reference BLAS unless another is installed.
+const TORCH_INSTALL = 'apt-get install -y python3-torch libopenblas0-pthread';
+
+/** A Python interpreter that imports torch, with the script that runs the PyTorch model. */
+interface TorchRunner {
+  python: string;
+  version: string;
+  blas: string[]; // the BLAS libraries mapped into that python with torch
+  script: string;
+}
+
+/**
+ * Finds the interpreter for --torch before any step is timed: PAJAMA_PYTHON if set, else python3 on PATH,
+ * then /usr/bin/python3 (Debian's python3-torch installs for the system interpreter, which a python3 from
+ * pyenv or a virtual environment on PATH does not see). Exits with a message saying how to install PyTorch
+ * when none of them imports torch: --torch is never skipped silently.
+ */
+function findTorch(): TorchRunner {
+  const fail = (message: string): never => {
+    process.stderr.write(`bench:train: ${message}\n`);
+    process.exit(1);
+  };
+  // benchmarks/torch_mpt.py beside this file (run from source) or two levels up from dist/benchmarks/
+  const scripts = [path.resolve(__dirname, 'torch_mpt.py'), path.resolve(__dirname, '../../benchmarks/torch_mpt.py')];
+  const script = scripts.find((s) => fs.existsSync(s));
+  if (!script) return fail(`--torch: the PyTorch side of the benchmark is missing (looked for ${scripts.join(' and ')})`);
+  const env = process.env.PAJAMA_PYTHON;
+  const candidates = env ? [env] : ['python3', '/usr/bin/python3'];
+  const tried: string[] = [];
+  for (const python of candidates) {
+    const r = spawnSync(python, [script, '--check'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    if (r.error) {
+      tried.push(`${python}: ${(r.error as NodeJS.ErrnoException).code === 'ENOENT' ? 'not found' : r.error.message}`);
+    } else if (r.status === 0) {
+      const c = JSON.parse(r.stdout) as { torchVersion: string; blas: string[] };
+      return { python, version: c.torchVersion, blas: c.blas, script };
+    } else if (r.status === TORCH_MISSING_EXIT) {
+      tried.push(`${python}: no module named torch`);
+    } else if (r.status === REFERENCE_BLAS_EXIT) {
+      return fail(`--torch: ${python} has PyTorch, but ${(r.stderr ?? '').trim().replace(/^torch_mpt\.py: /, '')}`);
+    } else {
+      const lines = (r.stderr ?? '').trim().split('\n');
+      tried.push(`${python}: ${lines[lines.length - 1] || `exit status ${r.status ?? r.signal}`}`);
+    }
+  }
+  return fail(
+    `--torch needs PyTorch, and no interpreter here imports it (${tried.join('; ')}). ` +
+      `Install Debian's packages with \`${TORCH_INSTALL}\` (they install for /usr/bin/python3), ` +
+      `or set PAJAMA_PYTHON to a python that has torch, then run again.`,
+  );
+}
+
+/**
+ * glibc's malloc for the torch child, unless GLIBC_TUNABLES is set: no mmap for large blocks and no trimming,
+ * so freed memory is reused. PyTorch on CPU allocates its (4096, 50257) logits and (8, 8, 512, 512) scores
+ * afresh every step; by default glibc maps and unmaps each, and the page faults of touching new pages cost a
+ * 2-core machine two thirds of torch's step (16.1 s against 5.1 s for one bf16 step, 2026-12-05). This is
+ * the effect of the jemalloc or tcmalloc that PyTorch's CPU tuning guides preload, without a package.
+ */
+const TORCH_MALLOC_TUNABLES = 'glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736';
+
+/** Runs one configuration in PyTorch with this run's shapes, steps, seed and threads. */
+function runTorch(runner: TorchRunner, bc: BenchConfig, cfg: MptConfig, threadCount: number): TorchResult {
+  const a = [
+    runner.script,
+    ...['--precision', bc.precision, '--checkpoint-every', String(bc.checkpointEvery)],
+    ...['--warmup', String(warmupSteps), '--steps', String(timedSteps), '--threads', String(threadCount), '--seed', String(seed)],
+    ...['--micro-batch', String(MICRO_BATCH), '--seq-len', String(SEQ_LEN)],
+    ...['--d-model', String(cfg.dModel), '--n-heads', String(cfg.nHeads), '--n-layers', String(cfg.nLayers)],
+    ...['--expansion-ratio', String(cfg.expansionRatio), '--vocab-size', String(cfg.vocabSize), '--real-vocab-size', String(cfg.realVocabSize)],
+    ...['--alibi-bias-max', String(cfg.alibiBiasMax), '--layer-norm-eps', String(cfg.layerNormEps)],
+    ...['--lr', String(LR), '--weight-decay', String(WEIGHT_DECAY), '--max-norm', String(MAX_NORM)],
+    // the PyTorch model must be ours: the same parameter count and the same counted FLOPs per token
+    ...['--expect-params', String(parameterCount(cfg)), '--expect-flops-per-token', String(flopsPerToken(cfg, SEQ_LEN))],
+    '--count-flops', // one more step, untimed, under torch.profiler: the products the PyTorch model really runs
+  ];
+  const glibcTunables = process.env.GLIBC_TUNABLES ?? TORCH_MALLOC_TUNABLES;
+  const env = { ...process.env, GLIBC_TUNABLES: glibcTunables };
+  const r = spawnSync(runner.python, a, { encoding: 'utf8', maxBuffer: 64 << 20, stdio: ['ignore', 'pipe', 'pipe'], env });
+  if (r.error) throw new Error(`--torch ${bc.name}: cannot start ${runner.python}: ${r.error.message}`);
+  if (r.status !== 0) {
+    process.stderr.write(r.stderr ?? '');
+    if (r.status === TORCH_MISSING_EXIT || r.status === REFERENCE_BLAS_EXIT) throw new Error(`--torch ${bc.name}: ${runner.python} cannot import torch or has no optimized BLAS: install them with \`${TORCH_INSTALL}\``);
+    throw new Error(`--torch ${bc.name}: ${runner.python} ${runner.script} exited with ${r.status ?? r.signal}`);
+  }
+  for (const line of (r.stderr ?? '').split('\n')) if (line.startsWith('  ')) log(line);
+  return { ...(JSON.parse(r.stdout) as TorchResult), glibcTunables };
+}
+
 const MiB = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
 
 function printTable(results: ConfigResult[]): void {
+  const withTorch = results.some((r) => r.torch);
   log('');
   log(
     `${'config'.padEnd(10)} ${'step ms'.padStart(8)} ${'tokens/s'.padStart(9)} ${'GFLOP/s'.padStart(8)} ${'peak'.padStart(6)} ${'MFU'.padStart(6)}  ` +
-      `${'fwd+bwd'.padStart(8)} ${'clip'.padStart(5)} ${'adamw'.padStart(6)} ${'zero'.padStart(5)}  ${'activations'.padStart(11)} ${'max RSS'.padStart(9)} ${'RSS after'.padStart(9)}`,
+      `${'fwd+bwd'.padStart(8)} ${'clip'.padStart(5)} ${'adamw'.padStart(6)} ${'zero'.padStart(5)}  ${'activations'.padStart(11)} ${'max RSS'.padStart(9)} ${'RSS after'.padStart(9)}` +
+      (withTorch ? `  ${'torch ms'.padStart(8)} ${'torch tok/s'.padStart(11)} ${'vs torch'.padStart(8)}` : ''),
   );
   for (const r of results) {
     const ph = r.phasesMs;
@@ -515,8 +643,31 @@ function printTable(results: ConfigResult[]): void {
       `${r.config.padEnd(10)} ${r.stepMs.toFixed(0).padStart(8)} ${r.tokensPerSec.toFixed(0).padStart(9)} ${r.achievedGflops.toFixed(0).padStart(8)} ` +
         `${r.peakGflops.toFixed(0).padStart(6)} ${(100 * r.mfu).toFixed(1).padStart(5)}%  ` +
         `${ph.forwardBackward.toFixed(0).padStart(8)} ${ph.clip.toFixed(1).padStart(5)} ${ph.adamw.toFixed(1).padStart(6)} ${ph.zeroGrad.toFixed(1).padStart(5)}  ` +
-        `${MiB(r.activationBytes).padStart(11)} ${MiB(r.maxRssBytes).padStart(9)} ${MiB(r.rssAfterBytes).padStart(9)}`,
+        `${MiB(r.activationBytes).padStart(11)} ${MiB(r.maxRssBytes).padStart(9)} ${MiB(r.rssAfterBytes).padStart(9)}` +
+        (r.torch && r.speedupVsTorch !== undefined
+          ? `  ${r.torch.stepMs.toFixed(0).padStart(8)} ${r.torch.tokensPerSec.toFixed(0).padStart(11)} ${`${r.speedupVsTorch.toFixed(2)}x`.padStart(8)}`
+          : ''),
     );
+  }
+  const torchRow = results.find((r) => r.torch)?.torch;
+  if (torchRow) {
+    log(
+      `torch: PyTorch ${torchRow.torchVersion} (${torchRow.python}), ${torchRow.threads} threads, attention ${torchRow.attention}, ` +
+        `GLIBC_TUNABLES=${torchRow.glibcTunables}; ` +
+        `vs torch = our tokens/s / torch's, same model and steps, measured in this run`,
+    );
+  }
+  for (const r of results) {
+    const t = r.torch;
+    if (t?.profiledMatmulFlopsPerToken === undefined || t.expectedMatmulFlopsPerToken === undefined) continue;
+    log(
+      `${r.config} torch: loss ${t.lossFirst.toFixed(3)} -> ${t.lossLast.toFixed(3)} (ours ${r.lossFirst.toFixed(3)} -> ${r.lossLast.toFixed(3)}); ` +
+        `torch.profiler counts ${(t.profiledMatmulFlopsPerToken / 1e6).toFixed(2)} MFLOP/token in matrix products, ` +
+        `the shapes say ${(t.expectedMatmulFlopsPerToken / 1e6).toFixed(2)}`,
+    );
+  }
+  for (const r of results) {
+    if (r.torch?.stepMsRepeats) log(`${r.config} torch: median step of each run ${r.torch.stepMsRepeats.map((x) => x.toFixed(0)).join(', ')} ms`);
   }
   for (const r of results) {
     if (r.stepMsRepeats) log(`${r.config}: median step of each run ${r.stepMsRepeats.map((x) => x.toFixed(0)).join(', ')} ms`);
@@ -578,6 +729,9 @@ async function main(): Promise<void> {
     });
   }
   const cfg = mptConfig(PRESET);
+  // before minutes of our steps, so a machine without PyTorch fails at once
+  if (single !== undefined && flag('--torch')) cli.usageError('--torch runs in the driver, after every configuration: not with --config');
+  const torchRunner = single === undefined && flag('--torch') ? findTorch() : null;
   if (single === undefined) {
     log(
       `pajama-train training-step benchmark: ${PRESET} (${(parameterCount(cfg) / 1e6).toFixed(1)}M params, ` +
@@ -586,6 +740,12 @@ async function main(): Promise<void> {
     );
     log(`machine: ${info.cpu.brand}, ${info.threads} threads, ISA ${info.cpu.activeIsa}, ${info.gemm.description}`);
     if (repeat > 1) log(`every configuration runs ${repeat} times round-robin; each row is its run of median step time`);
+    if (torchRunner) {
+      log(
+        `then in PyTorch ${torchRunner.version} (${torchRunner.python} ${path.relative(process.cwd(), torchRunner.script)}), ${info.threads} threads, ` +
+          `BLAS ${torchRunner.blas.join(', ') || 'none mapped'}`,
+      );
+    }
   }
   const inProcess = single !== undefined || flag('--in-process');
   const runs = new Map<string, ConfigResult[]>(selected.map((c) => [c.name, []]));
@@ -598,6 +758,22 @@ async function main(): Promise<void> {
     const byStep = [...all].sort((x, y) => x.stepMs - y.stepMs);
     return { ...byStep[(byStep.length - 1) >> 1], stepMsRepeats: all.map((x) => x.stepMs) };
   });
+  if (torchRunner) {
+    const torchRuns = new Map<string, TorchResult[]>(selected.map((c) => [c.name, []]));
+    for (let r = 0; r < repeat; r++) {
+      for (const c of selected) torchRuns.get(c.name)!.push(runTorch(torchRunner, c, cfg, info.threads));
+    }
+    for (const res of results) {
+      const all = torchRuns.get(res.config)!;
+      const byStep = [...all].sort((x, y) => x.stepMs - y.stepMs);
+      const torch: TorchResult = all.length === 1 ? all[0] : { ...byStep[(byStep.length - 1) >> 1], stepMsRepeats: all.map((x) => x.stepMs) };
+      if (torch.parameterCount !== res.parameterCount) {
+        throw new Error(`--torch ${res.config}: the PyTorch model has ${torch.parameterCount} parameters, ours ${res.parameterCount}`);
+      }
+      res.torch = torch;
+      res.speedupVsTorch = res.tokensPerSec / torch.tokensPerSec;
+    }
+  }
   if (single === undefined || !json) printTable(results);
 
   const report = {

@@ -152,7 +152,7 @@ const cli: BenchCli = benchCli('bench:train', {
   flags: ['--quick', '--profile', '--in-process', '--torch'],
   options: ['--steps', '--warmup', '--seed', '--threads', '--configs', '--config', '--repeat'],
 });
-const { args, flag, opt, intOpt, log, writeReport } = cli;
+const { flag, opt, intOpt, log, writeReport } = cli;
 
 const quick = flag('--quick');
 const json = flag('--json');

@@ -10,7 +10,7 @@
 // the function, the option, what was expected and what was given. Unknown option keys are errors.
 import { invalidArg } from '../core/errors';
 import * as schema from '../core/config-schema';
-import type { ObjectField, SameKeys } from '../core/config-schema';
+import type { ObjectField } from '../core/config-schema';
 import { checkInteger, checkKeys, checkNumber, checkStep, resolveOptions, show } from './options';
 
 // ---------------------------------------------------------------------------------------------------------

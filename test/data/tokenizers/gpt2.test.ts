@@ -2,6 +2,7 @@
 // gpt2 ranks), round trips, stateless decoding, and the line-break splitting that tokenizeFiles relies on.
 import t from 'tap';
 import { gpt2Tokenizer, lastLineBreakCut } from '../../../lib/data/index';
+import { encodeInChunks } from '../../helpers/chunked-encode';
 
 const tok = gpt2Tokenizer();
 
@@ -78,19 +79,8 @@ t.test('encoding split at lastLineBreakCut points equals encoding whole', async 
   const whole = Array.from(tok.encode(text));
   let cuts = 0;
   for (const piece of [7, 31, 100, 1000]) {
-    // As tokenizeFiles reads a .txt file: chunks arrive, and the text up to the last cut is encoded.
-    const ids: number[] = [];
-    let pending = '';
-    for (let i = 0; i < text.length; i += piece) {
-      pending += text.slice(i, i + piece);
-      const cut = lastLineBreakCut(pending);
-      if (cut > 0) {
-        ids.push(...tok.encode(pending.slice(0, cut)));
-        pending = pending.slice(cut);
-        cuts++;
-      }
-    }
-    ids.push(...tok.encode(pending));
+    const { ids, cuts: made } = encodeInChunks(tok, text, piece);
+    cuts += made;
     t.same(ids, whole, `pieces of about ${piece} characters`);
   }
   t.ok(cuts > 100, `${cuts} cuts made`);

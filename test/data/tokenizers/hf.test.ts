@@ -13,8 +13,8 @@ import { nfc } from '../../../lib/data/tokenizers/hf-json';
 import { translateOniguruma } from '../../../lib/data/tokenizers/regex';
 import { createTokenizer } from '../../../lib/data/tokenizers/create';
 import { gpt2Tokenizer } from '../../../lib/data/tokenizers/gpt2';
-import { lastLineBreakCut } from '../../../lib/data/corpus/tokenize';
 import { makeRng, seed } from '../../helpers/reference';
+import { encodeInChunks } from '../../helpers/chunked-encode';
 
 t.comment(`seed ${seed} (replay with PAJAMA_TEST_SEED=${seed})`);
 
@@ -239,18 +239,8 @@ t.test('GPT-NeoX-20B: decode(encode(x)) is NFC(x), and encoding in pieces cut at
   const whole = Array.from(tok.encode(text));
   let cuts = 0;
   for (const piece of [97, 1000, 30000]) {
-    const ids: number[] = [];
-    let pending = '';
-    for (let i = 0; i < text.length; i += piece) {
-      pending += text.slice(i, i + piece);
-      const cut = lastLineBreakCut(pending);
-      if (cut > 0) {
-        ids.push(...tok.encode(pending.slice(0, cut)));
-        pending = pending.slice(cut);
-        cuts++;
-      }
-    }
-    ids.push(...tok.encode(pending));
+    const { ids, cuts: made } = encodeInChunks(tok, text, piece);
+    cuts += made;
     t.equal(firstDifference(ids, whole), null, `pieces of about ${piece} characters`);
   }
   t.ok(cuts > 100, `${cuts} cuts made`);

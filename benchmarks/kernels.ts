@@ -11,7 +11,7 @@
 //            --only GROUPS (comma-separated: gemm, attention, layernorm, gelu, residual, cast, lmhead, adamw;
 //            the square GEMM peaks run only with gemm, attention or lmhead)
 import * as os from 'node:os';
-import { Tensor, backendInfo, ops, setThreads, type DType } from '../lib/index';
+import { Tensor, backendInfo, ops, setAttentionEngine, setThreads, type DType } from '../lib/index';
 import { alibiSlopes } from '../lib/model/alibi';
 import { benchCli } from './cli';
 
@@ -90,7 +90,10 @@ function benchGemm(name: string, dtype: DType, M: number, K: number, N: number):
   return { name, dtype, shape: `${M}x${K}x${N}`, ms, gflops: (2 * M * N * K) / ms / 1e6 };
 }
 
-function benchAttention(dtype: DType, B: number, H: number, T: number, D: number): void {
+/** One engine's rows ('tiles' or 'gemm', see setAttentionEngine); the engine in force is restored after. */
+function benchAttention(engine: 'tiles' | 'gemm', dtype: DType, B: number, H: number, T: number, D: number): void {
+  const before = backendInfo().attention.engine;
+  setAttentionEngine(engine);
   const C = H * D;
   const qkv = rand(dtype, [B, T, 3 * C]);
   const out = Tensor.zeros(dtype, [B, T, C]);
@@ -101,11 +104,12 @@ function benchAttention(dtype: DType, B: number, H: number, T: number, D: number
   const fwdFlops = (4 * B * H * D * T * (T + 1)) / 2; // causal: QK^T and PV over the lower triangle
   const shape = `B${B} H${H} T${T} D${D}`;
   const fwd = time(() => ops.attentionForward(out, lse, qkv, slopes, H));
-  record({ name: 'attention forward', dtype, shape, ms: fwd, gflops: fwdFlops / fwd / 1e6 });
+  record({ name: `attention forward (${engine})`, dtype, shape, ms: fwd, gflops: fwdFlops / fwd / 1e6 });
   const bwd = time(() => ops.attentionBackward(dqkv, dout, qkv, out, lse, slopes, H));
-  record({ name: 'attention backward', dtype, shape, ms: bwd, gflops: (2.5 * fwdFlops) / bwd / 1e6 });
-  record({ name: 'attention fwd+bwd', dtype, shape, ms: fwd + bwd, gflops: (3.5 * fwdFlops) / (fwd + bwd) / 1e6 });
+  record({ name: `attention backward (${engine})`, dtype, shape, ms: bwd, gflops: (2.5 * fwdFlops) / bwd / 1e6 });
+  record({ name: `attention fwd+bwd (${engine})`, dtype, shape, ms: fwd + bwd, gflops: (3.5 * fwdFlops) / (fwd + bwd) / 1e6 });
   for (const x of [qkv, out, lse, dout, dqkv, slopes]) x.dispose();
+  setAttentionEngine(before);
 }
 
 const copyGbps = new Map<number, number>();
@@ -212,7 +216,7 @@ function benchAdamW(P: number): void {
 
 function main(): void {
   const info = backendInfo();
-  log(`pajama-train kernel benchmark: ${info.cpu.brand}, ${info.threads} threads, ISA ${info.cpu.activeIsa}, ${info.gemm.description}`);
+  log(`pajama-train kernel benchmark: ${info.cpu.brand}, ${info.threads} threads, ISA ${info.cpu.activeIsa}, ${info.gemm.description}, attention engine ${info.attention.engine}`);
   const sq = quick ? 2048 : 3072;
   const dtypes = ['bf16', 'f32'] as DType[];
   if (runs('gemm') || runs('attention') || runs('lmhead')) {
@@ -229,7 +233,7 @@ function main(): void {
       record(benchGemm('gemm lm head', dtype, 4096, 512, 50432));
     }
   }
-  if (runs('attention')) for (const dtype of dtypes) benchAttention(dtype, 8, 8, 512, 64);
+  if (runs('attention')) for (const engine of ['tiles', 'gemm'] as const) for (const dtype of dtypes) benchAttention(engine, dtype, 8, 8, 512, 64);
   if (runs('layernorm')) for (const dtype of dtypes) benchLayerNorm(dtype, 4096, 512);
   if (runs('gelu')) for (const dtype of dtypes) benchGelu(dtype, 4096 * 2048);
   if (runs('residual')) for (const dtype of dtypes) benchResidual(dtype, 4096 * 512);
@@ -243,8 +247,9 @@ function main(): void {
   const report = {
     benchmark: 'kernels',
     date: new Date().toISOString(),
-    machine: { cpu: info.cpu.brand, cores: os.cpus().length, threads: info.threads, isa: info.cpu.activeIsa },
+    machine: { cpu: info.cpu.brand, cores: os.cpus().length, threads: info.threads, isa: info.cpu.activeIsa, features: info.cpu.features },
     gemm: info.gemm.description,
+    attentionEngine: info.attention.engine,
     quick,
     peakGflops: peak,
     results,

@@ -39,6 +39,12 @@ export interface BackendInfo {
     activeIsa: IsaLevel;
   };
   gemm: { engine: 'onednn' | 'portable'; oneDnnAvailable: boolean; bf16Native: boolean; description: string };
+  /**
+   * Which attention kernels run: 'tiles' (our flash-attention tiles on AVX512-BF16 / AVX-512 / portable code)
+   * or 'gemm' (the score and value products through the GEMM engine, so oneDNN puts them on AMX where the CPU
+   * has it). The default is 'gemm' on CPUs with AMX-BF16 when oneDNN is there, 'tiles' elsewhere.
+   */
+  attention: { engine: 'tiles' | 'gemm' };
   threads: number;
   /**
    * How kernels treat denormal floats: 'flush-to-zero' (x86: FTZ and DAZ on every thread that runs a kernel,
@@ -134,6 +140,7 @@ export interface NativeAddon extends NativeOps {
   /** Lower the SIMD level kernels may use (never above what the CPU has). Returns the level now in force. */
   setIsaLimit(level: IsaLevel): IsaLevel;
   setGemmEngine(engine: 'onednn' | 'portable'): void;
+  setAttentionEngine(engine: 'tiles' | 'gemm'): void;
 }
 
 function locate(): string {

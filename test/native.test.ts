@@ -2,7 +2,7 @@
 // settings validate their input.
 import t from 'tap';
 import { native } from '../lib/native';
-import { OP_NAMES, backendInfo, setThreads, setIsaLimit, setGemmEngine } from '../lib/index';
+import { OP_NAMES, backendInfo, setThreads, setIsaLimit, setGemmEngine, setAttentionEngine } from '../lib/index';
 
 // Listen before the addon loads: a build without oneDNN must say so exactly once.
 const warnings: string[] = [];
@@ -40,6 +40,11 @@ t.test('backendInfo reports CPU, GEMM engine, threads and CUDA status', async (t
   t.ok(info.threads >= 1);
   t.type(info.cuda.compiled, 'boolean');
   t.ok(Array.isArray(info.cuda.devices));
+  // The attention engine defaults to the GEMM engine's products where the matrix unit is AMX (our tiles use
+  // AVX512-BF16 dot products, a tenth of AMX's rate), to our tiles elsewhere; PAJAMA_ATTENTION overrides.
+  const matrixUnit = info.cpu.features.amxBf16 && info.gemm.engine === 'onednn';
+  const chosen = process.env.PAJAMA_ATTENTION === 'gemm' || process.env.PAJAMA_ATTENTION === 'tiles' ? process.env.PAJAMA_ATTENTION : matrixUnit ? 'gemm' : 'tiles';
+  t.equal(info.attention.engine, chosen, 'attention engine');
   if (process.env.PAJAMA_EXPECT_BUILD) t.equal(info.buildSystem, process.env.PAJAMA_EXPECT_BUILD);
   t.comment(JSON.stringify(info));
 });
@@ -64,4 +69,12 @@ t.test('settings validate their arguments', async (t) => {
   } else {
     t.throws(() => setGemmEngine('onednn'), /no oneDNN/);
   }
+  const engine = backendInfo().attention.engine;
+  t.throws(() => setAttentionEngine('flash' as never), /setAttentionEngine: 'flash' is not 'tiles' or 'gemm'/);
+  t.throws(() => native().setAttentionEngine('flash' as never), /setAttentionEngine: expected 'tiles' or 'gemm'/);
+  for (const e of ['gemm', 'tiles'] as const) {
+    setAttentionEngine(e);
+    t.equal(backendInfo().attention.engine, e);
+  }
+  setAttentionEngine(engine);
 });

@@ -36,6 +36,16 @@ export function setGemmEngine(engine: 'onednn' | 'portable'): void {
 }
 
 /**
+ * 'tiles' (our flash-attention tiles) or 'gemm' (the attention's products through the GEMM engine, on AMX
+ * where the CPU has it); both compute the same function to the same float64-checked bounds. Also settable
+ * with PAJAMA_ATTENTION=tiles|gemm; backendInfo().attention says which is in force.
+ */
+export function setAttentionEngine(engine: 'tiles' | 'gemm'): void {
+  if (engine !== 'tiles' && engine !== 'gemm') throw invalidArg(`setAttentionEngine: '${engine}' is not 'tiles' or 'gemm'`);
+  native().setAttentionEngine(engine);
+}
+
+/**
  * Peak FLOP/s of a square GEMM of `dtype` (size x size times size x size), measured now: the best of three
  * timed products after one warm-up. The denominator of MFU; it counts what this backend reaches with its
  * threads and GEMM engine at this moment, so measure it in the process that trains.

@@ -5,6 +5,7 @@
 #include "cpu.h"
 #include "gemm.h"
 #include "op.h"
+#include "ops/attention.h"
 #include "ops/ops.h"
 #include "tensor.h"
 #ifdef PT_HAVE_CUDA
@@ -45,6 +46,9 @@ Napi::Value BackendInfo(const Napi::CallbackInfo& info) {
   gemm.Set("bf16Native", Bf16GemmNative());
   gemm.Set("description", GemmEngineDescription());
 
+  Napi::Object attention = Napi::Object::New(env);
+  attention.Set("engine", AttentionEngineName(ActiveAttentionEngine()));
+
   Napi::Object cuda = Napi::Object::New(env);
 #ifdef PT_HAVE_CUDA
   CudaStatus cs = QueryCuda();
@@ -69,6 +73,7 @@ Napi::Value BackendInfo(const Napi::CallbackInfo& info) {
   Napi::Object out = Napi::Object::New(env);
   out.Set("cpu", cpu);
   out.Set("gemm", gemm);
+  out.Set("attention", attention);
   out.Set("threads", Threads());
   out.Set("denormals", FlushesDenormals() ? "flush-to-zero" : "ieee");
 #ifdef _OPENMP
@@ -122,6 +127,18 @@ Napi::Value SetGemmEngineJs(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+Napi::Value SetAttentionEngineJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  try {
+    std::string s = info.Length() == 1 && info[0].IsString() ? std::string(info[0].As<Napi::String>()) : "";
+    PT_CHECK_ARG(s == "tiles" || s == "gemm", "setAttentionEngine: expected 'tiles' or 'gemm'");
+    SetAttentionEngine(s == "gemm" ? AttentionEngine::Gemm : AttentionEngine::Tiles);
+  } catch (const PtError& e) {
+    ThrowJs(env, e);
+  }
+  return env.Undefined();
+}
+
 }  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -130,6 +147,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setThreads", Napi::Function::New(env, SetThreadsJs, "setThreads"));
   exports.Set("setIsaLimit", Napi::Function::New(env, SetIsaLimitJs, "setIsaLimit"));
   exports.Set("setGemmEngine", Napi::Function::New(env, SetGemmEngineJs, "setGemmEngine"));
+  exports.Set("setAttentionEngine", Napi::Function::New(env, SetAttentionEngineJs, "setAttentionEngine"));
   StartWorker(env);
   RegisterGelu(env, exports);
   RegisterEmbedding(env, exports);

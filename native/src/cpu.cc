@@ -204,4 +204,18 @@ void ApplyThreads() {
 #endif
 }
 
+bool InParallel() {
+#ifdef _OPENMP
+  return omp_in_parallel();
+#else
+  return false;
+#endif
+}
+
+void SerialInside() {
+#ifdef _OPENMP
+  omp_set_num_threads(1);
+#endif
+}
+
 }  // namespace pt

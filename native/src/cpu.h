@@ -28,6 +28,11 @@ void SetThreads(int n);   // n <= 0 restores the default (OMP_NUM_THREADS or all
 // Make the calling thread's OpenMP team size match Threads(), and put every thread of its OpenMP pool in the
 // kernel floating-point mode (below). Called on the thread that is about to run a kernel.
 void ApplyThreads();
+// True inside an OpenMP parallel region. SerialInside() makes the calling thread's own OpenMP regions (and
+// oneDNN's) one thread wide for the rest of its current task: for per-thread library calls from a kernel's
+// parallel region.
+bool InParallel();
+void SerialInside();
 
 // Kernel floating-point mode: flush-to-zero and denormals-are-zero (x86 MXCSR FTZ and DAZ). Denormal
 // operands cost ~100x a normal one in x86 float units, and a diverging run fills its activations with them;

@@ -206,25 +206,64 @@ void GemmPortableTyped(const GemmArgs& g) {
   }
 }
 
+// Runs `one` on each product of a batch in turn.
+template <class F>
+void ForEachProduct(const GemmArgs& g, F one) {
+  if (g.batch == 1) return one(g);
+  const size_t ab = g.abType == DType::BF16 ? sizeof(bf16) : sizeof(float);
+  const size_t c = g.cType == DType::BF16 ? sizeof(bf16) : sizeof(float);
+  GemmArgs p = g;
+  p.batch = 1;
+  for (int64_t i = 0; i < g.batch; i++) {
+    p.A = static_cast<const char*>(g.A) + i * g.strideA * ab;
+    p.B = static_cast<const char*>(g.B) + i * g.strideB * ab;
+    p.C = static_cast<char*>(g.C) + i * g.strideC * c;
+    one(p);
+  }
+}
+
 }  // namespace
 
 void GemmPortable(const GemmArgs& g) {
   if (g.M == 0 || g.N == 0) return;
-  if (g.abType == DType::BF16) GemmPortableTyped<bf16>(g);
-  else GemmPortableTyped<float>(g);
+  ForEachProduct(g, [](const GemmArgs& p) {
+    if (p.abType == DType::BF16) GemmPortableTyped<bf16>(p);
+    else GemmPortableTyped<float>(p);
+  });
 }
 
 // ---------------------------------------------------------------------------------------------------------
 #ifdef PT_HAVE_DNNL
 namespace {
 
-using Key = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, int, float, float>;
+// (transA, transB, M, N, K, lda, ldb, ldc, abType, cType, alpha, beta, batch, strideA, strideB, strideC, threads)
+using Key = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, int, float, float,
+                       int64_t, int64_t, int64_t, int64_t, int>;
+
+// A primitive and the scratchpad it needs. Scratchpads are ours (scratchpad_mode::user), one per calling
+// thread: oneDNN's library-managed scratchpad is shared between primitives unless it was built for concurrent
+// execution, and attention runs products from several threads at once (widened bf16 products there gave
+// wrong results with the shared one).
+struct Planned {
+  dnnl::matmul prim;
+  dnnl::memory::desc scratch;
+};
 
 struct DnnlState {
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
   std::mutex mu;
-  std::map<Key, std::shared_ptr<dnnl::matmul>> cache;
+  std::map<Key, std::shared_ptr<Planned>> cache;
 };
+
+void* ThreadScratchpad(size_t bytes) {
+  thread_local std::unique_ptr<char[]> buf;
+  thread_local size_t size = 0;
+  if (bytes > size) {
+    buf.reset(new char[bytes + 64]);
+    size = bytes;
+  }
+  return buf.get() + (64 - reinterpret_cast<uintptr_t>(buf.get()) % 64) % 64;
+}
 
 DnnlState& State() {
   static DnnlState s;
@@ -238,18 +277,29 @@ dnnl::memory::data_type DnnlType(DType t) {
 void GemmOneDnn(const GemmArgs& g) {
   DnnlState& s = State();
   using dims = dnnl::memory::dims;
-  dnnl::memory::desc aDesc(dims{g.M, g.K}, DnnlType(g.abType), g.transA ? dims{1, g.lda} : dims{g.lda, 1});
-  dnnl::memory::desc bDesc(dims{g.K, g.N}, DnnlType(g.abType), g.transB ? dims{1, g.ldb} : dims{g.ldb, 1});
-  dnnl::memory::desc cDesc(dims{g.M, g.N}, DnnlType(g.cType), dims{g.ldc, 1});
-  Key key{g.transA, g.transB, g.M, g.N, g.K, g.lda, g.ldb, g.ldc, int(g.abType), int(g.cType), g.alpha, g.beta};
-  std::shared_ptr<dnnl::matmul> prim;
+  const bool batched = g.batch > 1;
+  // A batch is a leading dimension; a single product stays 2-D, as it always was.
+  auto desc = [&](int64_t rows, int64_t cols, DType t, dims strides, int64_t batchStride) {
+    if (!batched) return dnnl::memory::desc(dims{rows, cols}, DnnlType(t), strides);
+    return dnnl::memory::desc(dims{g.batch, rows, cols}, DnnlType(t), dims{batchStride, strides[0], strides[1]});
+  };
+  dnnl::memory::desc aDesc = desc(g.M, g.K, g.abType, g.transA ? dims{1, g.lda} : dims{g.lda, 1}, g.strideA);
+  dnnl::memory::desc bDesc = desc(g.K, g.N, g.abType, g.transB ? dims{1, g.ldb} : dims{g.ldb, 1}, g.strideB);
+  dnnl::memory::desc cDesc = desc(g.M, g.N, g.cType, dims{g.ldc, 1}, g.strideC);
+  // Inside a parallel region oneDNN runs on the calling thread, so a primitive is planned for that count.
+  const int threads = InParallel() ? 1 : Threads();
+  Key key{g.transA, g.transB, g.M, g.N, g.K, g.lda, g.ldb, g.ldc, int(g.abType), int(g.cType), g.alpha, g.beta,
+          batched ? g.batch : 1, batched ? g.strideA : 0, batched ? g.strideB : 0, batched ? g.strideC : 0,
+          threads};
+  std::shared_ptr<Planned> plan;
   {
     std::lock_guard<std::mutex> lock(s.mu);
     auto it = s.cache.find(key);
-    if (it != s.cache.end()) prim = it->second;
+    if (it != s.cache.end()) plan = it->second;
   }
-  if (!prim) {
+  if (!plan) {
     dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
     if (g.alpha != 1.0f) attr.set_output_scales(0, {g.alpha});
     if (g.beta != 0.0f) {
       dnnl::post_ops po;
@@ -258,16 +308,18 @@ void GemmOneDnn(const GemmArgs& g) {
     }
     dnnl::matmul::desc md(aDesc, bDesc, cDesc);
     dnnl::matmul::primitive_desc pd(md, attr, s.engine);
-    prim = std::make_shared<dnnl::matmul>(pd);
+    plan = std::make_shared<Planned>(Planned{dnnl::matmul(pd), pd.scratchpad_desc()});
     std::lock_guard<std::mutex> lock(s.mu);
     if (s.cache.size() > 512) s.cache.clear();
-    s.cache[key] = prim;
+    s.cache[key] = plan;
   }
   dnnl::stream stream(s.engine);
   dnnl::memory a(aDesc, s.engine, const_cast<void*>(g.A));
   dnnl::memory b(bDesc, s.engine, const_cast<void*>(g.B));
   dnnl::memory c(cDesc, s.engine, g.C);
-  prim->execute(stream, {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}});
+  dnnl::memory scratch(plan->scratch, s.engine, ThreadScratchpad(plan->scratch.get_size()));
+  plan->prim.execute(stream, {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c},
+                              {DNNL_ARG_SCRATCHPAD, scratch}});
   stream.wait();
 }
 
@@ -331,13 +383,14 @@ static void ScaleC(const GemmArgs& g) {
 }
 
 void Gemm(const GemmArgs& g) {
-  if (g.M == 0 || g.N == 0) return;
-  if (g.K == 0) return ScaleC(g);
+  if (g.M == 0 || g.N == 0 || g.batch == 0) return;
+  if (g.K == 0) return ForEachProduct(g, ScaleC);
 #ifdef PT_HAVE_DNNL
   if (ActiveGemmEngine() == GemmEngine::OneDnn) {
     try {
-      if (g.abType == DType::BF16 && !Bf16GemmNative()) GemmWidened(g);
-      else GemmOneDnnAnyC(g);
+      if (g.abType == DType::BF16 && !Bf16GemmNative()) ForEachProduct(g, GemmWidened);
+      else if (g.abType == DType::F32 && g.cType == DType::BF16) ForEachProduct(g, GemmOneDnnAnyC);
+      else GemmOneDnn(g);
     } catch (const dnnl::error& e) {
       PT_CHECK_ENGINE(false, "oneDNN matmul failed (", e.what(), ", status ", int(e.status), ") for M=", g.M,
                       " N=", g.N, " K=", g.K);

@@ -1,8 +1,9 @@
 // attention: causal multi-head attention with ALiBi, forward (out and lse) and backward (dqkv) against a float64
-// reference that builds the explicit T x T bias and takes a naive softmax; both dtypes, every ISA path the
-// CPU has (each path is a different kernel: portable, AVX-512 FMA, AVX-512 BF16 dot products).
+// reference that builds the explicit T x T bias and takes a naive softmax; both dtypes, both engines ('tiles':
+// every ISA path the CPU has, each a different kernel: portable, AVX-512 FMA, AVX-512 BF16 dot products;
+// 'gemm': products through the GEMM engine, oneDNN and the portable GEMM).
 import t from 'tap';
-import { ops, Tensor, setIsaLimit, backendInfo, type IsaLevel } from '../../lib/index';
+import { ops, Tensor, setIsaLimit, setAttentionEngine, setGemmEngine, backendInfo, type IsaLevel } from '../../lib/index';
 import { alibiSlopes } from '../../lib/model/alibi';
 import { randn, relErr, seed, tensorOf, toF64, TOL } from '../helpers/reference';
 
@@ -75,8 +76,19 @@ const ALL: IsaLevel[] = ['scalar', 'avx2', 'avx512', 'avx512_bf16'];
 const detected = backendInfo().cpu.detectedIsa;
 const levels = ALL.slice(0, ALL.indexOf(detected) + 1);
 
+const info = backendInfo();
+const defaultEngine = info.attention.engine;
+const gemmEngines = info.gemm.oneDnnAvailable ? (['onednn', 'portable'] as const) : (['portable'] as const);
+// Each engine at each setting it has: tiles at every ISA level; gemm on every GEMM engine there is (and on
+// oneDNN at each ISA level, which decides whether bf16 products run natively or widened).
+const settings: { engine: 'tiles' | 'gemm'; gemm: 'onednn' | 'portable'; level: IsaLevel }[] = [
+  ...levels.map((level) => ({ engine: 'tiles' as const, gemm: info.gemm.engine, level })),
+  ...gemmEngines.flatMap((gemm) => (gemm === 'onednn' ? levels : [detected]).map((level) => ({ engine: 'gemm' as const, gemm, level }))),
+];
+
 // [B, T, H, D]: T = 1, 7, 129 (one, part of one and more than two 64-wide tiles), heads 3, 6, 12, head dims
-// 32, 64, 128, and an odd head dim (padded to 16 inside the kernel).
+// 32, 64, 128, and an odd head dim (padded to 16 inside the kernel); T = 600 takes the gemm engine past one
+// 512-key chunk (online softmax across chunks, backward key chunks).
 const cases: [number, number, number, number][] = [
   [2, 1, 3, 32],
   [1, 7, 6, 64],
@@ -85,6 +97,7 @@ const cases: [number, number, number, number][] = [
   [1, 129, 12, 32],
   [2, 129, 6, 128],
   [1, 70, 2, 20],
+  [1, 600, 2, 16],
 ];
 
 for (const [B, T, H, D] of cases) {
@@ -97,8 +110,11 @@ for (const [B, T, H, D] of cases) {
       const slopesT = Tensor.from(slopes, [H], 'f32');
       const ref = reference(q, g, slopes, B, T, H, D);
       const tol = TOL[dtype];
-      for (const level of levels) {
+      for (const { engine, gemm, level } of settings) {
+        setAttentionEngine(engine);
+        setGemmEngine(gemm);
         setIsaLimit(level);
+        const at = `${engine}${engine === 'gemm' ? `/${gemm}` : ''} ${level}`;
         const out = Tensor.zeros(dtype, [B, T, C]);
         const lse = Tensor.zeros('f32', [B, H, T]);
         const dqkv = Tensor.zeros(dtype, [B, T, 3 * C]);
@@ -108,12 +124,14 @@ for (const [B, T, H, D] of cases) {
         const eo = relErr(toF64(out), ref.out);
         const el = relErr(toF64(lse), ref.lse);
         const ed = relErr(toF64(dqkv), ref.dqkv);
-        t.ok(eo <= tol, `${level} out rel err ${eo}`);
-        t.ok(el <= tol, `${level} lse rel err ${el}`);
-        t.ok(ed <= tol, `${level} dqkv rel err ${ed}`);
+        t.ok(eo <= tol, `${at} out rel err ${eo}`);
+        t.ok(el <= tol, `${at} lse rel err ${el}`);
+        t.ok(ed <= tol, `${at} dqkv rel err ${ed}`);
         for (const x of [out, lse, dqkv]) x.dispose();
       }
       setIsaLimit(detected);
+      setGemmEngine(info.gemm.engine);
+      setAttentionEngine(defaultEngine);
       for (const x of [qkv, dout, slopesT]) x.dispose();
     });
   }

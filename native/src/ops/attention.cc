@@ -36,14 +36,17 @@
 #include "attention.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <memory>
 #include <new>
 
 #include "../cpu.h"
+#include "../gemm.h"
 #include "../op.h"
 #include "attention_avx512.h"
 #include "attention_tiles.h"
@@ -301,30 +304,57 @@ using attention::Bf16Path;
 using attention::ForwardImpl;
 using attention::ScalarPath;
 
+namespace {
+std::atomic<int> gAttentionEngine{-1};
+}
+
+AttentionEngine ActiveAttentionEngine() {
+  int e = gAttentionEngine.load();
+  if (e < 0) {
+    const char* env = std::getenv("PAJAMA_ATTENTION");
+    const std::string choice = env ? env : "";
+    bool gemm = Cpu().amxBf16 && ActiveGemmEngine() == GemmEngine::OneDnn;  // our tiles do not use AMX
+    if (choice == "gemm" || choice == "tiles") gemm = choice == "gemm";
+    e = int(gemm ? AttentionEngine::Gemm : AttentionEngine::Tiles);
+    gAttentionEngine.store(e);
+  }
+  return AttentionEngine(e);
+}
+
+void SetAttentionEngine(AttentionEngine e) { gAttentionEngine.store(int(e)); }
+
+const char* AttentionEngineName(AttentionEngine e) { return e == AttentionEngine::Gemm ? "gemm" : "tiles"; }
+
 void AttentionForwardF32(float* out, float* lse, const float* qkv, const float* slopes, int B, int T, int H,
                          int D) {
-  if (ActiveIsa() >= Isa::Avx512) ForwardImpl<Avx512Path>(out, lse, qkv, slopes, B, T, H, D);
+  if (ActiveAttentionEngine() == AttentionEngine::Gemm) AttentionForwardGemm(out, lse, qkv, slopes, B, T, H, D);
+  else if (ActiveIsa() >= Isa::Avx512) ForwardImpl<Avx512Path>(out, lse, qkv, slopes, B, T, H, D);
   else ForwardImpl<ScalarPath>(out, lse, qkv, slopes, B, T, H, D);
 }
 
 void AttentionForwardBf16(bf16* out, float* lse, const bf16* qkv, const float* slopes, int B, int T, int H,
                           int D) {
   const Isa isa = ActiveIsa();
-  if (isa >= Isa::Avx512Bf16) ForwardImpl<Bf16Path>(out, lse, qkv, slopes, B, T, H, D);
+  if (ActiveAttentionEngine() == AttentionEngine::Gemm) AttentionForwardGemm(out, lse, qkv, slopes, B, T, H, D);
+  else if (isa >= Isa::Avx512Bf16) ForwardImpl<Bf16Path>(out, lse, qkv, slopes, B, T, H, D);
   else if (isa >= Isa::Avx512) ForwardImpl<Avx512Path>(out, lse, qkv, slopes, B, T, H, D);
   else ForwardImpl<ScalarPath>(out, lse, qkv, slopes, B, T, H, D);
 }
 
 void AttentionBackwardF32(float* dqkv, const float* dout, const float* qkv, const float* out, const float* lse,
                           const float* slopes, int B, int T, int H, int D) {
-  if (ActiveIsa() >= Isa::Avx512) BackwardImpl<Avx512Path>(dqkv, dout, qkv, out, lse, slopes, B, T, H, D);
+  if (ActiveAttentionEngine() == AttentionEngine::Gemm)
+    AttentionBackwardGemm(dqkv, dout, qkv, out, lse, slopes, B, T, H, D);
+  else if (ActiveIsa() >= Isa::Avx512) BackwardImpl<Avx512Path>(dqkv, dout, qkv, out, lse, slopes, B, T, H, D);
   else BackwardImpl<ScalarPath>(dqkv, dout, qkv, out, lse, slopes, B, T, H, D);
 }
 
 void AttentionBackwardBf16(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf16* out, const float* lse,
                            const float* slopes, int B, int T, int H, int D) {
   const Isa isa = ActiveIsa();
-  if (isa >= Isa::Avx512Bf16) BackwardImpl<Bf16Path>(dqkv, dout, qkv, out, lse, slopes, B, T, H, D);
+  if (ActiveAttentionEngine() == AttentionEngine::Gemm)
+    AttentionBackwardGemm(dqkv, dout, qkv, out, lse, slopes, B, T, H, D);
+  else if (isa >= Isa::Avx512Bf16) BackwardImpl<Bf16Path>(dqkv, dout, qkv, out, lse, slopes, B, T, H, D);
   else if (isa >= Isa::Avx512) BackwardImpl<Avx512Path>(dqkv, dout, qkv, out, lse, slopes, B, T, H, D);
   else BackwardImpl<ScalarPath>(dqkv, dout, qkv, out, lse, slopes, B, T, H, D);
 }

@@ -21,4 +21,19 @@ void AttentionBackwardF32(float* dqkv, const float* dout, const float* qkv, cons
 void AttentionBackwardBf16(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf16* out, const float* lse,
                            const float* slopes, int B, int T, int H, int D);
 
+// Engines: Tiles, our own flash-attention tiles (attention.cc; AVX512-BF16 dot products, AVX-512 FMA or
+// portable code), and Gemm, whose score and value products are pt::Gemm calls so that oneDNN runs them on
+// the machine's matrix unit, AMX included (attention_gemm.cc). The default is Gemm where the CPU has AMX-BF16
+// and the build has oneDNN, Tiles elsewhere; PAJAMA_ATTENTION=tiles|gemm or SetAttentionEngine overrides it.
+enum class AttentionEngine { Tiles, Gemm };
+AttentionEngine ActiveAttentionEngine();
+void SetAttentionEngine(AttentionEngine e);
+const char* AttentionEngineName(AttentionEngine e);
+
+template <class X>
+void AttentionForwardGemm(X* out, float* lse, const X* qkv, const float* slopes, int B, int T, int H, int D);
+template <class X>
+void AttentionBackwardGemm(X* dqkv, const X* dout, const X* qkv, const X* out, const float* lse,
+                           const float* slopes, int B, int T, int H, int D);
+
 }  // namespace pt

@@ -246,7 +246,7 @@ using Key = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, 
 // wrong results with the shared one).
 struct Planned {
   dnnl::matmul prim;
-  dnnl::memory::desc scratch;
+  dnnl::memory::desc a, b, c, scratch;
 };
 
 struct DnnlState {
@@ -276,16 +276,7 @@ dnnl::memory::data_type DnnlType(DType t) {
 
 void GemmOneDnn(const GemmArgs& g) {
   DnnlState& s = State();
-  using dims = dnnl::memory::dims;
   const bool batched = g.batch > 1;
-  // A batch is a leading dimension; a single product stays 2-D, as it always was.
-  auto desc = [&](int64_t rows, int64_t cols, DType t, dims strides, int64_t batchStride) {
-    if (!batched) return dnnl::memory::desc(dims{rows, cols}, DnnlType(t), strides);
-    return dnnl::memory::desc(dims{g.batch, rows, cols}, DnnlType(t), dims{batchStride, strides[0], strides[1]});
-  };
-  dnnl::memory::desc aDesc = desc(g.M, g.K, g.abType, g.transA ? dims{1, g.lda} : dims{g.lda, 1}, g.strideA);
-  dnnl::memory::desc bDesc = desc(g.K, g.N, g.abType, g.transB ? dims{1, g.ldb} : dims{g.ldb, 1}, g.strideB);
-  dnnl::memory::desc cDesc = desc(g.M, g.N, g.cType, dims{g.ldc, 1}, g.strideC);
   // Inside a parallel region oneDNN runs on the calling thread, so a primitive is planned for that count.
   const int threads = InParallel() ? 1 : Threads();
   Key key{g.transA, g.transB, g.M, g.N, g.K, g.lda, g.ldb, g.ldc, int(g.abType), int(g.cType), g.alpha, g.beta,
@@ -298,6 +289,15 @@ void GemmOneDnn(const GemmArgs& g) {
     if (it != s.cache.end()) plan = it->second;
   }
   if (!plan) {
+    using dims = dnnl::memory::dims;
+    // A batch is a leading dimension; a single product stays 2-D, as it always was.
+    auto desc = [&](int64_t rows, int64_t cols, DType t, dims strides, int64_t batchStride) {
+      if (!batched) return dnnl::memory::desc(dims{rows, cols}, DnnlType(t), strides);
+      return dnnl::memory::desc(dims{g.batch, rows, cols}, DnnlType(t), dims{batchStride, strides[0], strides[1]});
+    };
+    dnnl::memory::desc aDesc = desc(g.M, g.K, g.abType, g.transA ? dims{1, g.lda} : dims{g.lda, 1}, g.strideA);
+    dnnl::memory::desc bDesc = desc(g.K, g.N, g.abType, g.transB ? dims{1, g.ldb} : dims{g.ldb, 1}, g.strideB);
+    dnnl::memory::desc cDesc = desc(g.M, g.N, g.cType, dims{g.ldc, 1}, g.strideC);
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
     if (g.alpha != 1.0f) attr.set_output_scales(0, {g.alpha});
@@ -308,15 +308,15 @@ void GemmOneDnn(const GemmArgs& g) {
     }
     dnnl::matmul::desc md(aDesc, bDesc, cDesc);
     dnnl::matmul::primitive_desc pd(md, attr, s.engine);
-    plan = std::make_shared<Planned>(Planned{dnnl::matmul(pd), pd.scratchpad_desc()});
+    plan = std::make_shared<Planned>(Planned{dnnl::matmul(pd), aDesc, bDesc, cDesc, pd.scratchpad_desc()});
     std::lock_guard<std::mutex> lock(s.mu);
     if (s.cache.size() > 512) s.cache.clear();
     s.cache[key] = plan;
   }
-  dnnl::stream stream(s.engine);
-  dnnl::memory a(aDesc, s.engine, const_cast<void*>(g.A));
-  dnnl::memory b(bDesc, s.engine, const_cast<void*>(g.B));
-  dnnl::memory c(cDesc, s.engine, g.C);
+  thread_local dnnl::stream stream(s.engine);
+  dnnl::memory a(plan->a, s.engine, const_cast<void*>(g.A));
+  dnnl::memory b(plan->b, s.engine, const_cast<void*>(g.B));
+  dnnl::memory c(plan->c, s.engine, g.C);
   dnnl::memory scratch(plan->scratch, s.engine, ThreadScratchpad(plan->scratch.get_size()));
   plan->prim.execute(stream, {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c},
                               {DNNL_ARG_SCRATCHPAD, scratch}});

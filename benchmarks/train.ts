@@ -706,8 +706,10 @@ function machine(info: BackendInfo) {
     cores: os.cpus().length,
     threads: info.threads,
     isa: info.cpu.activeIsa,
+    features: info.cpu.features, // AMX-BF16 or AVX512-BF16 decides which kernels run
     gemm: info.gemm.description,
     bf16Native: info.gemm.bf16Native,
+    attentionEngine: info.attention.engine,
     loadAverage: os.loadavg(),
   };
 }
@@ -738,7 +740,7 @@ async function main(): Promise<void> {
         `${(flopsPerToken(cfg, SEQ_LEN) / 1e6).toFixed(1)} MFLOP/token), micro-batch ${MICRO_BATCH} x ${SEQ_LEN}, ` +
         `${warmupSteps} warm-up + median of ${timedSteps} steps`,
     );
-    log(`machine: ${info.cpu.brand}, ${info.threads} threads, ISA ${info.cpu.activeIsa}, ${info.gemm.description}`);
+    log(`machine: ${info.cpu.brand}, ${info.threads} threads, ISA ${info.cpu.activeIsa}, ${info.gemm.description}, attention engine ${info.attention.engine}`);
     if (repeat > 1) log(`every configuration runs ${repeat} times round-robin; each row is its run of median step time`);
     if (torchRunner) {
       log(

@@ -2,6 +2,11 @@
 // every op (sync and Async forms, see op.h).
 #include <napi.h>
 
+#include <algorithm>
+#include <functional>
+#include <string>
+#include <vector>
+
 #include "cpu.h"
 #include "gemm.h"
 #include "op.h"
@@ -115,28 +120,33 @@ Napi::Value SetIsaLimitJs(const Napi::CallbackInfo& info) {
   return Napi::String::New(env, IsaName(ActiveIsa()));
 }
 
-Napi::Value SetGemmEngineJs(const Napi::CallbackInfo& info) {
+// A setting that takes one of `choices` by name: `apply` gets its index; anything else is an argument error
+// naming the setting and the choices.
+Napi::Value SetChoice(const Napi::CallbackInfo& info, const char* name, std::vector<std::string> choices,
+                      const std::function<void(size_t)>& apply) {
   Napi::Env env = info.Env();
   try {
-    std::string s = info.Length() == 1 && info[0].IsString() ? std::string(info[0].As<Napi::String>()) : "";
-    PT_CHECK_ARG(s == "onednn" || s == "portable", "setGemmEngine: expected 'onednn' or 'portable'");
-    SetGemmEngine(s == "onednn" ? GemmEngine::OneDnn : GemmEngine::Portable);
+    const std::string s = info.Length() == 1 && info[0].IsString() ? std::string(info[0].As<Napi::String>()) : "";
+    const auto it = std::find(choices.begin(), choices.end(), s);
+    std::string expected;
+    for (size_t i = 0; i < choices.size(); i++)
+      expected += (i == 0 ? "'" : i + 1 == choices.size() ? " or '" : ", '") + choices[i] + "'";
+    PT_CHECK_ARG(it != choices.end(), name, ": expected ", expected);
+    apply(size_t(it - choices.begin()));
   } catch (const PtError& e) {
     ThrowJs(env, e);
   }
   return env.Undefined();
 }
 
+Napi::Value SetGemmEngineJs(const Napi::CallbackInfo& info) {
+  return SetChoice(info, "setGemmEngine", {"onednn", "portable"},
+                   [](size_t i) { SetGemmEngine(i == 0 ? GemmEngine::OneDnn : GemmEngine::Portable); });
+}
+
 Napi::Value SetAttentionEngineJs(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  try {
-    std::string s = info.Length() == 1 && info[0].IsString() ? std::string(info[0].As<Napi::String>()) : "";
-    PT_CHECK_ARG(s == "tiles" || s == "gemm", "setAttentionEngine: expected 'tiles' or 'gemm'");
-    SetAttentionEngine(s == "gemm" ? AttentionEngine::Gemm : AttentionEngine::Tiles);
-  } catch (const PtError& e) {
-    ThrowJs(env, e);
-  }
-  return env.Undefined();
+  return SetChoice(info, "setAttentionEngine", {"tiles", "gemm"},
+                   [](size_t i) { SetAttentionEngine(i == 0 ? AttentionEngine::Tiles : AttentionEngine::Gemm); });
 }
 
 }  // namespace

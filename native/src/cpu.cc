@@ -212,6 +212,14 @@ bool InParallel() {
 #endif
 }
 
+int ThreadIndex() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
 void SerialInside() {
 #ifdef _OPENMP
   omp_set_num_threads(1);

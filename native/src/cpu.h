@@ -32,6 +32,7 @@ void ApplyThreads();
 // oneDNN's) one thread wide for the rest of its current task: for per-thread library calls from a kernel's
 // parallel region.
 bool InParallel();
+int ThreadIndex();  // the calling thread's number in its OpenMP team (0 outside one)
 void SerialInside();
 
 // Kernel floating-point mode: flush-to-zero and denormals-are-zero (x86 MXCSR FTZ and DAZ). Denormal

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cpu.h"
+#include "scratch.h"
 
 #ifdef PT_HAVE_DNNL
 #include <oneapi/dnnl/dnnl.hpp>
@@ -256,13 +257,8 @@ struct DnnlState {
 };
 
 void* ThreadScratchpad(size_t bytes) {
-  thread_local std::unique_ptr<char[]> buf;
-  thread_local size_t size = 0;
-  if (bytes > size) {
-    buf.reset(new char[bytes + 64]);
-    size = bytes;
-  }
-  return buf.get() + (64 - reinterpret_cast<uintptr_t>(buf.get()) % 64) % 64;
+  thread_local ScratchBuffer pad;
+  return pad.Reserve(bytes, "matrix product");
 }
 
 DnnlState& State() {

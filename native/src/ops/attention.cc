@@ -48,6 +48,7 @@
 #include "../cpu.h"
 #include "../gemm.h"
 #include "../op.h"
+#include "../scratch.h"
 #include "attention_avx512.h"
 #include "attention_tiles.h"
 #include "ops.h"
@@ -61,52 +62,7 @@ namespace {
 
 inline int RoundUp(int x, int m) { return (x + m - 1) / m * m; }
 
-inline int ThreadId() {
-#ifdef _OPENMP
-  return omp_get_thread_num();
-#else
-  return 0;
-#endif
-}
-
-// Scratch memory, cached per calling thread and grown to the largest call: a fresh multi-megabyte
-// allocation per call costs more in page faults than the attention itself at training sizes.
-class Scratch {
- public:
-  // Room for `bytes`; pointers from earlier calls are invalidated.
-  char* Reserve(size_t bytes) {
-    if (bytes > size_) {
-      std::unique_ptr<char[]> fresh(new (std::nothrow) char[bytes + 64]);
-      PT_CHECK_ENGINE(fresh != nullptr, "attention: cannot allocate ", bytes, " bytes of scratch memory");
-      buf_ = std::move(fresh);
-      size_ = bytes;
-    }
-    return buf_.get() + (64 - reinterpret_cast<uintptr_t>(buf_.get()) % 64) % 64;
-  }
-
- private:
-  std::unique_ptr<char[]> buf_;
-  size_t size_ = 0;
-};
-
-// Carves 64-byte aligned typed regions out of one reservation.
-class Carver {
- public:
-  template <class X>
-  X* Take(size_t n) {
-    X* p = reinterpret_cast<X*>(base_ ? base_ + used_ : nullptr);
-    used_ += (n * sizeof(X) + 63) / 64 * 64;
-    return p;
-  }
-  size_t used() const { return used_; }
-  void Bind(char* base) { base_ = base, used_ = 0; }
-
- private:
-  char* base_ = nullptr;
-  size_t used_ = 0;
-};
-
-thread_local Scratch tScratch;
+thread_local ScratchBuffer tScratch;
 
 // ---- Drivers (one per direction, shared by every path) ----
 
@@ -129,7 +85,7 @@ void ForwardImpl(T* out, float* lse, const T* qkv, const float* slopes, int B, i
   E *qRows, *kRows, *vRows, *qLanes, *vPairs, *pBuf;
   float *sBuf, *oBuf, *statBuf;
   for (int pass = 0; pass < 2; pass++) {
-    if (pass == 1) cv.Bind(tScratch.Reserve(cv.used()));
+    if (pass == 1) cv.Bind(tScratch.Reserve(cv.used(), "attention"));
     qRows = cv.Take<E>(3 * H * head);                          // (3, H, Tp, Dp): q, k, v rows
     kRows = qRows + H * head;
     vRows = kRows + H * head;
@@ -143,7 +99,7 @@ void ForwardImpl(T* out, float* lse, const T* qkv, const float* slopes, int B, i
 
 #pragma omp parallel num_threads(nThreads)
   {
-    const int tid = ThreadId();
+    const int tid = ThreadIndex();
     E* p = pBuf + size_t(tid) * kTile * kTile;
     float* s = sBuf + size_t(tid) * kTile * kTile;
     float* o = oBuf + size_t(tid) * kTile * Dp;
@@ -207,7 +163,7 @@ void BackwardImpl(T* dqkv, const T* dout, const T* qkv, const T* out, const floa
   E *qRows, *kRows, *vRows, *doRows, *packBuf;
   float *diAll, *accBuf;
   for (int pass = 0; pass < 2; pass++) {
-    if (pass == 1) cv.Bind(tScratch.Reserve(cv.used()));
+    if (pass == 1) cv.Bind(tScratch.Reserve(cv.used(), "attention"));
     qRows = cv.Take<E>(3 * H * head);               // (3, H, Tp, Dp): q, k, v rows
     kRows = qRows + H * head;
     vRows = kRows + H * head;
@@ -219,7 +175,7 @@ void BackwardImpl(T* dqkv, const T* dout, const T* qkv, const T* out, const floa
 
 #pragma omp parallel num_threads(nThreads)
   {
-    const int tid = ThreadId();
+    const int tid = ThreadIndex();
     E* qLanes = packBuf + tid * packPer;                              // (Tp/16, Dp/P, 16, P)
     E* doLanes = qLanes + head;                                       // (Tp/16, Dp/P, 16, P)
     E* kPairs = doLanes + head;                                       // (Tp/P, Dp, P)

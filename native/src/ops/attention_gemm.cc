@@ -29,6 +29,7 @@
 
 #include "../cpu.h"
 #include "../gemm.h"
+#include "../scratch.h"
 #include "../vecmath.h"
 #include "attention.h"
 #include "attention_avx512.h"
@@ -56,42 +57,7 @@ inline T FromF32(float x) {
   else return F32ToBf16(x);
 }
 
-inline int ThreadId() {
-#ifdef _OPENMP
-  return omp_get_thread_num();
-#else
-  return 0;
-#endif
-}
-
-// Per calling thread, grown to the largest call (as in attention.cc: fresh megabytes per call cost page faults).
-class Scratch {
- public:
-  char* Reserve(size_t bytes) {
-    if (bytes > size_) {
-      std::unique_ptr<char[]> fresh(new (std::nothrow) char[bytes + 64]);
-      PT_CHECK_ENGINE(fresh != nullptr, "attention: cannot allocate ", bytes, " bytes of scratch memory");
-      buf_ = std::move(fresh);
-      size_ = bytes;
-    }
-    return buf_.get() + (64 - reinterpret_cast<uintptr_t>(buf_.get()) % 64) % 64;
-  }
-
- private:
-  std::unique_ptr<char[]> buf_;
-  size_t size_ = 0;
-};
-thread_local Scratch tScratch;
-
-// Per-thread regions of one reservation, each rounded to 64 bytes.
-struct Layout {
-  size_t used = 0;
-  size_t Add(size_t bytes) {
-    const size_t at = used;
-    used += (bytes + 63) / 64 * 64;
-    return at;
-  }
-};
+thread_local ScratchBuffer tScratch;
 
 // Heads per group: as many as keep a block of scores within kGroupScores, but few enough that the tasks
 // (`perGroup` of them per group) keep every thread busy twice over where the batch allows.
@@ -327,23 +293,35 @@ void AttentionForwardGemm(T* out, float* lse, const T* qkv, const float* slopes,
   const float scale = 1.0f / std::sqrt(float(D));
   const int nThreads = std::max(1, Threads());
   const size_t block = size_t(G) * kQBlock;  // rows of one task: (G, kQBlock)
-  Layout lay;
-  const size_t sAt = lay.Add(block * kcMax * sizeof(float)), pAt = lay.Add(block * kcMax * sizeof(T));
-  const size_t oAt = lay.Add(block * D * sizeof(float)), statAt = lay.Add(3 * block * sizeof(float));
-  const size_t per = lay.used;
-  char* base = tScratch.Reserve(per * nThreads);
+  // Per thread: scores s (f32) and probabilities p of a task's block, its output accumulator o, and m, l, alpha.
+  struct Buffers {
+    float* s;
+    T* p;
+    float *o, *m;
+  };
+  auto carve = [&](Carver& cv) {
+    Buffers b;
+    b.s = cv.Take<float>(block * kcMax);
+    b.p = cv.Take<T>(block * kcMax);
+    b.o = cv.Take<float>(block * D);
+    b.m = cv.Take<float>(3 * block);
+    return b;
+  };
+  Carver sizing;
+  carve(sizing);
+  const size_t per = sizing.used();
+  char* base = tScratch.Reserve(per * nThreads, "attention");
   const int64_t tasks = int64_t(B) * nQ * nG;
   const Rows<T> rows = PickRows<T>();
 
 #pragma omp parallel num_threads(nThreads)
   {
     SerialInside();
-    char* mine = base + per * ThreadId();
-    float* s = reinterpret_cast<float*>(mine + sAt);
-    T* p = reinterpret_cast<T*>(mine + pAt);
-    float* o = reinterpret_cast<float*>(mine + oAt);
-    float* m = reinterpret_cast<float*>(mine + statAt);
-    float* l = m + block;
+    Carver cv;
+    cv.Bind(base + per * ThreadIndex());
+    const Buffers mine = carve(cv);
+    float *s = mine.s, *o = mine.o, *m = mine.m, *l = m + block;
+    T* p = mine.p;
     float* alpha = l + block;
     // Largest query blocks (most keys) first.
 #pragma omp for schedule(dynamic, 1)
@@ -396,27 +374,40 @@ void AttentionBackwardGemm(T* dqkv, const T* dout, const T* qkv, const T* out, c
   const float scale = 1.0f / std::sqrt(float(D));
   const int nThreads = std::max(1, Threads());
   const size_t scores = size_t(G) * kQBlock * kcMax;
-  Layout lay;
-  const size_t sAt = lay.Add(2 * scores * sizeof(float)), pAt = lay.Add(2 * scores * sizeof(T));
-  const size_t kvAt = lay.Add(2 * size_t(G) * kcMax * D * sizeof(float));
-  const size_t dqAt = lay.Add(size_t(G) * Tn * D * sizeof(float)), diAt = lay.Add(size_t(G) * Tn * sizeof(float));
-  const size_t per = lay.used;
-  char* base = tScratch.Reserve(per * nThreads);
+  // Per thread: s and dp (f32 scores of a block), P and dS, the dK and dV accumulators of a key chunk, dQ of
+  // the sequence, and Di.
+  struct Buffers {
+    float* s;
+    T* p;
+    float *dk, *dq, *di;
+  };
+  auto carve = [&](Carver& cv) {
+    Buffers b;
+    b.s = cv.Take<float>(2 * scores);
+    b.p = cv.Take<T>(2 * scores);
+    b.dk = cv.Take<float>(2 * size_t(G) * kcMax * D);
+    b.dq = cv.Take<float>(size_t(G) * Tn * D);
+    b.di = cv.Take<float>(size_t(G) * Tn);
+    return b;
+  };
+  Carver sizing;
+  carve(sizing);
+  const size_t per = sizing.used();
+  char* base = tScratch.Reserve(per * nThreads, "attention");
   const int64_t tasks = int64_t(B) * nG;
   const Rows<T> rows = PickRows<T>();
 
 #pragma omp parallel num_threads(nThreads)
   {
     SerialInside();
-    char* mine = base + per * ThreadId();
-    float* s = reinterpret_cast<float*>(mine + sAt);
+    Carver cv;
+    cv.Bind(base + per * ThreadIndex());
+    const Buffers mine = carve(cv);
+    float *s = mine.s, *dk = mine.dk, *dq = mine.dq, *di = mine.di;
+    T* p = mine.p;
     float* dp = s + scores;
-    T* p = reinterpret_cast<T*>(mine + pAt);
     T* ds = p + scores;
-    float* dk = reinterpret_cast<float*>(mine + kvAt);
     float* dv = dk + size_t(G) * kcMax * D;
-    float* dq = reinterpret_cast<float*>(mine + dqAt);
-    float* di = reinterpret_cast<float*>(mine + diAt);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t task = 0; task < tasks; task++) {
       const int b = int(task / nG), h0 = int(task % nG) * G, gn = std::min(G, H - h0);

@@ -97,6 +97,16 @@ PT_EW_AVX512 PT_EW_INLINE double ReduceAdd(__m512d x) {
   return ((t[0] + t[4]) + (t[2] + t[6])) + ((t[1] + t[5]) + (t[3] + t[7]));
 }
 
+// The sum of the 16 lanes in a fixed order (a tree), in registers: two-operand shuffles only, so nothing
+// undefined for GCC 12 to warn about.
+PT_EW_AVX512 PT_EW_INLINE float ReduceAdd(__m512 x) {
+  x = _mm512_add_ps(x, _mm512_shuffle_f32x4(x, x, 0x4e));  // + the other 256-bit half
+  x = _mm512_add_ps(x, _mm512_shuffle_f32x4(x, x, 0xb1));  // + the neighbouring 128-bit lane
+  x = _mm512_add_ps(x, _mm512_shuffle_ps(x, x, 0x4e));     // + the other 64-bit half of the lane
+  x = _mm512_add_ps(x, _mm512_shuffle_ps(x, x, 0xb1));     // + the neighbouring element
+  return _mm512_cvtss_f32(x);
+}
+
 // vecmath.h's FastExp, lane-wise.
 PT_EW_AVX512 PT_EW_INLINE __m512 FastExp(__m512 x) {
   x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));

@@ -248,10 +248,11 @@ t.test('layernorm dweight is the same bit for bit for any thread count', async (
   for (const z of [inp, weight, dout, out, mean, rstd, dinp]) z.dispose();
 });
 
-// Every ISA path (bf16 rows have a hand-written AVX-512 path), with row lengths that leave a partial vector
-// (C below, at and past one 16-lane vector), forward, backward and in place, against float64.
-// avx512: the AVX-512 path with integer bf16 rounding; avx512_bf16 (where detected): with vcvtneps2bf16
-for (const level of [...new Set(['scalar', 'avx512', backendInfo().cpu.detectedIsa] as const)]) {
+// Every ISA path (bf16 rows have hand-written AVX2 and AVX-512 paths), with row lengths that leave a partial
+// vector (C below, at and past one 16-lane vector), forward, backward and in place, against float64.
+// avx2: 8 lanes; avx512: the AVX-512 path with integer bf16 rounding; avx512_bf16 (where detected): with
+// vcvtneps2bf16. A level above the CPU's runs the CPU's own (setIsaLimit never raises it).
+for (const level of [...new Set(['scalar', 'avx2', 'avx512', backendInfo().cpu.detectedIsa] as const)]) {
   for (const dtype of ['f32', 'bf16'] as const) {
     t.test(`layernorm ${dtype} isa=${level}, C with a partial vector`, async (t) => {
       setIsaLimit(level);

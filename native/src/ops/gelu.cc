@@ -1,11 +1,11 @@
 // gelu.cc: exact GELU, y = x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)), forward and backward.
 // Accumulation rule: activation gradients are overwritten (dinp = dout * gelu'(x)).
 // f32 math on f32 or bf16 tensors, parallel over chunks; erf/exp are the vectorisable ones of vecmath.h.
-// bf16 tensors take a hand-written AVX-512 path when ActiveIsa() allows it (the multiversioned loops below
-// convert one element at a time and ran bf16 slower per element than f32): 16 lanes widened in registers,
-// the same f32 math lane-wise (vecmath_avx512.h), rounded back as F32ToBf16 does. f32 tensors keep the
-// multiversioned loops.
+// f32 tensors run the multiversioned loops. bf16 tensors look GELU and GELU' up in two tables of all 65536
+// bf16 inputs, filled once by those same f32 loops (GeluTables below): the same bits as computing them, at the
+// cost of a lookup per element (scalar loads: AVX-512 gathers measured slower on Zen 5).
 #include <algorithm>
+#include <vector>
 
 #include "../cpu.h"
 #include "../op.h"
@@ -40,47 +40,66 @@ PT_CLONES void GeluForwardBf16(bf16* out, const bf16* inp, int64_t n) {
 PT_CLONES void GeluBackwardF32(float* dinp, const float* inp, const float* dout, int64_t n) {
   for (int64_t i = 0; i < n; i++) dinp[i] = dout[i] * GeluGrad(inp[i]);
 }
-PT_CLONES void GeluBackwardBf16(bf16* dinp, const bf16* inp, const bf16* dout, int64_t n) {
-  for (int64_t i = 0; i < n; i++) dinp[i] = F32ToBf16(Bf16ToF32(dout[i]) * GeluGrad(Bf16ToF32(inp[i])));
+
+// bf16 by table. A bf16 input has 65536 bit patterns, so GELU and GELU' of every one are computed once per
+// process, by the f32 loops above in the kernel floating-point mode (cpu.h), and the kernels look them up:
+// forward out = fwd[x] (the rounded bf16, 128 KiB), backward dinp = bf16(dout * grad[x]) (grad in f32, 256 KiB).
+// The bits are those of the loops above on every input (and of the lane-wise AVX-512 evaluation this replaced,
+// up to the sign of a NaN); the cost per element is a lookup instead of ~40 operations.
+struct GeluTables {
+  std::vector<bf16> fwd;    // (65536)
+  std::vector<float> grad;  // (65536)
+};
+
+const GeluTables& Tables() {
+  static const GeluTables tables = [] {
+    constexpr int64_t kPatterns = 65536;
+    GeluTables t;
+    std::vector<bf16> x(kPatterns);
+    std::vector<float> xf(kPatterns);
+    for (int64_t i = 0; i < kPatterns; i++) {
+      x[size_t(i)] = bf16(i);
+      xf[size_t(i)] = Bf16ToF32(bf16(i));
+    }
+    t.fwd.assign(kPatterns, 0);
+    t.grad.assign(kPatterns, 0.0f);
+    GeluForwardBf16(t.fwd.data(), x.data(), kPatterns);
+    std::vector<float> ones(kPatterns, 1.0f);
+    GeluBackwardF32(t.grad.data(), xf.data(), ones.data(), kPatterns);  // 1 * GeluGrad(x), exact
+    return t;
+  }();
+  return tables;
+}
+
+// One chunk by table, portable. out/dinp (n), inp (n), dout (n).
+void GeluForwardTable(bf16* out, const bf16* inp, int64_t n, const GeluTables& t) {
+  for (int64_t i = 0; i < n; i++) out[i] = t.fwd[inp[i]];
+}
+void GeluBackwardTable(bf16* dinp, const bf16* inp, const bf16* dout, int64_t n, const GeluTables& t) {
+  for (int64_t i = 0; i < n; i++) dinp[i] = F32ToBf16(Bf16ToF32(dout[i]) * t.grad[inp[i]]);
 }
 
 #ifdef PT_HAVE_EW_AVX512
-PT_EW_AVX512 PT_EW_INLINE __m512 NormalCdf16(__m512 x) {
-  const __m512 ax = _mm512_abs_ps(x);
-  const __m512 h = _mm512_mul_ps(_mm512_set1_ps(0.5f), avx512::ErfcNonNeg(_mm512_mul_ps(ax, _mm512_set1_ps(kInvSqrt2))));
-  const __mmask16 neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
-  return _mm512_mask_blend_ps(neg, _mm512_sub_ps(_mm512_set1_ps(1.0f), h), h);
-}
-PT_EW_AVX512 PT_EW_INLINE __m512 GeluGrad16(__m512 x) {
-  const __m512 e = avx512::FastExp(_mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(-0.5f), x), x));
-  return _mm512_fmadd_ps(_mm512_mul_ps(x, _mm512_set1_ps(kInvSqrt2Pi)), e, NormalCdf16(x));
-}
-
-// kHw: round with vcvtneps2bf16 (AVX512-BF16), bit for bit the same here (see vecmath_avx512.h).
+// The backward on AVX-512. grad[x] is looked up by scalar loads into a block buffer, then multiplied by dout and
+// rounded 16 lanes at a time. kHw: round with vcvtneps2bf16 (AVX512-BF16), the same bits on results computed in
+// the kernel floating-point mode (vecmath_avx512.h).
 template <bool kHw>
-PT_EW_AVX512 void GeluForwardBf16Avx512(bf16* out, const bf16* inp, int64_t n) {
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    const __m512 x = avx512::Load(inp + i);
-    avx512::StoreComputed<kHw>(out + i, _mm512_mul_ps(x, NormalCdf16(x)));
-  }
-  if (i < n) {
-    const __mmask16 k = avx512::TailMask(n - i);
-    const __m512 x = avx512::Load(inp + i, k);
-    avx512::StoreComputed<kHw>(out + i, k, _mm512_mul_ps(x, NormalCdf16(x)));
-  }
-}
-template <bool kHw>
-PT_EW_AVX512 void GeluBackwardBf16Avx512(bf16* dinp, const bf16* inp, const bf16* dout, int64_t n) {
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    const __m512 x = avx512::Load(inp + i), g = avx512::Load(dout + i);
-    avx512::StoreComputed<kHw>(dinp + i, _mm512_mul_ps(g, GeluGrad16(x)));
-  }
-  if (i < n) {
-    const __mmask16 k = avx512::TailMask(n - i);
-    const __m512 x = avx512::Load(inp + i, k), g = avx512::Load(dout + i, k);
-    avx512::StoreComputed<kHw>(dinp + i, k, _mm512_mul_ps(g, GeluGrad16(x)));
+PT_EW_AVX512 void GeluBackwardTableAvx512(bf16* dinp, const bf16* inp, const bf16* dout, int64_t n,
+                                          const GeluTables& t) {
+  constexpr int64_t kBlock = 512;
+  alignas(64) float d[kBlock];
+  for (int64_t lo = 0; lo < n; lo += kBlock) {
+    const int64_t len = std::min(kBlock, n - lo);
+    for (int64_t i = 0; i < len; i++) d[i] = t.grad[inp[lo + i]];
+    int64_t i = 0;
+    for (; i + 16 <= len; i += 16) {
+      avx512::StoreComputed<kHw>(dinp + lo + i, _mm512_mul_ps(avx512::Load(dout + lo + i), _mm512_load_ps(d + i)));
+    }
+    if (i < len) {
+      const __mmask16 k = avx512::TailMask(len - i);
+      const __m512 v = _mm512_mul_ps(avx512::Load(dout + lo + i, k), avx512::Load(d + i, k));
+      avx512::StoreComputed<kHw>(dinp + lo + i, k, v);
+    }
   }
 }
 #endif
@@ -99,28 +118,23 @@ void GeluForward(float* out, const float* inp, int64_t n) {
   ForChunks(n, [&](int64_t i, int64_t len) { GeluForwardF32(out + i, inp + i, len); });
 }
 void GeluForward(bf16* out, const bf16* inp, int64_t n) {
-#ifdef PT_HAVE_EW_AVX512
-  if (ActiveIsa() >= Isa::Avx512) {
-    const auto chunk = ActiveIsa() >= Isa::Avx512Bf16 ? &GeluForwardBf16Avx512<true> : &GeluForwardBf16Avx512<false>;
-    ForChunks(n, [&](int64_t i, int64_t len) { chunk(out + i, inp + i, len); });
-    return;
-  }
-#endif
-  ForChunks(n, [&](int64_t i, int64_t len) { GeluForwardBf16(out + i, inp + i, len); });
+  const GeluTables& t = Tables();
+  ForChunks(n, [&](int64_t i, int64_t len) { GeluForwardTable(out + i, inp + i, len, t); });
 }
 void GeluBackward(float* dinp, const float* inp, const float* dout, int64_t n) {
   ForChunks(n, [&](int64_t i, int64_t len) { GeluBackwardF32(dinp + i, inp + i, dout + i, len); });
 }
 void GeluBackward(bf16* dinp, const bf16* inp, const bf16* dout, int64_t n) {
+  const GeluTables& t = Tables();
 #ifdef PT_HAVE_EW_AVX512
   if (ActiveIsa() >= Isa::Avx512) {
     const auto chunk =
-        ActiveIsa() >= Isa::Avx512Bf16 ? &GeluBackwardBf16Avx512<true> : &GeluBackwardBf16Avx512<false>;
-    ForChunks(n, [&](int64_t i, int64_t len) { chunk(dinp + i, inp + i, dout + i, len); });
+        ActiveIsa() >= Isa::Avx512Bf16 ? &GeluBackwardTableAvx512<true> : &GeluBackwardTableAvx512<false>;
+    ForChunks(n, [&](int64_t i, int64_t len) { chunk(dinp + i, inp + i, dout + i, len, t); });
     return;
   }
 #endif
-  ForChunks(n, [&](int64_t i, int64_t len) { GeluBackwardBf16(dinp + i, inp + i, dout + i, len); });
+  ForChunks(n, [&](int64_t i, int64_t len) { GeluBackwardTable(dinp + i, inp + i, dout + i, len, t); });
 }
 
 // geluForward(out, inp)

@@ -8,6 +8,7 @@
 //   npm run bench:kernels               table
 //   npm run bench:kernels -- --json     JSON on stdout (and the table on stderr)
 //   options: --quick (smaller repeat counts), --threads N, --out FILE (also write the JSON there),
+//            --lm-plan LOGITROWS,BLOCKROWS (the row plan at which the LM head's GEMMs are timed alone),
 //            --only GROUPS (comma-separated: gemm, attention, layernorm, gelu, residual, cast, lmhead, adamw;
 //            the square GEMM peaks run only with gemm, attention or lmhead)
 import * as os from 'node:os';
@@ -30,7 +31,7 @@ interface Result {
 
 const { flag, opt, log, writeReport, usageError } = benchCli('bench:kernels', {
   flags: ['--quick'],
-  options: ['--threads', '--only'],
+  options: ['--threads', '--only', '--lm-plan'],
 });
 const quick = flag('--quick');
 if (opt('--threads')) setThreads(Number(opt('--threads')));
@@ -41,6 +42,11 @@ for (const g of only ?? []) {
   if (!(GROUPS as readonly string[]).includes(g)) usageError(`--only: unknown group '${g}' (groups: ${GROUPS.join(', ')})`);
 }
 const runs = (g: Group) => !only || only.includes(g);
+const lmPlanGiven = opt('--lm-plan')?.split(',').map(Number);
+const lmPlanOk = (p: number[]) => p.length === 2 && Number.isInteger(p[0]) && p[0] >= 1 && Number.isInteger(p[1] / p[0]) && p[1] >= p[0];
+if (lmPlanGiven && !lmPlanOk(lmPlanGiven)) {
+  usageError(`--lm-plan: expected LOGITROWS,BLOCKROWS with BLOCKROWS a multiple of LOGITROWS, got '${opt('--lm-plan')}'`);
+}
 
 function rand(dtype: DType, shape: number[], scale = 1): Tensor {
   const n = shape.reduce((a, b) => a * b, 1);
@@ -186,6 +192,100 @@ function benchCast(from: DType, to: DType, n: number): void {
   for (const t of [inp, out]) t.dispose();
 }
 
+/**
+ * The row plan of crossEntropyForwardBackward (PlanChunks in native/src/ops/cross_entropy.cc, kept in step by
+ * hand): f32 logits products of `logitRows` rows, dinp and dwte products over blocks of `blockRows` rows.
+ * --lm-plan LOGITROWS,BLOCKROWS times the GEMMs at another plan (a build whose op chunks otherwise).
+ */
+function lmHeadPlan(dtype: DType, N: number, V: number): { logitRows: number; blockRows: number } {
+  if (lmPlanGiven) return { logitRows: Math.min(lmPlanGiven[0], N), blockRows: Math.min(lmPlanGiven[1], N) };
+  const ldV = Math.ceil(V / 64) * 64; // the op's row width of logits and dlogits
+  const rowsWithin = (maxRows: number, rowBytes: number) => {
+    let rows = 128;
+    while (rows < maxRows && 2 * rows * rowBytes <= 128 * 2 ** 20) rows *= 2;
+    return Math.min(rows, N);
+  };
+  const logitRows = rowsWithin(512, 4 * ldV);
+  return { logitRows, blockRows: dtype === 'f32' ? logitRows : rowsWithin(1024, 2 * ldV) };
+}
+
+/**
+ * The op's three products alone, at its plan, through the gemm op (the same pt::Gemm calls): logits
+ * (rows, V) f32 = inp @ wte[:V]^T, dinp (block, C) = dlogits @ wte[:V], dwte[:V] f32 += dlogits^T @ inp. The
+ * gemm op's rows are as wide as its shape, so V must be a multiple of 64 (the op's padded row width) for these
+ * to be the op's products exactly. Returns one call of all of them.
+ */
+function lmHeadGemms(
+  dtype: DType,
+  N: number,
+  C: number,
+  V: number,
+  wte: Tensor,
+  inp: Tensor,
+): { run: () => void; plan: string; dispose: () => void } {
+  const { logitRows, blockRows } = lmHeadPlan(dtype, N, V);
+  const w = wte.view(0, [V, C]);
+  const logits = Tensor.zeros('f32', [logitRows, V]);
+  const dlogits = rand(dtype, [blockRows, V], 1e-4);
+  const dinp = Tensor.zeros(dtype, [blockRows, C]);
+  const dwte = Tensor.zeros('f32', [V, C]);
+  const made: Tensor[] = [w, logits, dlogits, dinp, dwte];
+  const view = (t: Tensor, offset: number, rows: number, cols: number) => {
+    const v = t.view(offset, [rows, cols]);
+    made.push(v);
+    return v;
+  };
+  const steps: (() => void)[] = [];
+  for (let b0 = 0; b0 < N; b0 += blockRows) {
+    const bRows = Math.min(blockRows, N - b0);
+    for (let r0 = b0; r0 < b0 + bRows; r0 += logitRows) {
+      const rows = Math.min(logitRows, b0 + bRows - r0);
+      const a = view(inp, r0 * C, rows, C);
+      const c = view(logits, 0, rows, V);
+      steps.push(() => ops.gemm(c, a, w, false, true, 1, 0));
+    }
+    const d = view(dlogits, 0, bRows, V);
+    const di = view(dinp, 0, bRows, C);
+    const x = view(inp, b0 * C, bRows, C);
+    steps.push(() => ops.gemm(di, d, w, false, false, 1, 0));
+    steps.push(() => ops.gemm(dwte, d, x, true, false, 1, 1));
+  }
+  return {
+    run: () => steps.forEach((f) => f()),
+    plan: `logits ${logitRows} rows, dinp/dwte ${blockRows} rows`,
+    dispose: () => made.forEach((t) => t.dispose()),
+  };
+}
+
+/** Medians of a and b called alternately (a, b, b, a, ...), and the median of their paired differences. */
+function timeAlternating(
+  a: () => void,
+  b: () => void,
+  minMs = quick ? 300 : 1200,
+  maxPairs = 25,
+): { a: number; b: number; diff: number } {
+  a();
+  b();
+  const ta: number[] = [], tb: number[] = [];
+  const t0 = performance.now();
+  const once = (f: () => void, into: number[]) => {
+    const s = performance.now();
+    f();
+    into.push(performance.now() - s);
+  };
+  while (ta.length < 3 || (performance.now() - t0 < minMs && ta.length < maxPairs)) {
+    if (ta.length % 2) {
+      once(b, tb);
+      once(a, ta);
+    } else {
+      once(a, ta);
+      once(b, tb);
+    }
+  }
+  const med = (x: number[]) => [...x].sort((p, q) => p - q)[Math.floor(x.length / 2)];
+  return { a: med(ta), b: med(tb), diff: med(ta.map((v, i) => v - tb[i])) };
+}
+
 function benchCrossEntropy(dtype: DType, N: number, C: number, V: number, vocab: number): void {
   const inp = rand(dtype, [N, C]);
   const wte = rand(dtype, [V, C], 0.05);
@@ -193,10 +293,54 @@ function benchCrossEntropy(dtype: DType, N: number, C: number, V: number, vocab:
   const dinp = Tensor.zeros(dtype, [N, C]);
   const dwte = Tensor.zeros('f32', [V, C]);
   const targets = Tensor.from(Int32Array.from({ length: N }, () => Math.floor(Math.random() * vocab)));
-  const ms = time(() => ops.crossEntropyForwardBackward(losses, dinp, dwte, inp, wte, targets, vocab, -100, 1 / N));
-  record({ name: 'lm head + cross-entropy f+b', dtype, shape: `${N}x${C}x${V}`, ms, gflops: (6 * N * C * V) / ms / 1e6 });
+  const op = (v: number) => () =>
+    void ops.crossEntropyForwardBackward(losses, dinp, dwte, inp, wte, targets, v, -100, 1 / N);
+  const ms = time(op(vocab));
+  const flops = 6 * N * C * V; // counted over the padded vocabulary V, as since this row began
+  const shape = `${N}x${C}x${V}`;
+  record({ name: 'lm head + cross-entropy f+b', dtype, shape, ms, gflops: flops / ms / 1e6 });
+  // The op split in two: its GEMMs alone, and the rest (softmax passes, dlogits stores, scratch). The split
+  // runs the op at a vocabulary of a multiple of 64 (vocab rounded up) so that the gemm op can run its very
+  // products; op and GEMMs alternate call by call and the rest is the median of their paired differences.
+  const vocab64 = Math.min(V, Math.ceil(vocab / 64) * 64);
+  const gemms = lmHeadGemms(dtype, N, C, vocab64, wte, inp);
+  const split = timeAlternating(op(vocab64), gemms.run);
+  gemms.dispose();
+  const splitShape = `${N}x${C}x${vocab64}`;
+  const splitFlops = 6 * N * C * vocab64;
+  const splitRow = (name: string, ms: number) => record({ name, dtype, shape: splitShape, ms, gflops: splitFlops / ms / 1e6 });
+  splitRow('lm head f+b (split run)', split.a);
+  splitRow('lm head f+b: GEMMs alone', split.b);
+  const restMs = split.diff;
+  const square = peak[dtype];
+  // With the GEMMs at the square rate R, the op would take flops / R + rest: a projection, not a measurement
+  // (the rest is this machine's; where the matrix unit is faster, the same rest weighs more).
+  const projected = square && restMs >= 0 ? splitFlops / (splitFlops / (square * 1e6) + restMs) / 1e6 : undefined;
+  const projection =
+    projected && square
+      ? `; projection with the GEMMs at the square rate: ${projected.toFixed(1)} GFLOP/s = ` +
+        `${((100 * projected) / square).toFixed(1)}% of peak`
+      : restMs < 0
+        ? ' (noise: no projection)'
+        : '';
+  const restShare = ((100 * restMs) / split.a).toFixed(1);
+  log(`  ${dtype} plan: ${gemms.plan}; rest (not GEMM) ${restMs.toFixed(3)} ms = ${restShare}% of the op${projection}`);
+  lmHeadBreakdown.push({
+    dtype,
+    shape: splitShape,
+    plan: gemms.plan,
+    opMs: split.a,
+    gemmMs: split.b,
+    restMs,
+    squareGflops: square,
+    projectedGflops: projected,
+    projectedShare: projected && square ? projected / square : undefined,
+  });
   for (const x of [inp, wte, losses, dinp, dwte, targets]) x.dispose();
 }
+
+/** The LM-head split of each dtype: total, its GEMMs alone, the rest, and the projection at the square rate. */
+const lmHeadBreakdown: Record<string, unknown>[] = [];
 
 function benchAdamW(P: number): void {
   const p = rand('f32', [P]);
@@ -253,6 +397,7 @@ function main(): void {
     quick,
     peakGflops: peak,
     results,
+    lmHeadBreakdown,
   };
   writeReport(report);
 }

@@ -1,8 +1,9 @@
-// cross_entropy: the fused LM head + softmax cross-entropy against float64, both dtypes, both GEMM engines:
-// per-row losses and their sum, dinp (overwritten), dwte (accumulated), ignored rows, a padded vocabulary
-// that is never predicted, several row chunks, a finite-difference check, and argument errors.
+// cross_entropy: the fused LM head + softmax cross-entropy against float64, both dtypes, both GEMM engines,
+// every ISA path of the softmax rows: per-row losses and their sum, dinp (overwritten), dwte (accumulated),
+// ignored rows, a padded vocabulary that is never predicted, several row blocks, a finite-difference check,
+// and argument errors.
 import t from 'tap';
-import { ops, Tensor, backendInfo, setGemmEngine } from '../../lib/index';
+import { ops, Tensor, backendInfo, setGemmEngine, setIsaLimit } from '../../lib/index';
 import { randInt, randn, relErr, seed, tensorOf, toF64, TOL } from '../helpers/reference';
 
 t.comment(`seed ${seed}`);
@@ -74,7 +75,7 @@ const cases: [N: number, C: number, V: number, Vp: number][] = [
   [7, 48, 33, 40],
   [129, 32, 33, 40],
   [129, 48, 33, 40],
-  [1100, 48, 1000, 1024], // three row chunks (512, 512, 76)
+  [1100, 48, 1000, 1024], // several row chunks: f32 blocks of 512, 512, 76; bf16 blocks of 1024 (two logits chunks) and 76
 ];
 
 for (const engine of engines) {
@@ -121,6 +122,46 @@ for (const engine of engines) {
         t.ok(note(`dwte ${dtype}`, relErr(toF64(dwte), twice)) <= TOL[dtype], `dwte after two calls rel err ${relErr(toF64(dwte), twice)}`);
         t.ok(rowsAreZero(dwte.toFloat32(), padded, C), 'padded rows still 0 after two calls');
 
+        for (const a of [inp, wte, targets, losses, losses2, dinp, dwte]) a.dispose();
+      });
+    }
+  }
+}
+
+// The softmax rows have an AVX-512 path (avx512: bf16 dlogits rounded with integer arithmetic; avx512_bf16:
+// with vcvtneps2bf16) and the multiversioned loops (any lower level): each against the same float64 reference
+// and bounds, on a case of one block and one of several blocks with partial logits chunks.
+const isaLevels = [...new Set(['scalar', 'avx512', backendInfo().cpu.detectedIsa] as const)];
+for (const level of isaLevels) {
+  for (const dtype of ['f32', 'bf16'] as const) {
+    for (const [N, C, V, Vp] of [[7, 48, 33, 40], [1100, 48, 1000, 1024]] as const) {
+      t.test(`crossEntropy ${dtype} N=${N} C=${C} V=${V} Vp=${Vp} isa=${level}`, async (t) => {
+        setGemmEngine(engines[0]);
+        setIsaLimit(level);
+        t.teardown(() => void setIsaLimit(backendInfo().cpu.detectedIsa));
+        const gradScale = 1 / (N + 1);
+        const wRaw = randn(Vp * C, 0.3);
+        for (let j = V; j < Vp; j++) for (let k = 0; k < C; k++) wRaw[j * C + k] = 25 * Math.sign(wRaw[j * C + k] || 1);
+        const { t: inp, x } = tensorOf(randn(N * C), [N, C], dtype);
+        const { t: wte, x: w } = tensorOf(wRaw, [Vp, C], dtype);
+        const tg = makeTargets(N, V);
+        const targets = Tensor.from(tg);
+        const ref = ceRef(x, w, tg, C, V, Vp, IGNORE, gradScale);
+        const losses = Tensor.zeros('f32', [N]);
+        const total = ops.crossEntropyForward(losses, inp, wte, targets, V, IGNORE);
+        t.ok(relErr(toF64(losses), ref.losses) <= TOL.f32, `forward losses rel err ${relErr(toF64(losses), ref.losses)}`);
+        const losses2 = Tensor.zeros('f32', [N]);
+        const dinp = Tensor.zeros(dtype, [N, C]);
+        const dwte = Tensor.zeros('f32', [Vp, C]);
+        dwte.fill(0.5); // accumulated into
+        const total2 = ops.crossEntropyForwardBackward(losses2, dinp, dwte, inp, wte, targets, V, IGNORE, gradScale);
+        t.ok(Math.abs(total2 - total) <= 1e-6 * Math.abs(total), `forward+backward loss sum ${total2} vs forward ${total}`);
+        t.ok(relErr(toF64(losses2), ref.losses) <= TOL.f32, `forward+backward losses rel err ${relErr(toF64(losses2), ref.losses)}`);
+        t.ok(relErr(toF64(dinp), ref.dinp) <= TOL[dtype], `dinp rel err ${relErr(toF64(dinp), ref.dinp)}`);
+        const dwteRef = ref.dwte.map((d, i) => (i < V * C ? d + 0.5 : 0.5));
+        t.ok(relErr(toF64(dwte), dwteRef) <= TOL[dtype], `dwte rel err ${relErr(toF64(dwte), dwteRef)}`);
+        const pad = dwte.toFloat32().subarray(V * C);
+        t.ok(pad.every((v) => v === 0.5), 'padded vocabulary rows of dwte untouched');
         for (const a of [inp, wte, targets, losses, losses2, dinp, dwte]) a.dispose();
       });
     }

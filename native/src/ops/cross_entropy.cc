@@ -10,44 +10,77 @@
 // never predicted, and their dwte rows receive nothing. Rows whose target is ignoreIndex have loss 0 and zero
 // gradient; any other target outside [0, vocabSize) is an argument error, raised before anything is written.
 //
-// Rows are processed a chunk at a time, so at most (rows per chunk, V) f32 logits exist at once (never the
-// whole (N, V)). Each chunk is three pt::Gemm products with the softmax between them, in f32 with max
-// subtraction (exp is vecmath.h's FastExp, ~2 ulp; row sums in double). With bf16 inputs the logits are still
-// f32, and the chunk's dlogits are rounded to bf16 before the two backward products, as autocast does; dwte
-// still accumulates in f32.
+// Memory stays bounded: the whole (N, V) logits never exist, only an f32 logits chunk and (with backward, in
+// bf16) a dlogits block of at most 128 MiB each (128 rows where V passes 262,144), in the calling thread's
+// scratch (scratch.h) with one row of exp per OpenMP thread. The
+// backward runs a block of rows at a time (ChunkPlan): the block's dlogits (blockRows, V) in the input dtype
+// are filled a chunk of logitRows rows at a time (one pt::Gemm into an f32 logits chunk, then the softmax of
+// each row), and then two pt::Gemm products take the whole block: dinp, and dwte += with beta = 1 straight
+// into the f32 dwte. The block is as large as the byte budget allows, because the dwte product reads and
+// writes all of the f32 dwte once per block: bf16 blocks of 1024 rows halve that traffic against 512-row
+// chunks. f32 logits are written into the block itself and the softmax is done in place.
+//
+// The softmax of a row reads its f32 logits from memory once (the max), then works from cache: exp(l - max)
+// into a per-thread row of scratch with its sum (a double), then dlogits = e / sum * gradScale stored in the
+// input dtype (rounded to bf16 once, as autocast does; dwte still accumulates in f32). Nothing is written
+// back into the f32 logits of a bf16 run. exp is FastExp (~2 ulp), lane-wise on AVX-512 (vecmath_avx512.h),
+// otherwise vecmath.h's multiversioned loops; both round dlogits to bf16 exactly as F32ToBf16 does.
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <memory>
 #include <type_traits>
-#include <vector>
 
 #include "../cpu.h"
 #include "../gemm.h"
 #include "../op.h"
+#include "../scratch.h"
 #include "../vecmath.h"
+#include "../vecmath_avx512.h"
 #include "ops.h"
 
 namespace pt {
 
 namespace {
 
-// A chunk holds up to kMaxChunkRows rows, fewer when V is so large that its f32 logits would pass
-// kChunkBytes (never fewer than kMinChunkRows). 512 rows amortise the read-modify-write of dwte per chunk.
-constexpr int64_t kMaxChunkRows = 512, kMinChunkRows = 128;
-constexpr int64_t kChunkBytes = int64_t(128) << 20;
-
-int64_t ChunkRows(int64_t N, int64_t V) {
-  int64_t rows = std::clamp<int64_t>(kChunkBytes / (V * int64_t(sizeof(float))), kMinChunkRows, kMaxChunkRows);
-  return std::min(rows, N);
-}
-
 template <typename T>
 constexpr DType DTypeOf() {
   return std::is_same_v<T, float> ? DType::F32 : DType::BF16;
 }
 
-// Row kernels, multiversioned (see vecmath.h). row (V) f32 logits of one row.
+// Rows of the logits scratch are padded to a multiple of 64 floats: an odd leading dimension (V = 50,277)
+// misaligns every row and costs oneDNN much of its speed.
+int64_t PaddedVocab(int64_t V) { return (V + 63) / 64 * 64; }
+
+// How many rows each product takes: the most of 128, 256, 512 (logits) or 1024 (block) rows whose buffer fits
+// 128 MiB (never fewer than 128 rows, never more than N). benchmarks/kernels.ts times the same products at
+// the same plan (its GEMM-only row), so a change here goes there too.
+//   logitRows: rows of one logits product, f32 logits (logitRows, ldV).
+//   blockRows: rows of one dinp and dwte product, dlogits (blockRows, ldV) in the input dtype. f32 logits are
+//     the block itself (logitRows = blockRows); bf16 blocks hold several logits chunks. Forward-only runs
+//     have no block. At V = 50,277 in bf16: logits chunks of 512 rows (103 MB) and blocks of 1024 (103 MB).
+constexpr int64_t kBudgetBytes = int64_t(128) << 20;
+struct ChunkPlan {
+  int64_t logitRows, blockRows;
+};
+int64_t RowsWithin(int64_t maxRows, int64_t rowBytes) {
+  int64_t rows = 128;
+  while (rows < maxRows && 2 * rows * rowBytes <= kBudgetBytes) rows *= 2;
+  return rows;
+}
+ChunkPlan PlanChunks(int64_t N, int64_t V, size_t elemBytes, bool backward) {
+  const int64_t ldV = PaddedVocab(V);
+  ChunkPlan p;
+  p.logitRows = std::min(RowsWithin(512, ldV * int64_t(sizeof(float))), N);
+  p.blockRows = p.logitRows;
+  if (backward && elemBytes != sizeof(float)) p.blockRows = std::min(RowsWithin(1024, ldV * int64_t(elemBytes)), N);
+  return p;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Row kernels. row (V) f32 logits of one row; e (V) f32 scratch; out (V) dlogits in the input dtype (may be
+// row itself for f32). Multiversioned loops first (see vecmath.h), then their AVX-512 twins.
+
 PT_CLONES float RowMax(const float* row, int64_t V) {
   float m = -std::numeric_limits<float>::infinity();
 #pragma omp simd reduction(max : m)
@@ -61,23 +94,118 @@ PT_CLONES double RowExpSum(const float* row, int64_t V, float maxv) {
   for (int64_t j = 0; j < V; j++) sum += FastExp(row[j] - maxv);
   return sum;
 }
-// The same, leaving exp(row[j] - maxv) in row.
-PT_CLONES double RowExpInPlace(float* row, int64_t V, float maxv) {
+// The same, leaving exp(row[j] - maxv) in e.
+PT_CLONES double RowExpTo(float* e, const float* row, int64_t V, float maxv) {
   double sum = 0.0;
 #pragma omp simd reduction(+ : sum)
   for (int64_t j = 0; j < V; j++) {
-    float e = FastExp(row[j] - maxv);
-    row[j] = e;
-    sum += e;
+    float x = FastExp(row[j] - maxv);
+    e[j] = x;
+    sum += x;
   }
   return sum;
 }
-// out (V) = e (V) * k, in the output dtype; out may be e itself.
+// out (V) = e (V) * k, in the output dtype.
 PT_CLONES void RowScale(float* out, const float* e, int64_t V, float k) {
   for (int64_t j = 0; j < V; j++) out[j] = e[j] * k;
 }
 PT_CLONES void RowScale(bf16* out, const float* e, int64_t V, float k) {
   for (int64_t j = 0; j < V; j++) out[j] = F32ToBf16(e[j] * k);
+}
+
+#ifdef PT_HAVE_EW_AVX512
+// GCC 12's _mm512_max_ps trips -W(maybe-)uninitialized through _mm512_undefined_ps (GCC bug 105593).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+PT_EW_AVX512 float RowMaxAvx512(const float* row, int64_t V) {
+  const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  __m512 m0 = ninf, m1 = ninf, m2 = ninf, m3 = ninf;  // four chains: the loop is bound by load bandwidth
+  int64_t j = 0;
+  for (; j + 64 <= V; j += 64) {
+    m0 = _mm512_max_ps(m0, avx512::Load(row + j));
+    m1 = _mm512_max_ps(m1, avx512::Load(row + j + 16));
+    m2 = _mm512_max_ps(m2, avx512::Load(row + j + 32));
+    m3 = _mm512_max_ps(m3, avx512::Load(row + j + 48));
+  }
+  for (; j < V; j += 16) m0 = _mm512_max_ps(m0, _mm512_mask_loadu_ps(ninf, avx512::TailMask(V - j), row + j));
+  // Through memory rather than _mm512_reduce_max_ps (GCC bug 105593, see vecmath_avx512.h).
+  alignas(64) float t[16];
+  _mm512_store_ps(t, _mm512_max_ps(_mm512_max_ps(m0, m1), _mm512_max_ps(m2, m3)));
+  return *std::max_element(t, t + 16);
+}
+
+// sum_j exp(row[j] - maxv), with exp(row[j] - maxv) left in e when kStore. Each lane sums up to 256 values
+// (each <= 1) in f32, then the partial sums are added in double.
+template <bool kStore>
+PT_EW_AVX512 double RowExpAvx512(float* e, const float* row, int64_t V, float maxv) {
+  const __m512 mx = _mm512_set1_ps(maxv);
+  __m512d total = _mm512_setzero_pd();
+  int64_t j = 0;
+  while (j < V) {
+    const int64_t end = std::min(V, j + 256);
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    for (; j + 32 <= end; j += 32) {
+      const __m512 x0 = avx512::FastExp(_mm512_sub_ps(avx512::Load(row + j), mx));
+      const __m512 x1 = avx512::FastExp(_mm512_sub_ps(avx512::Load(row + j + 16), mx));
+      if constexpr (kStore) {
+        avx512::Store(e + j, x0);
+        avx512::Store(e + j + 16, x1);
+      }
+      s0 = _mm512_add_ps(s0, x0);
+      s1 = _mm512_add_ps(s1, x1);
+    }
+    for (; j < end; j += 16) {
+      const __mmask16 k = avx512::TailMask(end - j);
+      const __m512 x = _mm512_maskz_mov_ps(k, avx512::FastExp(_mm512_sub_ps(avx512::Load(row + j, k), mx)));
+      if constexpr (kStore) avx512::Store(e + j, k, x);
+      s0 = _mm512_add_ps(s0, x);
+    }
+    const __m512 s = _mm512_add_ps(s0, s1);
+    total = _mm512_add_pd(total, _mm512_add_pd(avx512::WidenLo(s), avx512::WidenHi(s)));
+  }
+  return avx512::ReduceAdd(total);
+}
+
+// kHw: round with vcvtneps2bf16 (AVX512-BF16); the same bits here, where the products are never denormal
+// (flush-to-zero kernel mode, see vecmath_avx512.h).
+template <bool kHw, typename T>
+PT_EW_AVX512 void RowScaleAvx512(T* out, const float* e, int64_t V, float k) {
+  const __m512 kv = _mm512_set1_ps(k);
+  int64_t j = 0;
+  for (; j + 16 <= V; j += 16) {
+    const __m512 x = _mm512_mul_ps(avx512::Load(e + j), kv);
+    if constexpr (std::is_same_v<T, float>) avx512::Store(out + j, x);
+    else avx512::StoreComputed<kHw>(out + j, x);
+  }
+  if (j < V) {
+    const __mmask16 m = avx512::TailMask(V - j);
+    const __m512 x = _mm512_mul_ps(avx512::Load(e + j, m), kv);
+    if constexpr (std::is_same_v<T, float>) avx512::Store(out + j, m, x);
+    else avx512::StoreComputed<kHw>(out + j, m, x);
+  }
+}
+#pragma GCC diagnostic pop
+#endif
+
+// The row kernels of one ISA level, picked once per call.
+template <typename T>
+struct RowKernels {
+  float (*max)(const float*, int64_t);
+  double (*expSum)(const float*, int64_t, float);
+  double (*expTo)(float*, const float*, int64_t, float);
+  void (*scale)(T*, const float*, int64_t, float);
+};
+
+template <typename T>
+RowKernels<T> PickRowKernels() {
+#ifdef PT_HAVE_EW_AVX512
+  if (ActiveIsa() >= Isa::Avx512) {
+    return {&RowMaxAvx512, [](const float* row, int64_t V, float m) { return RowExpAvx512<false>(nullptr, row, V, m); },
+            &RowExpAvx512<true>, ActiveIsa() >= Isa::Avx512Bf16 ? &RowScaleAvx512<true, T> : &RowScaleAvx512<false, T>};
+  }
+#endif
+  return {&RowMax, &RowExpSum, &RowExpTo, [](T* out, const float* e, int64_t V, float k) { RowScale(out, e, V, k); }};
 }
 
 // Checks every target before anything is computed: ignoreIndex or an id in [0, V).
@@ -89,6 +217,52 @@ void CheckTargets(const std::string& op, const int32_t* targets, int64_t N, int6
   }
 }
 
+// The softmax of `rows` rows of f32 logits (rows, ldV): losses (rows) written; with dlogits (rows, ldV), the
+// rows' dlogits too (dlogits may be logits itself), through expRows (threads, ldV), a row of exp(l - max) per
+// thread: a few hundred KiB that stay in the thread's cache until scaled. targets (rows).
+template <typename T>
+void SoftmaxRows(float* losses, T* dlogits, float* expRows, const float* logits, const int32_t* targets, int64_t rows,
+                 int64_t V, int64_t ldV, int32_t ignoreIndex, float gradScale, int threads, const RowKernels<T>& k) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t i = 0; i < rows; i++) {
+    const int32_t target = targets[i];
+    const float* row = logits + i * ldV;                  // (V)
+    T* drow = dlogits ? dlogits + i * ldV : nullptr;      // (V)
+    if (target == ignoreIndex) {
+      losses[i] = 0.0f;
+      if (drow) std::fill(drow, drow + V, T{});
+      continue;
+    }
+    const float maxv = k.max(row, V);
+    const float xt = row[target];
+    if (!drow) {
+      losses[i] = float(std::log(k.expSum(row, V, maxv)) + double(maxv) - double(xt));
+      continue;
+    }
+    float* e = expRows + ThreadIndex() * ldV;  // (V)
+    const double sum = k.expTo(e, row, V, maxv);
+    losses[i] = float(std::log(sum) + double(maxv) - double(xt));
+    const float inv = float(1.0 / sum);
+    k.scale(drow, e, V, inv * gradScale);
+    St(drow + target, (e[target] * inv - 1.0f) * gradScale);
+  }
+}
+
+// The calling thread's logits chunk, dlogits block and exp rows, kept between calls.
+thread_local ScratchBuffer tScratch;
+
+// logits (rows, ldV) f32 = inp (rows, C) @ wte[:V]^T
+template <typename T>
+void LogitsProduct(float* logits, const T* inp, const T* wte, int64_t rows, int64_t C, int64_t V, int64_t ldV) {
+  GemmArgs g;
+  g.M = rows, g.N = V, g.K = C;
+  g.A = inp, g.lda = C;
+  g.B = wte, g.ldb = C, g.transB = true;
+  g.abType = DTypeOf<T>();
+  g.C = logits, g.ldc = ldV, g.cType = DType::F32;
+  Gemm(g);
+}
+
 // The whole op over N rows. losses (N) f32, inp (N, C), wte (Vp, C) of which the first V rows are used,
 // targets (N). With backward: dinp (N, C) overwritten, dwte (Vp, C) f32 accumulated (rows >= V untouched).
 // Returns the sum of the losses of the rows not ignored.
@@ -96,71 +270,53 @@ template <typename T>
 double CrossEntropy(float* losses, T* dinp, float* dwte, const T* inp, const T* wte, const int32_t* targets,
                     int64_t N, int64_t C, int64_t V, int32_t ignoreIndex, float gradScale, bool backward) {
   if (N == 0) return 0.0;
-  const int64_t R = ChunkRows(N, V);
-  // Rows of the logits scratch are padded to a multiple of 64 floats: an odd leading dimension (V = 50,277)
-  // misaligns every row and costs oneDNN much of its speed.
-  const int64_t ldV = (V + 63) / 64 * 64;
-  // Scratch is kept per calling thread and reused (a fresh 100 MB allocation per call is page-faulted in
-  // every time); every element is written before it is read.
-  thread_local std::vector<float> logitsScratch;
-  thread_local std::vector<bf16> dlogitsScratch;
-  if (logitsScratch.size() < size_t(R) * ldV) logitsScratch.resize(size_t(R) * ldV);
-  float* logits = logitsScratch.data();  // (R, ldV); with backward, exp(l - max) in place
-  // dlogits (R, ldV) in the input dtype: the logits buffer itself for f32, a bf16 copy for bf16.
-  T* dlogits = nullptr;
-  if constexpr (std::is_same_v<T, float>) {
-    dlogits = logits;
-  } else {
-    if (backward && dlogitsScratch.size() < size_t(R) * ldV) dlogitsScratch.resize(size_t(R) * ldV);
-    dlogits = dlogitsScratch.data();
+  const int64_t ldV = PaddedVocab(V);
+  const ChunkPlan plan = PlanChunks(N, V, sizeof(T), backward);
+  const RowKernels<T> kernels = PickRowKernels<T>();
+  const int threads = std::max(1, Threads());
+  // Scratch is the calling thread's and kept between calls (a fresh 100 MB allocation per call is
+  // page-faulted in every time); every element is written before it is read. Two passes over one layout:
+  // the first sizes the reservation, the second binds the pointers.
+  constexpr bool kF32 = std::is_same_v<T, float>;
+  float* logits = nullptr;   // (logitRows, ldV); for f32 with backward, the block itself
+  T* block = nullptr;        // (blockRows, ldV) dlogits, with backward
+  float* expRows = nullptr;  // (threads, ldV), with backward
+  Carver cv;
+  for (int pass = 0; pass < 2; pass++) {
+    if (pass == 1) cv.Bind(tScratch.Reserve(cv.used(), "crossEntropy"));
+    block = backward ? cv.Take<T>(size_t(plan.blockRows * ldV)) : nullptr;
+    expRows = backward ? cv.Take<float>(size_t(threads) * ldV) : nullptr;
+    if constexpr (kF32) logits = backward ? block : cv.Take<float>(size_t(plan.logitRows * ldV));
+    else logits = cv.Take<float>(size_t(plan.logitRows * ldV));
   }
-  for (int64_t r0 = 0; r0 < N; r0 += R) {
-    const int64_t rows = std::min(R, N - r0);
-    const T* inpChunk = inp + r0 * C;  // (rows, C)
 
-    GemmArgs lg;  // logits (rows, V) = inpChunk (rows, C) @ wte[:V]^T
-    lg.M = rows, lg.N = V, lg.K = C;
-    lg.A = inpChunk, lg.lda = C;
-    lg.B = wte, lg.ldb = C, lg.transB = true;
-    lg.abType = DTypeOf<T>();
-    lg.C = logits, lg.ldc = ldV, lg.cType = DType::F32;
-    Gemm(lg);
-
-#pragma omp parallel for num_threads(Threads()) schedule(static)
-    for (int64_t i = 0; i < rows; i++) {
-      const int32_t target = targets[r0 + i];
-      float* row = logits + i * ldV;  // (V)
-      T* drow = dlogits + i * ldV;          // (V)
-      if (target == ignoreIndex) {
-        losses[r0 + i] = 0.0f;
-        if (backward) std::fill(drow, drow + V, T{});
-        continue;
+  for (int64_t b0 = 0; b0 < N; b0 += plan.blockRows) {
+    const int64_t bRows = std::min(plan.blockRows, N - b0);
+    for (int64_t r0 = b0; r0 < b0 + bRows; r0 += plan.logitRows) {
+      const int64_t rows = std::min(plan.logitRows, b0 + bRows - r0);
+      T* drows = backward ? block + (r0 - b0) * ldV : nullptr;  // (rows, ldV) of the block
+      float* lg = logits;
+      if constexpr (kF32) {
+        if (backward) lg = drows;
       }
-      const float maxv = RowMax(row, V);
-      const float xt = row[target];
-      const double sum = backward ? RowExpInPlace(row, V, maxv) : RowExpSum(row, V, maxv);
-      losses[r0 + i] = float(std::log(sum) + double(maxv) - double(xt));
-      if (backward) {
-        const float inv = float(1.0 / sum);
-        const float pt = row[target] * inv;  // before RowScale, which may overwrite row
-        RowScale(drow, row, V, inv * gradScale);
-        St(drow + target, (pt - 1.0f) * gradScale);
-      }
+      LogitsProduct(lg, inp + r0 * C, wte, rows, C, V, ldV);
+      SoftmaxRows(losses + r0, drows, expRows, lg, targets + r0, rows, V, ldV, ignoreIndex, gradScale, threads,
+                  kernels);
     }
     if (!backward) continue;
 
-    GemmArgs di;  // dinp (rows, C) = dlogits (rows, V) @ wte[:V] (V, C)
-    di.M = rows, di.N = C, di.K = V;
-    di.A = dlogits, di.lda = ldV;
+    GemmArgs di;  // dinp (bRows, C) = dlogits (bRows, V) @ wte[:V] (V, C)
+    di.M = bRows, di.N = C, di.K = V;
+    di.A = block, di.lda = ldV;
     di.B = wte, di.ldb = C;
     di.abType = DTypeOf<T>();
-    di.C = dinp + r0 * C, di.ldc = C, di.cType = DTypeOf<T>();
+    di.C = dinp + b0 * C, di.ldc = C, di.cType = DTypeOf<T>();
     Gemm(di);
 
-    GemmArgs dw;  // dwte[:V] (V, C) += dlogits^T (V, rows) @ inpChunk (rows, C)
-    dw.M = V, dw.N = C, dw.K = rows;
-    dw.A = dlogits, dw.lda = ldV, dw.transA = true;
-    dw.B = inpChunk, dw.ldb = C;
+    GemmArgs dw;  // dwte[:V] (V, C) += dlogits^T (V, bRows) @ inp block (bRows, C)
+    dw.M = V, dw.N = C, dw.K = bRows;
+    dw.A = block, dw.lda = ldV, dw.transA = true;
+    dw.B = inp + b0 * C, dw.ldb = C;
     dw.abType = DTypeOf<T>();
     dw.C = dwte, dw.ldc = C, dw.cType = DType::F32;
     dw.beta = 1.0f;

@@ -68,6 +68,19 @@ function note(key: string, e: number): number {
   return e;
 }
 
+/** Fresh random inputs of one case, its targets and the float64 reference (gradScale 1 / (N + 1)). */
+function makeCase(N: number, C: number, V: number, Vp: number, dtype: 'f32' | 'bf16') {
+  const gradScale = 1 / (N + 1);
+  const wRaw = randn(Vp * C, 0.3);
+  // Padded rows are large: if they took part in the softmax they would dominate it.
+  for (let j = V; j < Vp; j++) for (let k = 0; k < C; k++) wRaw[j * C + k] = 25 * Math.sign(wRaw[j * C + k] || 1);
+  const { t: inp, x } = tensorOf(randn(N * C), [N, C], dtype);
+  const { t: wte, x: w } = tensorOf(wRaw, [Vp, C], dtype);
+  const tg = makeTargets(N, V);
+  const targets = Tensor.from(tg);
+  return { gradScale, inp, wte, tg, targets, ref: ceRef(x, w, tg, C, V, Vp, IGNORE, gradScale) };
+}
+
 const engines: ('onednn' | 'portable')[] = backendInfo().gemm.oneDnnAvailable ? ['onednn', 'portable'] : ['portable'];
 const cases: [N: number, C: number, V: number, Vp: number][] = [
   [1, 32, 33, 40],
@@ -83,15 +96,7 @@ for (const engine of engines) {
     for (const [N, C, V, Vp] of cases) {
       t.test(`crossEntropy ${dtype} N=${N} C=${C} V=${V} Vp=${Vp} gemm=${engine}`, async (t) => {
         setGemmEngine(engine);
-        const gradScale = 1 / (N + 1);
-        const wRaw = randn(Vp * C, 0.3);
-        // Padded rows are large: if they took part in the softmax they would dominate it.
-        for (let j = V; j < Vp; j++) for (let k = 0; k < C; k++) wRaw[j * C + k] = 25 * Math.sign(wRaw[j * C + k] || 1);
-        const { t: inp, x } = tensorOf(randn(N * C), [N, C], dtype);
-        const { t: wte, x: w } = tensorOf(wRaw, [Vp, C], dtype);
-        const tg = makeTargets(N, V);
-        const targets = Tensor.from(tg);
-        const ref = ceRef(x, w, tg, C, V, Vp, IGNORE, gradScale);
+        const { gradScale, inp, wte, tg, targets, ref } = makeCase(N, C, V, Vp, dtype);
         const ignored = [...tg.keys()].filter((i) => tg[i] === IGNORE);
         const padded = Array.from({ length: Vp - V }, (_, j) => V + j);
 
@@ -139,14 +144,7 @@ for (const level of isaLevels) {
         setGemmEngine(engines[0]);
         setIsaLimit(level);
         t.teardown(() => void setIsaLimit(backendInfo().cpu.detectedIsa));
-        const gradScale = 1 / (N + 1);
-        const wRaw = randn(Vp * C, 0.3);
-        for (let j = V; j < Vp; j++) for (let k = 0; k < C; k++) wRaw[j * C + k] = 25 * Math.sign(wRaw[j * C + k] || 1);
-        const { t: inp, x } = tensorOf(randn(N * C), [N, C], dtype);
-        const { t: wte, x: w } = tensorOf(wRaw, [Vp, C], dtype);
-        const tg = makeTargets(N, V);
-        const targets = Tensor.from(tg);
-        const ref = ceRef(x, w, tg, C, V, Vp, IGNORE, gradScale);
+        const { gradScale, inp, wte, targets, ref } = makeCase(N, C, V, Vp, dtype);
         const losses = Tensor.zeros('f32', [N]);
         const total = ops.crossEntropyForward(losses, inp, wte, targets, V, IGNORE);
         t.ok(relErr(toF64(losses), ref.losses) <= TOL.f32, `forward losses rel err ${relErr(toF64(losses), ref.losses)}`);

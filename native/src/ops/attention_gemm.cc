@@ -59,6 +59,27 @@ inline T FromF32(float x) {
 
 thread_local ScratchBuffer tScratch;
 
+// One region per thread of the calling thread's scratch, laid out by `carve` (a Carver -> that thread's
+// buffers; run unbound first to size a region).
+struct PerThread {
+  char* base;
+  size_t per;
+  // The calling thread's buffers, from inside the parallel region; its own library calls run single-threaded.
+  template <class Carve>
+  auto Mine(Carve carve) const {
+    SerialInside();
+    Carver cv;
+    cv.Bind(base + per * ThreadIndex());
+    return carve(cv);
+  }
+};
+template <class Carve>
+PerThread ReservePerThread(Carve carve, int nThreads) {
+  Carver sizing;
+  carve(sizing);
+  return {tScratch.Reserve(sizing.used() * nThreads, "attention"), sizing.used()};
+}
+
 // Heads per group: as many as keep a block of scores within kGroupScores, but few enough that the tasks
 // (`perGroup` of them per group) keep every thread busy twice over where the batch allows.
 int GroupSize(int B, int H, int64_t perGroup, int64_t blockScores) {
@@ -307,19 +328,13 @@ void AttentionForwardGemm(T* out, float* lse, const T* qkv, const float* slopes,
     b.m = cv.Take<float>(3 * block);
     return b;
   };
-  Carver sizing;
-  carve(sizing);
-  const size_t per = sizing.used();
-  char* base = tScratch.Reserve(per * nThreads, "attention");
+  const PerThread scratch = ReservePerThread(carve, nThreads);
   const int64_t tasks = int64_t(B) * nQ * nG;
   const Rows<T> rows = PickRows<T>();
 
 #pragma omp parallel num_threads(nThreads)
   {
-    SerialInside();
-    Carver cv;
-    cv.Bind(base + per * ThreadIndex());
-    const Buffers mine = carve(cv);
+    const Buffers mine = scratch.Mine(carve);
     float *s = mine.s, *o = mine.o, *m = mine.m, *l = m + block;
     T* p = mine.p;
     float* alpha = l + block;
@@ -390,19 +405,13 @@ void AttentionBackwardGemm(T* dqkv, const T* dout, const T* qkv, const T* out, c
     b.di = cv.Take<float>(size_t(G) * Tn);
     return b;
   };
-  Carver sizing;
-  carve(sizing);
-  const size_t per = sizing.used();
-  char* base = tScratch.Reserve(per * nThreads, "attention");
+  const PerThread scratch = ReservePerThread(carve, nThreads);
   const int64_t tasks = int64_t(B) * nG;
   const Rows<T> rows = PickRows<T>();
 
 #pragma omp parallel num_threads(nThreads)
   {
-    SerialInside();
-    Carver cv;
-    cv.Bind(base + per * ThreadIndex());
-    const Buffers mine = carve(cv);
+    const Buffers mine = scratch.Mine(carve);
     float *s = mine.s, *dk = mine.dk, *dq = mine.dq, *di = mine.di;
     T* p = mine.p;
     float* dp = s + scores;

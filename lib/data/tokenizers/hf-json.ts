@@ -69,7 +69,8 @@ export class FileCheck {
   component(obj: Json, where: string, kind: string, types: Record<string, readonly string[]>): string {
     const type = obj.type;
     if (typeof type !== 'string') throw this.fail(where, `${kind} without a string "type"`);
-    const keys = types[type];
+    // (own keys only: a "type" of "__proto__" or "constructor" is unsupported, not Object.prototype's)
+    const keys = Object.hasOwn(types, type) ? types[type] : undefined;
     if (!keys) throw this.fail(`${where}.type`, `unsupported ${kind} "${type}" (supported: ${Object.keys(types).join(', ')})`);
     for (const k of Object.keys(obj)) {
       if (k !== 'type' && !keys.includes(k)) throw this.fail(`${where}.${k}`, `unsupported key of a ${type} ${kind}`);

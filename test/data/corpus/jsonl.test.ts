@@ -448,6 +448,22 @@ t.test('corrupt .zst bytes are reported, never read as other documents in silenc
   t.equal(r.stats.corruptFiles, 0);
   await t.rejects(readAll({ inputs: [file], strict: true }), { name: 'PajamaDataError', message: /bad\.jsonl\.zst: line \d+: corrupt zstd data: frame 1 fails its content checksum/ });
 
+  // Hand-made frames (single segment, content size 40, one compressed block) whose block headers cannot be
+  // right: refused by the frame scan, in any chunking, before the decompressor runs them (fzstd would run a
+  // corrupt sequence count for seconds: found by fuzzing).
+  const frame = (body: number[]): Buffer => {
+    const header = 1 | (2 << 1) | (body.length << 3); // last block, compressed, its size
+    return Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x20, 40, header & 0xff, (header >> 8) & 0xff, header >> 16, ...body]);
+  };
+  for (const chunkBytes of [1, 1 << 16]) {
+    write(file, frame([0x00, 0x7f])); // no literals, 127 sequences: at least 381 bytes from a 40-byte frame
+    r = await readAll({ inputs: [file], chunkBytes });
+    t.match(r.stats.malformedSamples, [{ reason: /frame 1 has a block of 127 sequences and 0 literal bytes: at least 381 bytes decompressed, more than its 40-byte block limit/ }]);
+    write(file, frame([5 << 3, 0x41])); // 5 raw literal bytes declared, 1 byte left in the block
+    r = await readAll({ inputs: [file], chunkBytes });
+    t.match(r.stats.malformedSamples, [{ reason: /frame 1 has a compressed block whose literals \(5 bytes\) run past its end/ }]);
+  }
+
   // A byte flipped anywhere: the documents read are the original ones, or the damage is reported.
   let caughtOnlyByChecksum = 0;
   const positions = Array.from({ length: 48 }, (_, i) => Math.floor(((i + 0.5) * full.length) / 48));

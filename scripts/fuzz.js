@@ -221,15 +221,37 @@ function lastNumber(output, re) {
 }
 
 /**
+ * A known, open limitation, tracked rather than found again: fzstd (the zstd decompressor of the jsonl.zst
+ * reader) executes every sequence of a compressed block as the block's bits say, without stopping at the
+ * block's size: a corrupt block whose match lengths decode huge (read from past its bitstream) runs billions of
+ * byte copies that land out of range (ignored by typed arrays), tens of seconds or more for a 140-byte input.
+ * The frame scan refuses what it can see without decoding (a sequence count that cannot fit the block), not
+ * match lengths. So a jsonl-zst timeout input whose data (after the harness's flag byte) also takes longer than
+ * KNOWN_FZSTD_MS in fzstd alone, in one push, is this limitation: it is moved to test/fuzz/known/jsonl-zst/
+ * (kept, not replayed by the test suite) with a warning, and does not fail the run. The fix is a decompressor
+ * that stops at the block's size (libzstd through the addon).
+ */
+const KNOWN_FZSTD_MS = 5000;
+const knownRoot = path.join(root, 'test', 'fuzz', 'known');
+
+function hangsFzstdAlone(file) {
+  const script =
+    "const { Decompress } = require('fzstd'); const d = require('node:fs').readFileSync(process.argv[1]).subarray(1);" +
+    'try { new Decompress(() => {}).push(d, true); } catch {}';
+  const r = spawnSync(process.execPath, ['-e', script, file], { cwd: root, timeout: KNOWN_FZSTD_MS });
+  return r.error?.code === 'ETIMEDOUT' || r.signal === 'SIGTERM';
+}
+
+/**
  * libFuzzer calls an input a hang when one run of it passes HANG_MS, and on a loaded machine a stall of the
  * whole process can do that to an input that takes milliseconds (CI once saved a 140-byte jsonl.zst input at
  * 41 executions/s; it replays in 7 ms). Each new timeout-* input is therefore run again, alone, in a fresh
  * fuzzer process with the same limit, three times: if every replay finishes, it was the machine, and the
  * input is dropped with a warning; if any replay times out or crashes, it stays and fails the run.
  */
-async function dropStalls(found, crashes, entry, target, env) {
+async function dropStalls(name, found, crashes, entry, target, env) {
   const stalls = [];
-  for (const f of found.filter((name) => name.startsWith('timeout-'))) {
+  for (const f of found.filter((n) => n.startsWith('timeout-'))) {
     const file = path.join(crashes, f);
     let replays = 0;
     const started = Date.now();
@@ -237,7 +259,19 @@ async function dropStalls(found, crashes, entry, target, env) {
       const r = await runFuzzer(jazzerArgs(entry, target, [file], ['-runs=1']), env, HANG_MS / 1000 + 120, false);
       if (r.code !== 0) break;
     }
-    if (replays < 3) continue;
+    if (replays < 3) {
+      if (name === 'jsonl-zst' && hangsFzstdAlone(file)) {
+        const known = path.join(knownRoot, name);
+        fs.mkdirSync(known, { recursive: true });
+        fs.renameSync(file, path.join(known, f));
+        console.error(
+          `fuzz: warning: ${f} hangs fzstd itself (more than ${KNOWN_FZSTD_MS} ms for its data in one push): the known ` +
+            `limitation of fzstd's sequence execution (see KNOWN_FZSTD_MS), moved to ${path.relative(root, known)}/, not a new finding`,
+        );
+        stalls.push(f);
+      }
+      continue;
+    }
     const ms = (Date.now() - started) / replays;
     console.error(`fuzz: warning: ${f} timed out while fuzzing but ran to the end in each of 3 replays (${ms.toFixed(0)} ms per fuzzer process); counted as a stall of the machine and dropped`);
     fs.rmSync(file, { force: true });
@@ -271,7 +305,7 @@ async function fuzzTarget(name, target, entry, env, o) {
       const bytes = listFiles(corpus).reduce((s, f) => s + fs.statSync(path.join(corpus, f)).size, 0);
       if (corpusSize > 100 || bytes > 1 << 20) console.error(`fuzz: warning: ${name}'s corpus has ${corpusSize} files, ${bytes} bytes (keep it under 100 files, 1 MiB)`);
     }
-    const stalls = await dropStalls(found, crashes, entry, target, targetEnv);
+    const stalls = await dropStalls(name, found, crashes, entry, target, targetEnv);
     found = found.filter((f) => !stalls.includes(f));
     const failed = (r.code !== 0 && stalls.length === 0) || found.length > 0;
     if (failed && found.length === 0) console.error(`fuzz: ${name}: the fuzzer exited with ${r.signal ?? `status ${r.code}`} without saving an input`);

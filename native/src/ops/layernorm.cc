@@ -421,36 +421,27 @@ void LayerNormBackward(T* dinp, float* dweight, const T* dout, const T* inp, con
 #pragma omp parallel for num_threads(Threads()) schedule(static)
     for (int64_t b = 0; b < blocks; b++) rows(partial.data() + b * c, b * rowBlock, std::min(n, (b + 1) * rowBlock));
   };
-  bool done = false;
-#ifdef PT_HAVE_EW_AVX512
+  // bf16 rows on AVX-512 or AVX2 take the weight widened to f32 once; every other case runs BackwardRow.
+  using SimdRow = void (*)(bf16*, float*, const bf16*, const bf16*, const float*, float, float, int64_t);
+  SimdRow simd = nullptr;
   if constexpr (std::is_same_v<T, bf16>) {
-    if (ActiveIsa() >= Isa::Avx512) {
-      const bool hw = ActiveIsa() >= Isa::Avx512Bf16;
-      const auto row = hw ? &BackwardRowBf16Avx512<true> : &BackwardRowBf16Avx512<false>;
-      const std::vector<float> w = WidenWeight(weight, c);
-      forBlocks([&](float* part, int64_t lo, int64_t hi) {
-        for (int64_t i = lo; i < hi; i++) {
-          row(dinp + i * c, part, dout + i * c, inp + i * c, w.data(), mean[i], rstd[i], c);
-        }
-      });
-      done = true;
-    }
-  }
+#ifdef PT_HAVE_EW_AVX512
+    if (ActiveIsa() >= Isa::Avx512)
+      simd = ActiveIsa() >= Isa::Avx512Bf16 ? &BackwardRowBf16Avx512<true> : &BackwardRowBf16Avx512<false>;
 #endif
 #ifdef PT_HAVE_EW_AVX2
-  if constexpr (std::is_same_v<T, bf16>) {
-    if (!done && ActiveIsa() >= Isa::Avx2) {
+    if (!simd && ActiveIsa() >= Isa::Avx2) simd = &BackwardRowBf16Avx2;
+#endif
+    if (simd) {
       const std::vector<float> w = WidenWeight(weight, c);
       forBlocks([&](float* part, int64_t lo, int64_t hi) {
         for (int64_t i = lo; i < hi; i++) {
-          BackwardRowBf16Avx2(dinp + i * c, part, dout + i * c, inp + i * c, w.data(), mean[i], rstd[i], c);
+          simd(dinp + i * c, part, dout + i * c, inp + i * c, w.data(), mean[i], rstd[i], c);
         }
       });
-      done = true;
     }
   }
-#endif
-  if (!done) {
+  if (!simd) {
     forBlocks([&](float* part, int64_t lo, int64_t hi) {
       for (int64_t i = lo; i < hi; i++) {
         BackwardRow(dinp + i * c, part, dout + i * c, inp + i * c, weight, mean[i], rstd[i], c);

@@ -29,9 +29,9 @@
 namespace pt {
 namespace avx512 {
 
-// The first n (0..16) lanes.
+// The first n lanes (none for n <= 0).
 PT_EW_AVX512 PT_EW_INLINE __mmask16 TailMask(int64_t n) {
-  return n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1u);
+  return n >= 16 ? __mmask16(0xffff) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1u);
 }
 
 PT_EW_AVX512 PT_EW_INLINE __m512 Load(const float* p) { return _mm512_loadu_ps(p); }

@@ -16,6 +16,7 @@
 #include <limits>
 #include <type_traits>
 
+#include "../vecmath_avx512.h"
 #include "attention_tiles.h"
 
 // GCC 12's AVX-512 headers trip -W(maybe-)uninitialized through _mm512_undefined_* (GCC bug 105593).
@@ -52,15 +53,9 @@ PT_AVX512 PT_INLINE __m512 Exp512(__m512 x) {
   return _mm512_maskz_scalef_ps(live, p, n);
 }
 
-// x rounded to bf16 (nearest even) in the upper 16 bits of each 32-bit lane; finite inputs. For outputs.
-PT_AVX512 PT_INLINE __m512i RoundBf16Hi(__m512 x) {
-  const __m512i u = _mm512_castps_si512(x);
-  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-  return _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
-}
-
-// The same with ties away from zero, one instruction: for the intermediate P and dS operands only, where an
-// exact tie (the low 16 bits exactly 0x8000) is vanishingly rare.
+// x rounded to bf16 in the upper 16 bits of each 32-bit lane, ties away from zero, one instruction: for the
+// intermediate P and dS operands only, where an exact tie (the low 16 bits exactly 0x8000) is vanishingly
+// rare (outputs are stored with vecmath_avx512.h's nearest-even Store).
 PT_AVX512 PT_INLINE __m512i RoundFastBf16Hi(__m512 x) {
   return _mm512_add_epi32(_mm512_castps_si512(x), _mm512_set1_epi32(0x8000));
 }
@@ -88,26 +83,15 @@ PT_AVX512 PT_INLINE __m512 LaneIndex() {
   return _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
 }
 
-// Masked loads and stores of up to 16 tensor elements as fp32 lanes (rows whose length is not a multiple of 16).
+// Masked loads and stores of up to 16 tensor elements as fp32 lanes (rows whose length is not a multiple of 16)
+// are vecmath_avx512.h's: TailMask, Load and Store (bf16 rounded to nearest even, NaN kept).
+using ::pt::avx512::Load;
+using ::pt::avx512::Store;
+using ::pt::avx512::TailMask;
 
-// The first n lanes (none for n <= 0).
-PT_AVX512 PT_INLINE __mmask16 TailMask16(int n) {
-  return n >= 16 ? __mmask16(0xffff) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1);
-}
+// The first n 16-bit lanes (none for n <= 0).
 PT_AVX512 PT_INLINE __mmask32 TailMask32(int n) {
   return n >= 32 ? __mmask32(~0u) : n <= 0 ? __mmask32(0) : __mmask32((1u << n) - 1);
-}
-
-PT_AVX512 PT_INLINE __m512 Load16(const float* p, __mmask16 k) { return _mm512_maskz_loadu_ps(k, p); }
-PT_AVX512 PT_INLINE __m512 Load16(const bf16* p, __mmask16 k) {
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, p)), 16));
-}
-PT_AVX512 PT_INLINE void Store16(float* p, __mmask16 k, __m512 x) { _mm512_mask_storeu_ps(p, k, x); }
-PT_AVX512 PT_INLINE void Store16(bf16* p, __mmask16 k, __m512 x) {  // nearest even, NaN stays NaN
-  __m512i h = _mm512_srli_epi32(RoundBf16Hi(x), 16);
-  const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
-  h = _mm512_mask_or_epi32(h, nan, _mm512_srli_epi32(_mm512_castps_si512(x), 16), _mm512_set1_epi32(0x40));
-  _mm256_mask_storeu_epi16(p, k, _mm512_cvtepi32_epi16(h));
 }
 
 // The 32-bit word at p (a bf16 pair).

@@ -185,7 +185,7 @@ namespace simd {
 using attention::Exp512;
 using attention::LaneIndex;
 using attention::RoundFastBf16Hi;
-using attention::TailMask16;
+using avx512::TailMask;
 
 PT_AVX512 PT_INLINE void StoreOperand(float* p, __mmask16 k, __m512 x) { _mm512_mask_storeu_ps(p, k, x); }
 PT_AVX512 PT_INLINE void StoreOperand(bf16* p, __mmask16 k, __m512 x) {
@@ -193,7 +193,7 @@ PT_AVX512 PT_INLINE void StoreOperand(bf16* p, __mmask16 k, __m512 x) {
 }
 template <class T>
 PT_AVX512 PT_INLINE void ZeroTail(T* p, int from, int n) {
-  for (int j = from; j < n; j += 16) StoreOperand(p + j, TailMask16(n - j), _mm512_setzero_ps());
+  for (int j = from; j < n; j += 16) StoreOperand(p + j, TailMask(n - j), _mm512_setzero_ps());
 }
 // slope * (j + lane + delta) for the 16 keys from j.
 PT_AVX512 PT_INLINE __m512 Bias(__m512 slope, int j, float delta) {
@@ -205,7 +205,7 @@ PT_AVX512 float SoftmaxRow(T* p, float* s, int n, int live, float slope, float d
   const __m512 vs = _mm512_set1_ps(slope);
   __m512 vmx = _mm512_set1_ps(*m);
   for (int j = 0; j < live; j += 16) {
-    const __mmask16 k = TailMask16(live - j);
+    const __mmask16 k = TailMask(live - j);
     const __m512 x = _mm512_add_ps(_mm512_maskz_loadu_ps(k, s + j), Bias(vs, j, delta));
     _mm512_mask_storeu_ps(s + j, k, x);
     vmx = _mm512_mask_max_ps(vmx, k, vmx, x);
@@ -214,7 +214,7 @@ PT_AVX512 float SoftmaxRow(T* p, float* s, int n, int live, float slope, float d
   const __m512 vm = _mm512_set1_ps(mx);
   __m512 sum = _mm512_setzero_ps();
   for (int j = 0; j < live; j += 16) {
-    const __mmask16 k = TailMask16(live - j);
+    const __mmask16 k = TailMask(live - j);
     const __m512 e = _mm512_maskz_mov_ps(k, Exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, s + j), vm)));
     sum = _mm512_add_ps(sum, e);
     StoreOperand(p + j, k, e);
@@ -231,7 +231,7 @@ PT_AVX512 void GradRow(T* p, T* ds, const float* s, const float* dp, int n, int 
                        float lse, float di) {
   const __m512 vs = _mm512_set1_ps(slope), vl = _mm512_set1_ps(lse), vd = _mm512_set1_ps(di);
   for (int j = 0; j < live; j += 16) {
-    const __mmask16 k = TailMask16(live - j);
+    const __mmask16 k = TailMask(live - j);
     const __m512 x = _mm512_add_ps(_mm512_maskz_loadu_ps(k, s + j), Bias(vs, j, delta));
     const __m512 e = Exp512(_mm512_sub_ps(x, vl));
     StoreOperand(p + j, k, e);
@@ -245,8 +245,8 @@ template <class T>
 PT_AVX512 void StoreRow(T* dst, const float* src, int n, float a) {
   const __m512 va = _mm512_set1_ps(a);
   for (int j = 0; j < n; j += 16) {
-    const __mmask16 k = TailMask16(n - j);
-    attention::Store16(dst + j, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, src + j), va));
+    const __mmask16 k = TailMask(n - j);
+    avx512::Store(dst + j, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, src + j), va));
   }
 }
 
@@ -254,8 +254,8 @@ template <class T>
 PT_AVX512 float DotRow(const T* a, const T* b, int n) {
   __m512 sum = _mm512_setzero_ps();
   for (int j = 0; j < n; j += 16) {
-    const __mmask16 k = TailMask16(n - j);
-    sum = _mm512_fmadd_ps(attention::Load16(a + j, k), attention::Load16(b + j, k), sum);
+    const __mmask16 k = TailMask(n - j);
+    sum = _mm512_fmadd_ps(avx512::Load(a + j, k), avx512::Load(b + j, k), sum);
   }
   return _mm512_reduce_add_ps(sum);
 }
@@ -263,7 +263,7 @@ PT_AVX512 float DotRow(const T* a, const T* b, int n) {
 PT_AVX512 void ScaleRow(float* o, int n, float a) {
   const __m512 va = _mm512_set1_ps(a);
   for (int j = 0; j < n; j += 16) {
-    const __mmask16 k = TailMask16(n - j);
+    const __mmask16 k = TailMask(n - j);
     _mm512_mask_storeu_ps(o + j, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, o + j), va));
   }
 }

@@ -1,7 +1,20 @@
 // pajama-train: pretrain MPT-style language models from Node.js with a native core.
-export { Tensor, Arena, numelOf, type ArenaEntry, type DType } from './core/tensor';
+export { Tensor, Arena, numelOf, type ArenaEntry, type DType, type DeviceSpec } from './core/tensor';
 export { ops, OP_NAMES, type Ops } from './core/ops';
-export { backendInfo, setThreads, setIsaLimit, setGemmEngine, setAttentionEngine, measurePeakFlops, type BackendInfo, type IsaLevel } from './core/backend';
+export {
+  backendInfo,
+  setThreads,
+  setIsaLimit,
+  setGemmEngine,
+  setAttentionEngine,
+  measurePeakFlops,
+  synchronize,
+  cudaMemoryStats,
+  emptyCudaCache,
+  type BackendInfo,
+  type CudaMemoryStats,
+  type IsaLevel,
+} from './core/backend';
 export { DisposedError, PajamaEngineError } from './core/errors';
 export * from './model/config';
 export { MptModel, type MptModelOptions, type Precision } from './model/mpt';

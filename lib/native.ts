@@ -9,6 +9,11 @@ import * as path from 'node:path';
 import * as fs from 'node:fs';
 
 export type DType = 'f32' | 'bf16' | 'i32';
+/**
+ * Where a tensor lives: 'cpu', or a CUDA device ('cuda' is 'cuda:0'). Tensors report the normalised name
+ * ('cpu' or 'cuda:N').
+ */
+export type DeviceSpec = 'cpu' | 'cuda' | `cuda:${number}`;
 export type IsaLevel = 'scalar' | 'avx2' | 'avx512' | 'avx512_bf16';
 
 /** A native-owned buffer. JS never sees its pointer. */
@@ -20,6 +25,8 @@ export interface NativeTensor {
   readonly byteOffset: number;
   readonly disposed: boolean;
   readonly isView: boolean;
+  /** 'cpu' or 'cuda:N'. */
+  readonly device: string;
   dispose(): void;
   view(elementOffset: number, shape: number[]): NativeTensor;
   copyFrom(src: Float32Array | Uint16Array | Int32Array): void;
@@ -54,12 +61,26 @@ export interface BackendInfo {
   openmp: boolean;
   cuda: {
     compiled: boolean;
+    /** At least one usable CUDA device; when false, `reason` says why ('cuda: unavailable (reason)'). */
+    available: boolean;
+    reason?: string;
+    /** Whether this build has the cuBLASLt ops (linear, gemm, the LM head) on CUDA; `cublasReason` if not. */
+    cublas: boolean;
+    cublasReason?: string;
     runtimeVersion?: number;
     driverVersion?: number;
     devices: { name: string; computeCapability: string; totalMemory: number }[];
     error?: string;
   };
   buildSystem?: string;
+}
+
+/** A CUDA device's caching allocator, in bytes (driverAllocs: cudaMalloc calls so far). */
+export interface CudaMemoryStats {
+  allocated: number;
+  cached: number;
+  peak: number;
+  driverAllocs: number;
 }
 
 type T = NativeTensor;
@@ -101,6 +122,8 @@ export interface NativeOpSignatures {
   scaleInPlace: [[t: T, factor: number]];
   // cast.cc: f32 <-> bf16, round to nearest even
   cast: [[out: T, inp: T]];
+  /** The same dtype and element count, between any two devices (the one op whose tensors may differ in device). */
+  copy: [[out: T, inp: T]];
   // minhash.cc (typed arrays, not tensors; pinned until an Async run is done, so do not transfer or resize
   // their buffers meanwhile). Document i is text[offsets[i], offsets[i+1]) of UTF-8; offsets (n + 1) are
   // non-decreasing, Uint32Array for text under 4 GiB, else Float64Array of exact integers.
@@ -133,8 +156,12 @@ export type NativeOps = {
 };
 
 export interface NativeAddon extends NativeOps {
-  Tensor: new (dtype: DType, shape: number[]) => NativeTensor;
+  Tensor: new (dtype: DType, shape: number[], device?: DeviceSpec) => NativeTensor;
   backendInfo(): BackendInfo;
+  /** Waits for everything queued on the device ('cpu': returns at once). */
+  synchronize(device?: DeviceSpec): void;
+  cudaMemoryStats(device?: DeviceSpec): CudaMemoryStats;
+  emptyCudaCache(device?: DeviceSpec): void;
   /** 0 restores the default (OMP_NUM_THREADS, else every core). Returns the count now in force. */
   setThreads(n: number): number;
   /** Lower the SIMD level kernels may use (never above what the CPU has). Returns the level now in force. */

@@ -1,15 +1,46 @@
 // backend.ts: what the native core found on this machine, its run-time settings, and what it can do (the
 // peak FLOP/s that MFU is counted against).
-import { native, type BackendInfo, type IsaLevel } from '../native';
-import { invalidArg } from './errors';
+import { native, type BackendInfo, type CudaMemoryStats, type DeviceSpec, type IsaLevel } from '../native';
+import { fromNative, invalidArg } from './errors';
 import { ops } from './ops';
-import { Tensor } from './tensor';
+import { checkDevice, Tensor } from './tensor';
 
-export type { BackendInfo, IsaLevel } from '../native';
+export type { BackendInfo, CudaMemoryStats, IsaLevel } from '../native';
 
 /** CPU features, the SIMD level in use, the GEMM engine, threads and the build's CUDA status. */
 export function backendInfo(): BackendInfo {
   return native().backendInfo();
+}
+
+/**
+ * Waits until everything queued on `device` has run (ops on a GPU settle once queued). A GPU kernel's failure
+ * surfaces here or at the next op that waits. 'cpu' (the default) returns at once: CPU ops finish before they
+ * settle.
+ */
+export function synchronize(device: DeviceSpec = 'cpu'): void {
+  try {
+    native().synchronize(checkDevice(device, 'synchronize'));
+  } catch (e) {
+    throw fromNative(e);
+  }
+}
+
+/** The CUDA caching allocator's counters for `device` (default 'cuda'); an argument error without CUDA. */
+export function cudaMemoryStats(device: DeviceSpec = 'cuda'): CudaMemoryStats {
+  try {
+    return native().cudaMemoryStats(checkDevice(device, 'cudaMemoryStats'));
+  } catch (e) {
+    throw fromNative(e);
+  }
+}
+
+/** Waits for `device` (default 'cuda'), then hands its cached free blocks back to the driver. */
+export function emptyCudaCache(device: DeviceSpec = 'cuda'): void {
+  try {
+    native().emptyCudaCache(checkDevice(device, 'emptyCudaCache'));
+  } catch (e) {
+    throw fromNative(e);
+  }
 }
 
 /** Threads for every parallel op; 0 restores the default (OMP_NUM_THREADS, else all cores). */

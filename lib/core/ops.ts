@@ -1,7 +1,9 @@
 // ops.ts: the native ops over public Tensors. Each op exists in two forms with the same arguments:
 // `ops.name(...)` runs at once (tests, tiny work) and `ops.nameAsync(...)` runs on the native worker thread
 // and returns a Promise, keeping the event loop free. Argument order and accumulation rules are those of
-// native.ts; shape and dtype errors name the op and the offending shapes.
+// native.ts; shape and dtype errors name the op and the offending shapes. Every op runs on the device its
+// tensors are on, and all must be on one (an argument error otherwise), except `copy`, which moves data between
+// devices. On a GPU an Async op settles once its work is queued; the ones that return numbers wait for it.
 import { native, type NativeOpSignatures, type NativeTensor } from '../native';
 import { fromNative, invalidArg } from './errors';
 import { Tensor } from './tensor';
@@ -37,6 +39,7 @@ export const OP_NAMES = [
   'sumSquares',
   'scaleInPlace',
   'cast',
+  'copy',
   'minhashSignatures',
   'sortKeyIds',
 ] as const satisfies readonly (keyof NativeOpSignatures)[];

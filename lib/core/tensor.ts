@@ -1,10 +1,10 @@
 // tensor.ts: public wrappers over native memory. A Tensor owns (or views) native bytes; an Arena is one
 // contiguous Tensor carved into named views, so parameters, gradients and optimizer moments can each be
 // zeroed, clipped, reduced, updated and saved with one call over one range.
-import { native, type DType, type NativeTensor } from '../native';
+import { native, type DeviceSpec, type DType, type NativeTensor } from '../native';
 import { DisposedError, fromNative, invalidArg } from './errors';
 
-export type { DType } from '../native';
+export type { DType, DeviceSpec } from '../native';
 
 // Backstop only: a Tensor dropped without dispose() has its native memory freed when it is collected.
 const finalizer = new FinalizationRegistry<NativeTensor>((h) => h.dispose());
@@ -32,6 +32,19 @@ function checkShape(shape: readonly number[], where: string): number[] {
   return [...shape];
 }
 
+/** `device` checked to be a device name ('cpu', 'cuda' or 'cuda:N'); whether that device exists is the addon's call. */
+export function checkDevice(device: unknown, where: string): DeviceSpec {
+  if (device === 'cpu' || device === 'cuda' || (typeof device === 'string' && /^cuda:[0-9]{1,4}$/.test(device))) {
+    return device as DeviceSpec;
+  }
+  throw invalidArg(`${where}: device must be 'cpu', 'cuda' or 'cuda:N', got ${JSON.stringify(device)}`);
+}
+
+/** The name a tensor reports for a device: 'cuda' is 'cuda:0'. */
+export function normalDevice(device: DeviceSpec): DeviceSpec {
+  return device === 'cuda' ? 'cuda:0' : device;
+}
+
 function checkDType(dtype: string, where: string): DType {
   if (dtype !== 'f32' && dtype !== 'bf16' && dtype !== 'i32') {
     throw invalidArg(`${where}: dtype must be 'f32', 'bf16' or 'i32', got ${JSON.stringify(dtype)}`);
@@ -51,6 +64,8 @@ export class Tensor {
   readonly dtype: DType;
   readonly shape: readonly number[];
   readonly numel: number;
+  /** Where the memory lives: 'cpu' or 'cuda:N'. */
+  readonly device: string;
 
   private constructor(handle: NativeTensor, parent: Tensor | null) {
     this.#handle = handle;
@@ -58,15 +73,17 @@ export class Tensor {
     this.dtype = handle.dtype;
     this.shape = Object.freeze([...handle.shape]);
     this.numel = handle.numel;
+    this.device = handle.device;
     if (!parent) finalizer.register(this, handle, this);
   }
 
-  /** Zero-filled tensor. */
-  static zeros(dtype: DType, shape: readonly number[]): Tensor {
+  /** Zero-filled tensor on `device` (the CPU unless given). */
+  static zeros(dtype: DType, shape: readonly number[], device: DeviceSpec = 'cpu'): Tensor {
     checkDType(dtype, 'Tensor.zeros');
     const s = checkShape(shape, 'Tensor.zeros');
+    const d = checkDevice(device, 'Tensor.zeros');
     try {
-      return new Tensor(new (native().Tensor)(dtype, s), null);
+      return new Tensor(new (native().Tensor)(dtype, s, d), null);
     } catch (e) {
       throw fromNative(e);
     }
@@ -76,14 +93,36 @@ export class Tensor {
    * Tensor holding a copy of `data`. A Float32Array becomes f32 unless dtype 'bf16' is asked for (rounded to
    * nearest even); an Int32Array becomes i32; a Uint16Array is taken as raw bf16 bits.
    */
-  static from(data: Float32Array | Int32Array | Uint16Array, shape?: readonly number[], dtype?: DType): Tensor {
+  static from(
+    data: Float32Array | Int32Array | Uint16Array,
+    shape?: readonly number[],
+    dtype?: DType,
+    device: DeviceSpec = 'cpu',
+  ): Tensor {
     const dt: DType = dtype ?? (data instanceof Int32Array ? 'i32' : data instanceof Uint16Array ? 'bf16' : 'f32');
     const s = shape ? checkShape(shape, 'Tensor.from') : [data.length];
     if (numelOf(s) !== data.length) {
       throw invalidArg(`Tensor.from: shape [${s}] holds ${numelOf(s)} elements, data has ${data.length}`);
     }
-    const t = Tensor.zeros(dt, s);
-    t.copyFrom(data);
+    const t = Tensor.zeros(dt, s, device);
+    try {
+      t.copyFrom(data);
+    } catch (e) {
+      t.dispose();
+      throw e;
+    }
+    return t;
+  }
+
+  /** A copy of this tensor on `device` (always a new tensor, also on the same device). */
+  to(device: DeviceSpec): Tensor {
+    const t = Tensor.zeros(this.dtype, this.shape, device);
+    try {
+      native().copy(t.handle, this.handle);
+    } catch (e) {
+      t.dispose();
+      throw fromNative(e);
+    }
     return t;
   }
 
@@ -104,7 +143,7 @@ export class Tensor {
   }
 
   describe(): string {
-    return `Tensor ${this.dtype}[${this.shape.join(',')}]`;
+    return `Tensor ${this.dtype}[${this.shape.join(',')}]${this.device === 'cpu' ? '' : ` on ${this.device}`}`;
   }
 
   /** A view of `shape` starting `elementOffset` elements in; disposed with (and before) this tensor. */
@@ -223,7 +262,7 @@ export class Arena {
   readonly entries: readonly ArenaEntry[];
   #views = new Map<string, Tensor>();
 
-  constructor(dtype: DType, layout: Iterable<[string, readonly number[]]>) {
+  constructor(dtype: DType, layout: Iterable<[string, readonly number[]]>, device: DeviceSpec = 'cpu') {
     const entries: ArenaEntry[] = [];
     let offset = 0;
     for (const [name, shape] of layout) {
@@ -236,7 +275,7 @@ export class Arena {
       }
     }
     this.entries = Object.freeze(entries);
-    this.buffer = Tensor.zeros(dtype, [offset]);
+    this.buffer = Tensor.zeros(dtype, [offset], device);
     for (const e of entries) this.#views.set(e.name, this.buffer.view(e.offset, e.shape));
   }
 
@@ -246,6 +285,11 @@ export class Arena {
 
   get numel(): number {
     return this.buffer.numel;
+  }
+
+  /** 'cpu' or 'cuda:N'. */
+  get device(): DeviceSpec {
+    return this.buffer.device as DeviceSpec;
   }
 
   get disposed(): boolean {
@@ -267,9 +311,9 @@ export class Arena {
     return e;
   }
 
-  /** Another arena of the same layout (for gradients, moments, a bf16 compute copy). */
-  like(dtype: DType = this.dtype): Arena {
-    return new Arena(dtype, this.entries.map((e) => [e.name, e.shape] as [string, readonly number[]]));
+  /** Another arena of the same layout (for gradients, moments, a bf16 compute copy), on the same device. */
+  like(dtype: DType = this.dtype, device: DeviceSpec = this.device): Arena {
+    return new Arena(dtype, this.entries.map((e) => [e.name, e.shape] as [string, readonly number[]]), device);
   }
 
   zero(): void {

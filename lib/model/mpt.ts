@@ -12,7 +12,9 @@
 // shared scratch) during backward; gradients are identical either way. The recompute stops after the GELU
 // (the block's output, down_proj + residual, is already saved as the next block's input), and the last
 // checkpointed block is not recomputed at all: the forward pass left its activations in the scratch.
-import { Arena, Tensor, type DType } from '../core/tensor';
+// Device: every tensor of a model (weights, gradients, activations) lives on its `device`; token ids and
+// targets are copied in from the host per batch, and the ops run where the tensors are.
+import { Arena, checkDevice, Tensor, type DeviceSpec, type DType } from '../core/tensor';
 import { ops } from '../core/ops';
 import { DisposedError, invalidArg } from '../core/errors';
 import { seededNormal } from '../core/rng';
@@ -28,6 +30,8 @@ export interface MptModelOptions {
   checkpointEvery?: number;
   /** Seed of the weight initialisation. Defaults to 0. */
   seed?: number;
+  /** Where the weights, gradients and activations live: 'cpu' (default), 'cuda' or 'cuda:N'. */
+  device?: DeviceSpec;
 }
 
 interface BlockActs {
@@ -70,6 +74,8 @@ export class MptModel {
   readonly config: MptConfig;
   readonly precision: Precision;
   readonly checkpointEvery: number;
+  /** 'cpu' or 'cuda:N'. */
+  readonly device: DeviceSpec;
   /** f32 master weights under MptForCausalLM names. */
   readonly params: Arena;
   /** f32 parameter gradients, same layout; backward accumulates into it. */
@@ -90,10 +96,11 @@ export class MptModel {
     this.precision = precision;
     this.checkpointEvery = ck;
     const layout = parameterLayout(config);
-    this.params = new Arena('f32', layout);
+    this.params = new Arena('f32', layout, checkDevice(options.device ?? 'cpu', 'MptModel'));
+    this.device = this.params.device;
     this.grads = this.params.like('f32');
     this.computeParams = precision === 'bf16' ? this.params.like('bf16') : null;
-    this.slopes = Tensor.from(alibiSlopes(config.nHeads, config.alibiBiasMax), [config.nHeads]);
+    this.slopes = Tensor.from(alibiSlopes(config.nHeads, config.alibiBiasMax), [config.nHeads], 'f32', this.device);
     this.initialize(options.seed ?? 0);
   }
 
@@ -148,7 +155,7 @@ export class MptModel {
     const F = this.config.expansionRatio * C;
     const dt = this.actDType;
     const mk = (d: DType, shape: number[]) => {
-      const t = Tensor.zeros(d, shape);
+      const t = Tensor.zeros(d, shape, this.device);
       all.push(t);
       return t;
     };
@@ -177,7 +184,7 @@ export class MptModel {
     const dt = this.actDType;
     const all: Tensor[] = [];
     const mk = (d: DType, shape: number[]) => {
-      const t = Tensor.zeros(d, shape);
+      const t = Tensor.zeros(d, shape, this.device);
       all.push(t);
       return t;
     };
@@ -352,8 +359,8 @@ export class MptModel {
     const buf = await this.#forwardTrunk(ids, B, T);
     const C = this.config.dModel;
     const V = this.config.vocabSize;
-    const logits = Tensor.zeros('f32', [B, V]);
-    const lastF = Tensor.zeros('f32', [B, C]);
+    const logits = Tensor.zeros('f32', [B, V], this.device);
+    const lastF = Tensor.zeros('f32', [B, C], this.device);
     try {
       const all = buf.lnf.toFloat32();
       const rows = new Float32Array(B * C);

@@ -6,6 +6,7 @@
 import { invalidArg } from '../core/errors';
 import * as schema from '../core/config-schema';
 import { defaultsOf, resolveConfig, type CheckContext, type ConfigDialect, type ObjectField } from '../core/config-schema';
+import type { DeviceSpec } from '../core/tensor';
 import { PRESETS, mptConfig, type MptConfig } from '../model/config';
 import { MIXTURE_MISSING, MIXTURE_PRESETS, isMixturePreset, normaliseWeights } from '../data/mixture';
 import { ADAMW_OPTIONS_SCHEMA } from '../optim/adamw';
@@ -21,6 +22,8 @@ export interface TrainConfig {
     precision: 'fp32' | 'bf16';
     /** Activation checkpointing: 0 off, 1 every block, k every k-th block. Defaults to 0. */
     checkpointEvery: number;
+    /** Where the model trains: 'cpu', 'cuda' or 'cuda:N'. Defaults to 'cpu'. */
+    device: DeviceSpec;
     /** Start from these weights (a checkpoint directory or a model.safetensors). Defaults to null (none). */
     init: string | null;
   };
@@ -161,6 +164,15 @@ export const TRAIN_CONFIG_SCHEMA: ObjectField<TrainConfig> = schema.object<Train
         }),
         precision: schema.oneOf(['fp32', 'bf16'], { default: 'bf16', expected: "'fp32' or 'bf16'", doc: "'fp32', or 'bf16' autocast (f32 master weights, bf16 compute copy)." }),
         checkpointEvery: schema.integer({ min: 0, default: 0, doc: 'Activation checkpointing: 0 off, 1 every block, k every k-th block.' }),
+        device: schema.custom<DeviceSpec>({
+          typeName: 'string',
+          default: 'cpu',
+          doc: "Where the model trains: 'cpu', 'cuda' or 'cuda:N' (checkpoints are the same on every device).",
+          parse: (v, ctx) =>
+            v === 'cpu' || v === 'cuda' || (typeof v === 'string' && /^cuda:[0-9]{1,4}$/.test(v))
+              ? (v as DeviceSpec)
+              : ctx.mismatch("be 'cpu', 'cuda' or 'cuda:N'", v),
+        }),
         init: schema.nullable(schema.pathField({}), { default: null, expected: 'a path or null', doc: 'Start from these weights: a checkpoint directory or a model.safetensors.' }),
       },
       { doc: 'The model.', check: (model) => void modelOf(model) },

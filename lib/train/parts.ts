@@ -4,6 +4,7 @@
 // config gives it).
 import { measurePeakFlops, setThreads } from '../core/backend';
 import { invalidArg } from '../core/errors';
+import { normalDevice } from '../core/tensor';
 import { MptModel } from '../model/mpt';
 import { mptConfig, type MptConfig } from '../model/config';
 import { AdamW, PtwdController } from '../optim/index';
@@ -70,6 +71,9 @@ export function checkParts(parts: TrainerParts, config: TrainConfig, worldSize: 
     throw invalidArg(`${where}: the model has ${show(model.config)} but 'model.preset' and 'model.overrides' give ${show(expected)}`);
   }
   if (model.precision !== config.model.precision) throw invalidArg(`${where}: the model's precision is '${model.precision}' but 'model.precision' is '${config.model.precision}'`);
+  if (model.device !== normalDevice(config.model.device)) {
+    throw invalidArg(`${where}: the model is on '${model.device}' but 'model.device' is '${config.model.device}'`);
+  }
   if (model.checkpointEvery !== config.model.checkpointEvery) {
     throw invalidArg(`${where}: the model's checkpointEvery is ${model.checkpointEvery} but 'model.checkpointEvery' is ${config.model.checkpointEvery}`);
   }
@@ -109,7 +113,12 @@ export async function partsFromConfig(config: TrainConfig, communicator: Communi
   const data = TrainingData.fromConfig(config, plan, modelConfig);
   let model: MptModel | null = null;
   try {
-    model = new MptModel(modelConfig, { precision: config.model.precision, checkpointEvery: config.model.checkpointEvery, seed: config.seed });
+    model = new MptModel(modelConfig, {
+      precision: config.model.precision,
+      checkpointEvery: config.model.checkpointEvery,
+      seed: config.seed,
+      device: config.model.device,
+    });
     const optimizer = optimizerFromConfig(config, model);
     return { config, model, optimizer, data, communicator, sinks, peakFlops };
   } catch (e) {

@@ -130,7 +130,7 @@ function copyIn(p: Planned, chunkBytes: number): void {
   const perChunk = Math.max(1, Math.min(info.numel, Math.floor(chunkBytes / size)));
   const raw = new ArrayBuffer(perChunk * size);
   const widen = info.dtype === 'BF16' && arena.dtype === 'f32';
-  const scratch = widen ? Tensor.zeros('bf16', [perChunk]) : null;
+  const scratch = widen ? Tensor.zeros('bf16', [perChunk], arena.device) : null;
   try {
     for (let done = 0; done < info.numel; done += perChunk) {
       const n = Math.min(perChunk, info.numel - done);

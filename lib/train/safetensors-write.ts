@@ -139,7 +139,7 @@ function* entryPieces(arena: Arena, e: ArenaEntry, out: SafetensorsDType, chunkB
   const perChunk = Math.max(1, Math.min(e.numel, Math.floor(chunkBytes / size)));
   const raw = new ArrayBuffer(perChunk * size);
   const narrow = arena.dtype === 'f32' && out === 'BF16';
-  const scratch = narrow ? Tensor.zeros('bf16', [perChunk]) : null;
+  const scratch = narrow ? Tensor.zeros('bf16', [perChunk], arena.device) : null;
   try {
     for (let done = 0; done < e.numel; done += perChunk) {
       const n = Math.min(perChunk, e.numel - done);

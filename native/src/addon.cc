@@ -13,8 +13,10 @@
 #include "ops/attention.h"
 #include "ops/ops.h"
 #include "tensor.h"
+#include "device.h"
 #ifdef PT_HAVE_CUDA
 #include "cuda/cuda_info.h"
+#include "cuda/runtime.h"
 #endif
 #ifdef _OPENMP
 #include <omp.h>
@@ -70,10 +72,15 @@ Napi::Value BackendInfo(const Napi::CallbackInfo& info) {
   }
   cuda.Set("devices", devs);
   if (!cs.error.empty()) cuda.Set("error", cs.error);
+  cuda.Set("cublas", cuda::HaveCublas());
+  if (!cuda::HaveCublas()) cuda.Set("cublasReason", cuda::CublasReason());
 #else
   cuda.Set("compiled", false);
   cuda.Set("devices", Napi::Array::New(env, 0));
+  cuda.Set("cublas", false);
 #endif
+  cuda.Set("available", CudaDeviceCount() > 0);
+  if (CudaDeviceCount() == 0) cuda.Set("reason", CudaUnavailableReason());
 
   Napi::Object out = Napi::Object::New(env);
   out.Set("cpu", cpu);
@@ -149,6 +156,66 @@ Napi::Value SetAttentionEngineJs(const Napi::CallbackInfo& info) {
                    [](size_t i) { SetAttentionEngine(i == 0 ? AttentionEngine::Tiles : AttentionEngine::Gemm); });
 }
 
+// The device named by the optional first argument ('cuda' when omitted), for the CUDA housekeeping calls.
+Device CudaDeviceArg(const Napi::CallbackInfo& info, const char* where) {
+  std::string name = "cuda";
+  if (info.Length() >= 1 && !info[0].IsUndefined()) {
+    PT_CHECK_ARG(info[0].IsString(), where, ": device must be a string ('cpu', 'cuda' or 'cuda:N')");
+    name = info[0].As<Napi::String>();
+  }
+  return ParseDevice(name, where);
+}
+
+// synchronize(device?): waits for everything queued on the device ('cpu' returns at once).
+Napi::Value SynchronizeJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  try {
+    std::string name = "cpu";
+    if (info.Length() >= 1 && info[0].IsString()) name = info[0].As<Napi::String>();
+    else PT_CHECK_ARG(info.Length() == 0 || info[0].IsUndefined(), "synchronize: device must be a string");
+    DeviceSynchronize(ParseDevice(name, "synchronize"), "synchronize");
+  } catch (const PtError& e) {
+    ThrowJs(env, e);
+  }
+  return env.Undefined();
+}
+
+// cudaMemoryStats(device?) -> { allocated, cached, peak, driverAllocs } in bytes (driverAllocs: a count).
+Napi::Value CudaMemoryStatsJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  try {
+    const Device d = CudaDeviceArg(info, "cudaMemoryStats");
+    PT_CHECK_ARG(d.IsCuda(), "cudaMemoryStats: '", d.Name(), "' is not a CUDA device");
+    Napi::Object o = Napi::Object::New(env);
+#ifdef PT_HAVE_CUDA
+    const cuda::MemoryStats s = cuda::Stats(d.index);
+    o.Set("allocated", double(s.allocated));
+    o.Set("cached", double(s.cached));
+    o.Set("peak", double(s.peak));
+    o.Set("driverAllocs", double(s.driverAllocs));
+#endif
+    return o;
+  } catch (const PtError& e) {
+    ThrowJs(env, e);
+  }
+  return env.Undefined();
+}
+
+// emptyCudaCache(device?): waits for the device, then returns its cached blocks to the driver.
+Napi::Value EmptyCudaCacheJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  try {
+    const Device d = CudaDeviceArg(info, "emptyCudaCache");
+    PT_CHECK_ARG(d.IsCuda(), "emptyCudaCache: '", d.Name(), "' is not a CUDA device");
+#ifdef PT_HAVE_CUDA
+    cuda::EmptyCache(d.index);
+#endif
+  } catch (const PtError& e) {
+    ThrowJs(env, e);
+  }
+  return env.Undefined();
+}
+
 }  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -158,6 +225,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setIsaLimit", Napi::Function::New(env, SetIsaLimitJs, "setIsaLimit"));
   exports.Set("setGemmEngine", Napi::Function::New(env, SetGemmEngineJs, "setGemmEngine"));
   exports.Set("setAttentionEngine", Napi::Function::New(env, SetAttentionEngineJs, "setAttentionEngine"));
+  exports.Set("synchronize", Napi::Function::New(env, SynchronizeJs, "synchronize"));
+  exports.Set("cudaMemoryStats", Napi::Function::New(env, CudaMemoryStatsJs, "cudaMemoryStats"));
+  exports.Set("emptyCudaCache", Napi::Function::New(env, EmptyCudaCacheJs, "emptyCudaCache"));
   StartWorker(env);
   RegisterGelu(env, exports);
   RegisterEmbedding(env, exports);

@@ -4,6 +4,9 @@
 #include <thread>
 
 #include "cpu.h"
+#ifdef PT_HAVE_CUDA
+#include "cuda/runtime.h"
+#endif
 
 namespace pt {
 
@@ -27,8 +30,33 @@ Tensor OpArgs::tensor(size_t i, const char* name) {
                "' (#", i, ") must be a Tensor");
   TensorHandle* h = TensorHandle::Unwrap(info_[i].As<Napi::Object>());
   Tensor t = h->Get(op_ + ": argument '" + name + "'");
+  if (!mixed_) {
+    if (firstTensor_.empty()) {
+      firstTensor_ = name;
+      device_ = t.device();
+    } else {
+      PT_CHECK_ARG(t.device() == device_, op_, ": '", name, "' is on ", t.device().Name(), " but '", firstTensor_,
+                   "' is on ", device_.Name(), ": an op's tensors must be on one device (copy with tensor.to())");
+    }
+  }
   pins_.push_back(t.storage);
   return t;
+}
+
+Kernel ForDevice(OpArgs& args, Kernel cpu, CudaLaunch launch) {
+  args.markRouted();
+  const Device d = args.device();
+  if (d.IsCpu()) return cpu;
+  PT_CHECK_ARG(bool(launch), args.op(), ": has no CUDA kernel; its tensors are on ", d.Name());
+#ifdef PT_HAVE_CUDA
+  const std::string op = args.op();
+  return [d, op, launch]() {
+    cuda::SetDevice(d.index, op);
+    return launch(cuda::Stream(d.index));
+  };
+#else
+  return cpu;  // unreachable: without CUDA no tensor is on a GPU
+#endif
 }
 
 std::optional<Tensor> OpArgs::optTensor(size_t i, const char* name) {
@@ -246,12 +274,27 @@ struct OpEntry {
 AddonState::AddonState() = default;
 AddonState::~AddonState() = default;
 
+void ExpectCublas(const OpArgs& args) {
+  if (args.device().IsCpu()) return;
+#ifdef PT_HAVE_CUDA
+  PT_CHECK_ARG(cuda::HaveCublas(), args.op(), ": its CUDA kernel needs cuBLASLt, which this build lacks (",
+               cuda::CublasReason(), ")");
+#endif
+}
+
+// The builder's kernel, once it is known to run where the op's tensors are.
+static Kernel Routed(const OpArgs& args, Kernel k) {
+  PT_CHECK_ARG(args.device().IsCpu() || args.routed(), args.op(), ": has no CUDA kernel; its tensors are on ",
+               args.device().Name());
+  return k;
+}
+
 static Napi::Value RunSync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto* e = static_cast<OpEntry*>(info.Data());
   try {
     OpArgs args(info, e->name);
-    Kernel k = e->builder(args);
+    Kernel k = Routed(args, e->builder(args));
     OpResult r;
     {
       KernelFpScope fp;  // the JS thread's own float mode comes back before any JS runs
@@ -272,7 +315,7 @@ static Napi::Value RunAsync(const Napi::CallbackInfo& info) {
   auto* e = static_cast<OpEntry*>(info.Data());
   try {
     OpArgs args(info, e->name);
-    Kernel k = e->builder(args);
+    Kernel k = Routed(args, e->builder(args));
     return EnqueueKernel(env, std::move(k), args.pins());
   } catch (const PtError& err) {
     // Argument errors reject the promise rather than throw, so callers handle one failure path.

@@ -3,6 +3,10 @@
 // the builder twice: `name(...)` runs the kernel now (for tests and tiny work), `nameAsync(...)` queues it
 // on the native worker thread and returns a Promise. Queued kernels run one at a time in call order, and
 // every tensor they use is pinned until they finish, so dispose() during an op is safe.
+// Devices: every tensor of an op must be on one device (OpArgs checks as it reads them). The builder fills
+// the op's launcher arguments (launch.h) and returns ForDevice(args, cpu kernel, PT_CUDA_LAUNCH(...)): on CUDA
+// the kernel queues the work on the device's stream, so an Async op's promise settles once the work is queued
+// and only ops that return numbers wait for the GPU.
 #pragma once
 #include <napi.h>
 
@@ -14,6 +18,7 @@
 
 #include "common.h"
 #include "js_error.h"
+#include "launch.h"
 #include "tensor.h"
 
 namespace pt {
@@ -57,12 +62,62 @@ class OpArgs {
   // A typed array of one of the `allowed` element types (e.g. {napi_uint32_array, napi_float64_array}).
   ArrayArg typedArray(size_t i, const char* name, std::initializer_list<napi_typedarray_type> allowed);
   const std::vector<std::shared_ptr<Storage>>& pins() const { return pins_; }
+  // The device of every tensor read so far (the CPU for an op without tensors).
+  const Device& device() const { return device_; }
+  // For ops that move data between devices (copy): their tensors may be on different devices.
+  void allowMixedDevices() { mixed_ = true; }
+  // Set by ForDevice; an op whose tensors are on a GPU and whose builder did not route through it is refused.
+  void markRouted() { routed_ = true; }
+  bool routed() const { return routed_; }
 
  private:
   const Napi::CallbackInfo& info_;
   std::string op_;
   std::vector<std::shared_ptr<Storage>> pins_;
+  Device device_;
+  std::string firstTensor_;  // the argument whose device the others must match
+  bool mixed_ = false, routed_ = false;
 };
+
+// A CUDA launch: queues the op on `stream` (its device is current) and returns what the op returns.
+using CudaLaunch = std::function<OpResult(cudaStream_t stream)>;
+// The kernel for the op's device: `cpu` when its tensors are on the host, `cuda` on a GPU (an argument error
+// naming the op when it has no CUDA launch).
+Kernel ForDevice(OpArgs& args, Kernel cpu, CudaLaunch launch);
+// PT_CUDA_LAUNCH(statements): a CudaLaunch capturing by value, with `stream` in scope; empty in builds without
+// CUDA, where no tensor can be on a GPU.
+#ifdef PT_HAVE_CUDA
+#define PT_CUDA_LAUNCH(...) ::pt::CudaLaunch([=](cudaStream_t stream) -> ::pt::OpResult { __VA_ARGS__ })
+#define PT_CUDA_FN(name) (&::pt::cuda::name)
+#else
+#define PT_CUDA_LAUNCH(...) ::pt::CudaLaunch()
+#define PT_CUDA_FN(name) nullptr
+#endif
+
+// Ops whose CUDA launchers are cuBLASLt products (linear, gemm, the LM head) refuse GPU tensors in builds
+// without cuBLASLt, with the build's reason. A no-op for CPU tensors.
+void ExpectCublas(const OpArgs& args);
+
+// ForDevice for an op that returns nothing and has one launcher per device over the same argument struct:
+// LaunchOn(args, a, &cpu::Op, PT_CUDA_FN(Op)).
+template <typename A>
+struct CudaLauncher {
+  using type = void (*)(const A&, cudaStream_t);  // a non-deduced context, so nullptr is accepted
+};
+template <typename A>
+Kernel LaunchOn(OpArgs& args, const A& a, void (*cpuFn)(const A&), typename CudaLauncher<A>::type cudaFn) {
+  return ForDevice(
+      args,
+      [a, cpuFn]() {
+        cpuFn(a);
+        return OpResult{};
+      },
+      cudaFn ? CudaLaunch([a, cudaFn](cudaStream_t stream) {
+        cudaFn(a, stream);
+        return OpResult{};
+      })
+             : CudaLaunch());
+}
 
 using OpBuilder = Kernel (*)(OpArgs& args);
 

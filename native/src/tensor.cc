@@ -1,54 +1,25 @@
-// tensor.cc: Storage allocation, the JS-facing TensorHandle class, copies in and out of TypedArrays.
+// tensor.cc: Storage, the JS-facing TensorHandle class, copies in and out of TypedArrays (through a host buffer
+// for a CUDA tensor).
 #include "tensor.h"
 
 #include "js_error.h"
 
-#include <sys/mman.h>
-
 #include <cmath>
 #include <cstdlib>
 #include <limits>
+#include <vector>
 
 namespace pt {
 
-static constexpr size_t kAlign = 64;
-
-// Allocations of at least this many bytes are mapped straight from the kernel, smaller ones come from the
-// heap. glibc's malloc moves its mmap threshold up to the largest block freed so far (up to 32 MiB), after
-// which tensor-sized blocks are carved from the heap; aligned_alloc over-allocates and splits them, and the
-// small long-lived objects placed in the gaps (wrappers waiting for GC) keep the heap from ever shrinking or
-// reusing the holes: a synchronous allocate/dispose loop then grows RSS by a whole tensor per iteration.
-// A mapping is returned to the kernel by munmap at dispose(), whatever else lives on the heap, and arrives
-// zero-filled, so it needs no memset. 128 KiB is glibc's own initial threshold.
-static constexpr size_t kMapBytes = size_t(128) << 10;
-
-static void* AllocateZeroed(size_t rounded) {
-  if (rounded >= kMapBytes) {
-    void* p = mmap(nullptr, rounded, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    return p == MAP_FAILED ? nullptr : p;
-  }
-  void* p = std::aligned_alloc(kAlign, rounded);
-  if (p) std::memset(p, 0, rounded);
-  return p;
-}
-
-static size_t RoundedBytes(size_t nbytes) {
-  size_t rounded = (nbytes + kAlign - 1) / kAlign * kAlign;
-  return rounded == 0 ? kAlign : rounded;
-}
-
-Storage::Storage(size_t nbytes) : bytes(nbytes) {
-  PT_CHECK_ARG(nbytes <= kMaxTensorBytes, "Tensor: ", nbytes, " bytes is more than this build supports (",
+Storage::Storage(size_t nbytes, Device d, const std::string& what) : bytes(nbytes), device(d) {
+  PT_CHECK_ARG(nbytes <= kMaxTensorBytes, what, ": ", nbytes, " bytes is more than this build supports (",
                kMaxTensorBytes, ")");
-  data = AllocateZeroed(RoundedBytes(nbytes));
-  PT_CHECK_ENGINE(data != nullptr, "out of memory allocating ", nbytes, " bytes of native tensor memory");
+  data = DeviceAllocate(device, nbytes, what);
 }
 
 void Storage::Free() {
   if (!data) return;
-  size_t rounded = RoundedBytes(bytes);
-  if (rounded >= kMapBytes) munmap(data, rounded);
-  else std::free(data);
+  DeviceFree(device, data, bytes);
   data = nullptr;
 }
 
@@ -149,7 +120,8 @@ Napi::Function TensorHandle::Init(Napi::Env env) {
        InstanceAccessor("byteLength", &TensorHandle::GetByteLength, nullptr),
        InstanceAccessor("byteOffset", &TensorHandle::GetByteOffset, nullptr),
        InstanceAccessor("disposed", &TensorHandle::GetDisposed, nullptr),
-       InstanceAccessor("isView", &TensorHandle::GetIsView, nullptr)});
+       InstanceAccessor("isView", &TensorHandle::GetIsView, nullptr),
+       InstanceAccessor("device", &TensorHandle::GetDevice, nullptr)});
   State(env).tensorCtor = Napi::Persistent(ctor);
   return ctor;
 }
@@ -182,14 +154,19 @@ TensorHandle::TensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Te
       owner_ = false;
       return;
     }
-    PT_CHECK_ARG(info.Length() == 2, "Tensor: expected (dtype, shape)");
+    PT_CHECK_ARG(info.Length() == 2 || info.Length() == 3, "Tensor: expected (dtype, shape[, device])");
     DType dt = ParseDType(info[0]);
     std::vector<int64_t> shape = ParseShape(info[1], "Tensor");
     int64_t n = ShapeNumel(shape, "Tensor");
+    Device device;
+    if (info.Length() == 3 && !info[2].IsUndefined()) {
+      PT_CHECK_ARG(info[2].IsString(), "Tensor: device must be a string ('cpu', 'cuda' or 'cuda:N')");
+      device = ParseDevice(info[2].As<Napi::String>(), "Tensor");
+    }
     tensor_.dtype = dt;
     tensor_.shape = shape;
     tensor_.numel = n;
-    tensor_.storage = std::make_shared<Storage>(size_t(n) * DTypeSize(dt));
+    tensor_.storage = std::make_shared<Storage>(size_t(n) * DTypeSize(dt), device);
     owner_ = true;
     reported_ = int64_t(tensor_.nbytes());
     Napi::MemoryManagement::AdjustExternalMemory(env, reported_);
@@ -227,6 +204,7 @@ void TensorHandle::DisposeImpl(Napi::Env env) {
     Napi::MemoryManagement::AdjustExternalMemory(env, -reported_);
     reported_ = 0;
   }
+  if (tensor_.storage) disposedDevice_ = tensor_.storage->device;
   tensor_.storage.reset();
 }
 
@@ -274,10 +252,12 @@ Napi::Value TensorHandle::CopyFrom(const Napi::CallbackInfo& info) {
     const char* src = static_cast<const char*>(a.ArrayBuffer().Data()) + a.ByteOffset();
     if (t.dtype == DType::BF16 && a.TypedArrayType() == napi_float32_array) {
       const float* s = reinterpret_cast<const float*>(src);
-      bf16* d = t.ptr<bf16>();
+      std::vector<bf16> staged(t.device().IsCpu() ? 0 : size_t(t.numel));
+      bf16* d = t.device().IsCpu() ? t.ptr<bf16>() : staged.data();
       for (int64_t i = 0; i < t.numel; i++) d[i] = F32ToBf16(s[i]);
+      if (!t.device().IsCpu()) DeviceCopy(t.device(), t.raw(), Device{}, d, t.nbytes(), "Tensor.copyFrom");
     } else {
-      std::memcpy(t.raw(), src, t.nbytes());
+      DeviceCopy(t.device(), t.raw(), Device{}, src, t.nbytes(), "Tensor.copyFrom");
     }
   } catch (const PtError& e) {
     ThrowJs(env, e);
@@ -295,10 +275,12 @@ Napi::Value TensorHandle::CopyTo(const Napi::CallbackInfo& info) {
     char* dst = static_cast<char*>(a.ArrayBuffer().Data()) + a.ByteOffset();
     if (t.dtype == DType::BF16 && a.TypedArrayType() == napi_float32_array) {
       float* d = reinterpret_cast<float*>(dst);
-      const bf16* s = t.ptr<bf16>();
+      std::vector<bf16> staged(t.device().IsCpu() ? 0 : size_t(t.numel));
+      if (!t.device().IsCpu()) DeviceCopy(Device{}, staged.data(), t.device(), t.raw(), t.nbytes(), "Tensor.copyTo");
+      const bf16* s = t.device().IsCpu() ? t.ptr<bf16>() : staged.data();
       for (int64_t i = 0; i < t.numel; i++) d[i] = Bf16ToF32(s[i]);
     } else {
-      std::memcpy(dst, t.raw(), t.nbytes());
+      DeviceCopy(Device{}, dst, t.device(), t.raw(), t.nbytes(), "Tensor.copyTo");
     }
   } catch (const PtError& e) {
     ThrowJs(env, e);
@@ -312,7 +294,16 @@ Napi::Value TensorHandle::Fill(const Napi::CallbackInfo& info) {
     const Tensor& t = Get("Tensor.fill");
     PT_CHECK_ARG(info.Length() == 1 && info[0].IsNumber(), "Tensor.fill: expected a number");
     double v = info[0].As<Napi::Number>().DoubleValue();
-    if (v == 0.0) {
+    if (!t.device().IsCpu()) {
+      uint32_t pattern = 0;
+      if (t.dtype == DType::F32) pattern = __builtin_bit_cast(uint32_t, float(v));
+      else if (t.dtype == DType::BF16) pattern = F32ToBf16(float(v));
+      else {
+        PT_CHECK_ARG(v == double(int32_t(v)), "Tensor.fill: ", v, " is not an int32 value");
+        pattern = uint32_t(int32_t(v));
+      }
+      DeviceFill(t.device(), t.raw(), size_t(t.numel), pattern, DTypeSize(t.dtype), "Tensor.fill");
+    } else if (v == 0.0) {
       std::memset(t.raw(), 0, t.nbytes());
     } else if (t.dtype == DType::F32) {
       float* p = t.ptr<float>();
@@ -354,6 +345,9 @@ Napi::Value TensorHandle::GetDisposed(const Napi::CallbackInfo& info) {
 }
 Napi::Value TensorHandle::GetIsView(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), !owner_);
+}
+Napi::Value TensorHandle::GetDevice(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), (tensor_.storage ? tensor_.storage->device : disposedDevice_).Name());
 }
 
 }  // namespace pt

@@ -1,6 +1,6 @@
-// tensor.h: native-owned memory. A Storage is one aligned allocation; a Tensor is a typed, shaped window
-// into a Storage (the whole of it, or a named view into an arena). JS holds TensorHandle objects, never
-// pointers.
+// tensor.h: native-owned memory. A Storage is one allocation on one device (device.h: host memory, or a
+// CUDA device's); a Tensor is a typed, shaped window into a Storage (the whole of it, or a named view into an
+// arena). JS holds TensorHandle objects, never pointers.
 //
 // Lifetime: the owning handle's dispose() marks the storage disposed; the bytes are freed at once unless an
 // async op still uses them (pinned), in which case the last op to finish frees them. Pins and frees happen on
@@ -13,15 +13,18 @@
 #include <vector>
 
 #include "common.h"
+#include "device.h"
 
 namespace pt {
 
 struct Storage {
   void* data = nullptr;
   size_t bytes = 0;
+  Device device;
   bool disposed = false;
   int pins = 0;
-  explicit Storage(size_t nbytes);
+  // Zero-filled; `what` names the caller in errors.
+  explicit Storage(size_t nbytes, Device d = Device{}, const std::string& what = "Tensor");
   ~Storage();
   void ReleaseIfUnused();
   void Free();
@@ -41,6 +44,7 @@ struct Tensor {
   T* ptr() const { return reinterpret_cast<T*>(raw()); }
   int64_t dim(int i) const { return shape[i < 0 ? shape.size() + i : i]; }
   int ndim() const { return int(shape.size()); }
+  const Device& device() const { return storage->device; }
   size_t nbytes() const { return size_t(numel) * DTypeSize(dtype); }
   std::string Describe() const;  // e.g. "bf16[8,512,1536]"
 };
@@ -97,11 +101,13 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
   Napi::Value GetByteOffset(const Napi::CallbackInfo& info);
   Napi::Value GetDisposed(const Napi::CallbackInfo& info);
   Napi::Value GetIsView(const Napi::CallbackInfo& info);
+  Napi::Value GetDevice(const Napi::CallbackInfo& info);
   void DisposeImpl(Napi::Env env);
 
   Tensor tensor_;
   bool owner_ = false;
   bool disposed_ = false;
+  Device disposedDevice_;  // the device, remembered when dispose() drops the storage
   int64_t reported_ = 0;  // bytes reported to V8 as external memory
 };
 

@@ -146,7 +146,11 @@ Kernel BuildAdamWUpdate(OpArgs& a) {
   PT_CHECK_ARG(std::isfinite(gradScale), op, ": gradScale must be finite, got ", gradScale);
   std::vector<Segment> segs = ReadSegments(op, raw, P);
 
-  AdamWScalars s;
+  AdamWArgs s;
+  s.params = params.ptr<float>(), s.grads = grads.ptr<float>(), s.m = m.ptr<float>(), s.v = v.ptr<float>();
+  s.paramsBf16 = pb ? pb->ptr<bf16>() : nullptr;
+  s.p = P;
+  for (const Segment& sg : segs) s.segments.push_back({sg.offset, sg.length, sg.decay});
   s.beta1 = float(beta1);
   s.beta2 = float(beta2);
   s.oneMinusBeta1 = float(1.0 - beta1);
@@ -156,14 +160,21 @@ Kernel BuildAdamWUpdate(OpArgs& a) {
   s.invSqrtBc2 = float(1.0 / std::sqrt(1.0 - std::pow(beta2, double(step))));
   s.eps = float(eps);
   s.gradScale = float(gradScale);
-  return [=]() {
-    AdamW(params.ptr<float>(), grads.ptr<float>(), m.ptr<float>(), v.ptr<float>(), pb ? pb->ptr<bf16>() : nullptr,
-          P, segs, s);
-    return OpResult{};
-  };
+  return LaunchOn(a, s, &cpu::AdamWUpdate, PT_CUDA_FN(AdamWUpdate));
 }
 
 }  // namespace
+
+void cpu::AdamWUpdate(const AdamWArgs& a) {
+  AdamWScalars s;
+  s.beta1 = a.beta1, s.beta2 = a.beta2, s.oneMinusBeta1 = a.oneMinusBeta1, s.oneMinusBeta2 = a.oneMinusBeta2;
+  s.decayFactor = a.decayFactor, s.stepSize = a.stepSize, s.invSqrtBc2 = a.invSqrtBc2;
+  s.eps = a.eps, s.gradScale = a.gradScale;
+  std::vector<Segment> segs;
+  for (size_t i = 0; i < a.segments.size(); i++)
+    segs.push_back({a.segments[i].offset, a.segments[i].length, a.segments[i].decay, i});
+  AdamW(a.params, a.grads, a.m, a.v, a.paramsBf16, a.p, segs, s);
+}
 
 void RegisterAdamW(Napi::Env env, Napi::Object exports) { RegisterOp(env, exports, "adamwUpdate", BuildAdamWUpdate); }
 

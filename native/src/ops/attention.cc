@@ -362,16 +362,10 @@ Kernel BuildAttentionForward(OpArgs& a) {
   for (const auto& [on, o] : outputs)
     for (const auto& [in, i] : inputs) ExpectNoOverlap(op, on, *o, in, *i);
   ExpectNoOverlap(op, "out", out, "lse", lse);
-  return [=]() {
-    if (d.B * d.T == 0) return OpResult{};
-    if (qkv.dtype == DType::F32)
-      AttentionForwardF32(out.ptr<float>(), lse.ptr<float>(), qkv.ptr<float>(), slopes.ptr<float>(), int(d.B),
-                          int(d.T), int(d.H), int(d.D));
-    else
-      AttentionForwardBf16(out.ptr<bf16>(), lse.ptr<float>(), qkv.ptr<bf16>(), slopes.ptr<float>(), int(d.B),
-                           int(d.T), int(d.H), int(d.D));
-    return OpResult{};
-  };
+  AttentionArgs at;
+  at.out = out.raw(), at.lse = lse.ptr<float>(), at.qkv = qkv.raw(), at.slopes = slopes.ptr<float>();
+  at.dtype = qkv.dtype, at.b = int(d.B), at.t = int(d.T), at.h = int(d.H), at.d = int(d.D);
+  return LaunchOn(a, at, &cpu::AttentionForward, PT_CUDA_FN(AttentionForward));
 }
 
 // attentionBackward(dqkv, dout, qkv, out, lse, slopes, nHeads): dqkv like qkv (overwritten); dout, out
@@ -394,19 +388,35 @@ Kernel BuildAttentionBackward(OpArgs& a) {
   const std::pair<const char*, const Tensor*> inputs[] = {
       {"dout", &dout}, {"qkv", &qkv}, {"out", &out}, {"lse", &lse}, {"slopes", &slopes}};
   for (const auto& [in, i] : inputs) ExpectNoOverlap(op, "dqkv", dqkv, in, *i);
-  return [=]() {
-    if (d.B * d.T == 0) return OpResult{};
-    if (qkv.dtype == DType::F32)
-      AttentionBackwardF32(dqkv.ptr<float>(), dout.ptr<float>(), qkv.ptr<float>(), out.ptr<float>(),
-                           lse.ptr<float>(), slopes.ptr<float>(), int(d.B), int(d.T), int(d.H), int(d.D));
-    else
-      AttentionBackwardBf16(dqkv.ptr<bf16>(), dout.ptr<bf16>(), qkv.ptr<bf16>(), out.ptr<bf16>(),
-                            lse.ptr<float>(), slopes.ptr<float>(), int(d.B), int(d.T), int(d.H), int(d.D));
-    return OpResult{};
-  };
+  AttentionArgs at;
+  at.out = dqkv.raw(), at.lse = lse.ptr<float>(), at.qkv = qkv.raw(), at.fwdOut = out.raw(), at.dout = dout.raw();
+  at.slopes = slopes.ptr<float>();
+  at.dtype = qkv.dtype, at.b = int(d.B), at.t = int(d.T), at.h = int(d.H), at.d = int(d.D);
+  return LaunchOn(a, at, &cpu::AttentionBackward, PT_CUDA_FN(AttentionBackward));
 }
 
 }  // namespace
+
+void cpu::AttentionForward(const AttentionArgs& a) {
+  if (a.b == 0 || a.t == 0) return;
+  if (a.dtype == DType::F32)
+    AttentionForwardF32(static_cast<float*>(a.out), a.lse, static_cast<const float*>(a.qkv), a.slopes, a.b, a.t, a.h,
+                        a.d);
+  else
+    AttentionForwardBf16(static_cast<bf16*>(a.out), a.lse, static_cast<const bf16*>(a.qkv), a.slopes, a.b, a.t, a.h,
+                         a.d);
+}
+
+void cpu::AttentionBackward(const AttentionArgs& a) {
+  if (a.b == 0 || a.t == 0) return;
+  if (a.dtype == DType::F32)
+    AttentionBackwardF32(static_cast<float*>(a.out), static_cast<const float*>(a.dout),
+                         static_cast<const float*>(a.qkv), static_cast<const float*>(a.fwdOut), a.lse, a.slopes, a.b,
+                         a.t, a.h, a.d);
+  else
+    AttentionBackwardBf16(static_cast<bf16*>(a.out), static_cast<const bf16*>(a.dout), static_cast<const bf16*>(a.qkv),
+                          static_cast<const bf16*>(a.fwdOut), a.lse, a.slopes, a.b, a.t, a.h, a.d);
+}
 
 void RegisterAttention(Napi::Env env, Napi::Object exports) {
   RegisterOp(env, exports, "attentionForward", BuildAttentionForward);

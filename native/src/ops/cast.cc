@@ -1,4 +1,4 @@
-// cast.cc: dtype conversion between same-sized tensors.
+// cast.cc: dtype conversion between same-sized tensors, and copies between devices.
 //   cast(out, inp): f32 -> bf16 rounds to nearest even (NaN stays NaN, +-Inf stays +-Inf, finite values past
 //   bf16's range become +-Inf); bf16 -> f32 is exact; the same dtype on both sides is a copy.
 // Memory-bound and elementwise: parallel over fixed blocks of elements. On AVX-512 (ActiveIsa()) the
@@ -69,26 +69,65 @@ Kernel BuildCast(OpArgs& a) {
   const std::string& op = a.op();
   Tensor out = a.tensor(0, "out"), inp = a.tensor(1, "inp");
   ExpectNumel(op, "out", out, inp.numel);
+  const CastArgs c{out.raw(), inp.raw(), out.dtype, inp.dtype, inp.numel};
   if (out.dtype == inp.dtype) {
-    if (out.storage == inp.storage && out.byteOffset == inp.byteOffset) return []() { return OpResult{}; };
+    if (out.storage == inp.storage && out.byteOffset == inp.byteOffset) {
+      return ForDevice(
+          a, []() { return OpResult{}; }, PT_CUDA_LAUNCH(return OpResult{};));
+    }
     ExpectNoOverlap(op, "out", out, "inp", inp);
-    return [=]() {
-      Copy(out.raw(), inp.raw(), inp.nbytes());
-      return OpResult{};
-    };
+    return LaunchOn(a, c, &cpu::Cast, PT_CUDA_FN(Cast));
   }
   ExpectFloat(op, "out", out);
   ExpectFloat(op, "inp", inp);
   ExpectNoOverlap(op, "out", out, "inp", inp);
+  return LaunchOn(a, c, &cpu::Cast, PT_CUDA_FN(Cast));
+}
+
+}  // namespace
+
+void cpu::Cast(const CastArgs& c) {
+  if (c.outType == c.inpType) Copy(c.out, c.inp, size_t(c.n) * DTypeSize(c.inpType));
+  else if (c.outType == DType::BF16) Convert(static_cast<bf16*>(c.out), static_cast<const float*>(c.inp), c.n);
+  else Convert(static_cast<float*>(c.out), static_cast<const bf16*>(c.inp), c.n);
+}
+
+namespace {
+
+// copy(out, inp): the same dtype and element count, on any two devices (the one op whose tensors may be on
+// different devices: it is how data moves between them). A copy that reads or writes host memory has finished
+// when the op settles; one between two CUDA tensors is queued on the destination's stream.
+Kernel BuildCopy(OpArgs& a) {
+  a.allowMixedDevices();
+  const std::string op = a.op();
+  Tensor out = a.tensor(0, "out"), inp = a.tensor(1, "inp");
+  ExpectSameDType(op, "out", out, "inp", inp);
+  ExpectNumel(op, "out", out, inp.numel);
+  ExpectSameOrNoOverlap(op, "out", out, "inp", inp);
+  a.markRouted();
+  const Device to = out.device(), from = inp.device();
+  void* dst = out.raw();
+  const void* src = inp.raw();
+  const size_t bytes = inp.nbytes();
+  if (dst == src && to == from) return []() { return OpResult{}; };
+  if (to.IsCpu() && from.IsCpu()) {
+    const CastArgs c{dst, src, out.dtype, inp.dtype, inp.numel};
+    return [c]() {
+      cpu::Cast(c);
+      return OpResult{};
+    };
+  }
   return [=]() {
-    if (out.dtype == DType::BF16) Convert(out.ptr<bf16>(), inp.ptr<float>(), inp.numel);
-    else Convert(out.ptr<float>(), inp.ptr<bf16>(), inp.numel);
+    DeviceCopy(to, dst, from, src, bytes, op);
     return OpResult{};
   };
 }
 
 }  // namespace
 
-void RegisterCast(Napi::Env env, Napi::Object exports) { RegisterOp(env, exports, "cast", BuildCast); }
+void RegisterCast(Napi::Env env, Napi::Object exports) {
+  RegisterOp(env, exports, "cast", BuildCast);
+  RegisterOp(env, exports, "copy", BuildCopy);
+}
 
 }  // namespace pt

@@ -369,20 +369,30 @@ CeArgs ReadCeArgs(OpArgs& a, size_t first) {
   return c;
 }
 
+// The launcher arguments of either form.
+CrossEntropyArgs Launch(const CeArgs& c, void* dinp, float* dwte, float gradScale, bool backward) {
+  CrossEntropyArgs ce;
+  ce.losses = c.losses.ptr<float>(), ce.dinp = dinp, ce.dwte = dwte;
+  ce.inp = c.inp.raw(), ce.wte = c.wte.raw(), ce.targets = c.targets.ptr<int32_t>();
+  ce.dtype = c.inp.dtype, ce.n = c.N, ce.c = c.C, ce.v = c.V, ce.ignoreIndex = c.ignoreIndex;
+  ce.gradScale = gradScale, ce.backward = backward;
+  return ce;
+}
+
+// Both forms return the sum of the losses.
+Kernel CrossEntropyOn(OpArgs& a, const CrossEntropyArgs& ce) {
+  const std::string op = a.op();
+  return ForDevice(
+      a, [ce, op]() { return OpResult{{cpu::CrossEntropy(ce, op)}}; },
+      PT_CUDA_LAUNCH(return OpResult{{cuda::CrossEntropy(ce, op, stream)}};));
+}
+
 // crossEntropyForward(losses, inp, wte, targets, vocabSize, ignoreIndex) -> sum of losses
 Kernel BuildCrossEntropyForward(OpArgs& a) {
   CeArgs c = ReadCeArgs(a, 1);
-  std::string op = a.op();
-  return [=]() {
-    CheckTargets(op, c.targets.ptr<int32_t>(), c.N, c.V, c.ignoreIndex);
-    double total = 0.0;
-    DispatchFloat(c.inp.dtype, [&](auto t) {
-      using T = decltype(t);
-      total = CrossEntropy<T>(c.losses.ptr<float>(), nullptr, nullptr, c.inp.ptr<T>(), c.wte.ptr<T>(),
-                              c.targets.ptr<int32_t>(), c.N, c.C, c.V, c.ignoreIndex, 0.0f, false);
-    });
-    return OpResult{{total}};
-  };
+  ExpectCublas(a);
+  const CrossEntropyArgs ce = Launch(c, nullptr, nullptr, 0.0f, false);
+  return CrossEntropyOn(a, ce);
 }
 
 // crossEntropyForwardBackward(losses, dinp, dwte, inp, wte, targets, vocabSize, ignoreIndex, gradScale)
@@ -404,21 +414,24 @@ Kernel BuildCrossEntropyForwardBackward(OpArgs& a) {
   for (size_t i = 1; i < 3; i++)  // the two outputs against every other argument
     for (size_t j = 0; j < 6; j++)
       if (i != j) ExpectNoOverlap(op, all[i].first, *all[i].second, all[j].first, *all[j].second);
-  std::string opName = op;
-  float scale = float(gradScale);
-  return [=]() {
-    CheckTargets(opName, c.targets.ptr<int32_t>(), c.N, c.V, c.ignoreIndex);
-    double total = 0.0;
-    DispatchFloat(c.inp.dtype, [&](auto t) {
-      using T = decltype(t);
-      total = CrossEntropy<T>(c.losses.ptr<float>(), dinp.ptr<T>(), dwte.ptr<float>(), c.inp.ptr<T>(),
-                              c.wte.ptr<T>(), c.targets.ptr<int32_t>(), c.N, c.C, c.V, c.ignoreIndex, scale, true);
-    });
-    return OpResult{{total}};
-  };
+  ExpectCublas(a);
+  const CrossEntropyArgs ce = Launch(c, dinp.raw(), dwte.ptr<float>(), float(gradScale), true);
+  return CrossEntropyOn(a, ce);
 }
 
 }  // namespace
+
+double cpu::CrossEntropy(const CrossEntropyArgs& ce, const std::string& op) {
+  CheckTargets(op, ce.targets, ce.n, ce.v, ce.ignoreIndex);
+  double total = 0.0;
+  DispatchFloat(ce.dtype, [&](auto t) {
+    using T = decltype(t);
+    total = pt::CrossEntropy<T>(ce.losses, static_cast<T*>(ce.dinp), ce.dwte, static_cast<const T*>(ce.inp),
+                                static_cast<const T*>(ce.wte), ce.targets, ce.n, ce.c, ce.v, ce.ignoreIndex,
+                                ce.gradScale, ce.backward);
+  });
+  return total;
+}
 
 void RegisterCrossEntropy(Napi::Env env, Napi::Object exports) {
   RegisterOp(env, exports, "crossEntropyForward", BuildCrossEntropyForward);

@@ -70,15 +70,15 @@ Kernel BuildEmbeddingForward(OpArgs& a) {
                " must be in [1, V] for 'wte' ", wte.Describe());
   ExpectNoOverlap(a.op(), "out", out, "wte", wte);
   ExpectNoOverlap(a.op(), "out", out, "ids", ids);
-  std::string op = a.op();
-  return [=]() {
-    CheckIds(op, ids.ptr<int32_t>(), n, vocabLimit);
-    DispatchFloat(wte.dtype, [&](auto t) {
-      using T = decltype(t);
-      EmbeddingForward(out.ptr<T>(), ids.ptr<int32_t>(), wte.ptr<T>(), n, c);
-    });
-    return OpResult{};
-  };
+  const EmbeddingArgs e{out.raw(), ids.ptr<int32_t>(), wte.raw(), wte.dtype, n, c, v, vocabLimit};
+  const std::string op = a.op();
+  return ForDevice(
+      a,
+      [e, op]() {
+        cpu::EmbeddingForward(e, op);
+        return OpResult{};
+      },
+      PT_CUDA_LAUNCH(cuda::EmbeddingForward(e, op, stream); return OpResult{};));
 }
 
 // embeddingBackward(dwte, ids, dout)
@@ -92,18 +92,34 @@ Kernel BuildEmbeddingBackward(OpArgs& a) {
   ExpectShape(a.op(), "dout", dout, {n, c});
   ExpectNoOverlap(a.op(), "dwte", dwte, "dout", dout);
   ExpectNoOverlap(a.op(), "dwte", dwte, "ids", ids);
-  std::string op = a.op();
-  return [=]() {
-    CheckIds(op, ids.ptr<int32_t>(), n, v);
-    DispatchFloat(dout.dtype, [&](auto t) {
-      using T = decltype(t);
-      EmbeddingBackward(dwte.ptr<float>(), ids.ptr<int32_t>(), dout.ptr<T>(), n, c);
-    });
-    return OpResult{};
-  };
+  const EmbeddingArgs e{dwte.raw(), ids.ptr<int32_t>(), dout.raw(), dout.dtype, n, c, v, v};
+  const std::string op = a.op();
+  return ForDevice(
+      a,
+      [e, op]() {
+        cpu::EmbeddingBackward(e, op);
+        return OpResult{};
+      },
+      PT_CUDA_LAUNCH(cuda::EmbeddingBackward(e, op, stream); return OpResult{};));
 }
 
 }  // namespace
+
+void cpu::EmbeddingForward(const EmbeddingArgs& e, const std::string& op) {
+  CheckIds(op, e.ids, e.n, e.vocabLimit);
+  DispatchFloat(e.dtype, [&](auto t) {
+    using T = decltype(t);
+    pt::EmbeddingForward(static_cast<T*>(e.out), e.ids, static_cast<const T*>(e.table), e.n, e.c);
+  });
+}
+
+void cpu::EmbeddingBackward(const EmbeddingArgs& e, const std::string& op) {
+  CheckIds(op, e.ids, e.n, e.vocabLimit);
+  DispatchFloat(e.dtype, [&](auto t) {
+    using T = decltype(t);
+    pt::EmbeddingBackward(static_cast<float*>(e.out), e.ids, static_cast<const T*>(e.table), e.n, e.c);
+  });
+}
 
 void RegisterEmbedding(Napi::Env env, Napi::Object exports) {
   RegisterOp(env, exports, "embeddingForward", BuildEmbeddingForward);

@@ -143,13 +143,8 @@ Kernel BuildGeluForward(OpArgs& a) {
   ExpectFloat(a.op(), "inp", inp);
   ExpectSameDType(a.op(), "out", out, "inp", inp);
   ExpectNumel(a.op(), "out", out, inp.numel);
-  return [=]() {
-    DispatchFloat(inp.dtype, [&](auto t) {
-      using T = decltype(t);
-      GeluForward(out.ptr<T>(), inp.ptr<T>(), inp.numel);
-    });
-    return OpResult{};
-  };
+  const GeluArgs g{out.raw(), inp.raw(), nullptr, inp.dtype, inp.numel};
+  return LaunchOn(a, g, &cpu::GeluForward, PT_CUDA_FN(GeluForward));
 }
 
 // geluBackward(dinp, inp, dout); dinp may alias dout.
@@ -160,16 +155,24 @@ Kernel BuildGeluBackward(OpArgs& a) {
   ExpectSameDType(a.op(), "dout", dout, "inp", inp);
   ExpectNumel(a.op(), "dinp", dinp, inp.numel);
   ExpectNumel(a.op(), "dout", dout, inp.numel);
-  return [=]() {
-    DispatchFloat(inp.dtype, [&](auto t) {
-      using T = decltype(t);
-      GeluBackward(dinp.ptr<T>(), inp.ptr<T>(), dout.ptr<T>(), inp.numel);
-    });
-    return OpResult{};
-  };
+  const GeluArgs g{dinp.raw(), inp.raw(), dout.raw(), inp.dtype, inp.numel};
+  return LaunchOn(a, g, &cpu::GeluBackward, PT_CUDA_FN(GeluBackward));
 }
 
 }  // namespace
+
+void cpu::GeluForward(const GeluArgs& g) {
+  if (g.dtype == DType::F32) pt::GeluForward(static_cast<float*>(g.out), static_cast<const float*>(g.inp), g.n);
+  else pt::GeluForward(static_cast<bf16*>(g.out), static_cast<const bf16*>(g.inp), g.n);
+}
+
+void cpu::GeluBackward(const GeluArgs& g) {
+  if (g.dtype == DType::F32)
+    pt::GeluBackward(static_cast<float*>(g.out), static_cast<const float*>(g.inp), static_cast<const float*>(g.dout),
+                     g.n);
+  else
+    pt::GeluBackward(static_cast<bf16*>(g.out), static_cast<const bf16*>(g.inp), static_cast<const bf16*>(g.dout), g.n);
+}
 
 void RegisterGelu(Napi::Env env, Napi::Object exports) {
   RegisterOp(env, exports, "geluForward", BuildGeluForward);

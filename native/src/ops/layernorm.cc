@@ -489,14 +489,10 @@ Kernel BuildLayerNormForward(OpArgs& a) {
     ExpectNoOverlap(op, "rstd", rstd, name, *t);
   }
   ExpectNoOverlap(op, "mean", mean, "rstd", rstd);
-  return [=]() {
-    DispatchFloat(inp.dtype, [&](auto t) {
-      using T = decltype(t);
-      LayerNormForward(out.ptr<T>(), mean.ptr<float>(), rstd.ptr<float>(), inp.ptr<T>(), weight.ptr<T>(),
-                       float(eps), n, c);
-    });
-    return OpResult{};
-  };
+  LayerNormArgs l;
+  l.out = out.raw(), l.mean = mean.ptr<float>(), l.rstd = rstd.ptr<float>();
+  l.inp = inp.raw(), l.weight = weight.raw(), l.dtype = inp.dtype, l.eps = float(eps), l.n = n, l.c = c;
+  return LaunchOn(a, l, &cpu::LayerNormForward, PT_CUDA_FN(LayerNormForward));
 }
 
 // layerNormBackward(dinp, dweight, dout, inp, weight, mean, rstd)
@@ -526,17 +522,29 @@ Kernel BuildLayerNormBackward(OpArgs& a) {
   const std::pair<const char*, const Tensor*> all[] = {{"dinp", &dinp},     {"dout", &dout}, {"inp", &inp},
                                                        {"weight", &weight}, {"mean", &mean}, {"rstd", &rstd}};
   for (const auto& [name, t] : all) ExpectNoOverlap(op, "dweight", dweight, name, *t);
-  return [=]() {
-    DispatchFloat(inp.dtype, [&](auto t) {
-      using T = decltype(t);
-      LayerNormBackward(dinp.ptr<T>(), dweight.ptr<float>(), dout.ptr<T>(), inp.ptr<T>(), weight.ptr<T>(),
-                        mean.ptr<float>(), rstd.ptr<float>(), n, c);
-    });
-    return OpResult{};
-  };
+  LayerNormArgs l;
+  l.out = dinp.raw(), l.dweight = dweight.ptr<float>(), l.mean = mean.ptr<float>(), l.rstd = rstd.ptr<float>();
+  l.inp = inp.raw(), l.weight = weight.raw(), l.dout = dout.raw(), l.dtype = inp.dtype, l.n = n, l.c = c;
+  return LaunchOn(a, l, &cpu::LayerNormBackward, PT_CUDA_FN(LayerNormBackward));
 }
 
 }  // namespace
+
+void cpu::LayerNormForward(const LayerNormArgs& l) {
+  DispatchFloat(l.dtype, [&](auto t) {
+    using T = decltype(t);
+    pt::LayerNormForward(static_cast<T*>(l.out), l.mean, l.rstd, static_cast<const T*>(l.inp),
+                         static_cast<const T*>(l.weight), l.eps, l.n, l.c);
+  });
+}
+
+void cpu::LayerNormBackward(const LayerNormArgs& l) {
+  DispatchFloat(l.dtype, [&](auto t) {
+    using T = decltype(t);
+    pt::LayerNormBackward(static_cast<T*>(l.out), l.dweight, static_cast<const T*>(l.dout),
+                          static_cast<const T*>(l.inp), static_cast<const T*>(l.weight), l.mean, l.rstd, l.n, l.c);
+  });
+}
 
 void RegisterLayerNorm(Napi::Env env, Napi::Object exports) {
   RegisterOp(env, exports, "layerNormForward", BuildLayerNormForward);

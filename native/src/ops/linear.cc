@@ -83,10 +83,10 @@ Kernel BuildMatmulForward(OpArgs& a) {
   LinearShapes(op, inp, weight, "out", out, &n, &c, &oc);
   ExpectNoOverlap(op, "out", out, "inp", inp);
   ExpectNoOverlap(op, "out", out, "weight", weight);
-  return [=]() {
-    MatmulForward(out.raw(), inp.raw(), weight.raw(), inp.dtype, n, c, oc);
-    return OpResult{};
-  };
+  ExpectCublas(a);
+  MatmulArgs m;
+  m.out = out.raw(), m.inp = inp.raw(), m.weight = weight.raw(), m.dtype = inp.dtype, m.n = n, m.c = c, m.oc = oc;
+  return LaunchOn(a, m, &cpu::MatmulForward, PT_CUDA_FN(MatmulForward));
 }
 
 // matmulBackward(dinp | null, dweight | null, dout, inp, weight)
@@ -109,11 +109,11 @@ Kernel BuildMatmulBackward(OpArgs& a) {
     for (const auto& [name, t] : inputs) ExpectNoOverlap(op, "dweight", *dweight, name, *t);
     if (dinp) ExpectNoOverlap(op, "dweight", *dweight, "dinp", *dinp);
   }
-  return [=]() {
-    MatmulBackward(dinp ? dinp->raw() : nullptr, dweight ? dweight->ptr<float>() : nullptr, dout.raw(), inp.raw(),
-                   weight.raw(), inp.dtype, n, c, oc);
-    return OpResult{};
-  };
+  ExpectCublas(a);
+  MatmulArgs m;
+  m.out = dinp ? dinp->raw() : nullptr, m.dweight = dweight ? dweight->ptr<float>() : nullptr;
+  m.inp = inp.raw(), m.weight = weight.raw(), m.dout = dout.raw(), m.dtype = inp.dtype, m.n = n, m.c = c, m.oc = oc;
+  return LaunchOn(a, m, &cpu::MatmulBackward, PT_CUDA_FN(MatmulBackward));
 }
 
 // gemm(c, a, b, transA, transB, alpha, beta): c (M, N) = alpha * op(a) (M, K) @ op(b) (K, N) + beta * c,
@@ -144,15 +144,24 @@ Kernel BuildGemm(OpArgs& a) {
   g.alpha = float(alpha), g.beta = float(beta);
   g.lda = ta.dim(1), g.ldb = tb.dim(1), g.ldc = nn;
   g.abType = ta.dtype, g.cType = c.dtype;
-  return [=]() {
-    GemmArgs run = g;
-    run.A = ta.raw(), run.B = tb.raw(), run.C = c.raw();
-    Gemm(run);
-    return OpResult{};
-  };
+  g.A = ta.raw(), g.B = tb.raw(), g.C = c.raw();
+  ExpectCublas(a);
+  return ForDevice(
+      a,
+      [g]() {
+        Gemm(g);
+        return OpResult{};
+      },
+      PT_CUDA_LAUNCH(cuda::Gemm(g, stream); return OpResult{};));
 }
 
 }  // namespace
+
+void cpu::MatmulForward(const MatmulArgs& m) { pt::MatmulForward(m.out, m.inp, m.weight, m.dtype, m.n, m.c, m.oc); }
+
+void cpu::MatmulBackward(const MatmulArgs& m) {
+  pt::MatmulBackward(m.out, m.dweight, m.dout, m.inp, m.weight, m.dtype, m.n, m.c, m.oc);
+}
 
 void RegisterLinear(Napi::Env env, Napi::Object exports) {
   RegisterOp(env, exports, "matmulForward", BuildMatmulForward);

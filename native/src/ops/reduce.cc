@@ -81,15 +81,15 @@ void ScaleInPlace(T* x, int64_t n, float factor) {
 Kernel BuildSumSquares(OpArgs& a) {
   Tensor t = a.tensor(0, "t");
   ExpectFloat(a.op(), "t", t);
-  return [=]() {
-    double sum = 0.0;
-    int64_t bad = 0;
-    DispatchFloat(t.dtype, [&](auto tag) {
-      using T = decltype(tag);
-      SumSquares(t.ptr<T>(), t.numel, &sum, &bad);
-    });
-    return OpResult{{sum, double(bad)}};
-  };
+  const ReduceArgs r{t.raw(), t.dtype, t.numel, 1.0f};
+  return ForDevice(
+      a,
+      [r]() {
+        const SumSquaresResult s = cpu::SumSquares(r);
+        return OpResult{{s.sum, double(s.nonFinite)}};
+      },
+      PT_CUDA_LAUNCH(const SumSquaresResult s = cuda::SumSquares(r, stream);
+                     return OpResult{{s.sum, double(s.nonFinite)}};));
 }
 
 // scaleInPlace(t, factor)
@@ -98,16 +98,27 @@ Kernel BuildScaleInPlace(OpArgs& a) {
   double factor = a.number(1, "factor");
   ExpectFloat(a.op(), "t", t);
   PT_CHECK_ARG(std::isfinite(factor), a.op(), ": factor must be finite, got ", factor);
-  return [=]() {
-    DispatchFloat(t.dtype, [&](auto tag) {
-      using T = decltype(tag);
-      ScaleInPlace(t.ptr<T>(), t.numel, float(factor));
-    });
-    return OpResult{};
-  };
+  const ReduceArgs r{t.raw(), t.dtype, t.numel, float(factor)};
+  return LaunchOn(a, r, &cpu::ScaleInPlace, PT_CUDA_FN(ScaleInPlace));
 }
 
 }  // namespace
+
+SumSquaresResult cpu::SumSquares(const ReduceArgs& r) {
+  SumSquaresResult out;
+  DispatchFloat(r.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    pt::SumSquares(static_cast<const T*>(r.x), r.n, &out.sum, &out.nonFinite);
+  });
+  return out;
+}
+
+void cpu::ScaleInPlace(const ReduceArgs& r) {
+  DispatchFloat(r.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    pt::ScaleInPlace(static_cast<T*>(r.x), r.n, r.factor);
+  });
+}
 
 void RegisterReduce(Napi::Env env, Napi::Object exports) {
   RegisterOp(env, exports, "sumSquares", BuildSumSquares);

@@ -78,22 +78,24 @@ Kernel BuildResidualForward(OpArgs& args) {
   ExpectNumel(op, "out", out, a.numel);
   ExpectSameOrNoOverlap(op, "out", out, "a", a);
   ExpectSameOrNoOverlap(op, "out", out, "b", b);
-  return [=]() {
-    DispatchFloat(out.dtype, [&](auto to) {
-      DispatchFloat(a.dtype, [&](auto ta) {
-        DispatchFloat(b.dtype, [&](auto tb) {
-          using TO = decltype(to);
-          using TA = decltype(ta);
-          using TB = decltype(tb);
-          ResidualForward(out.ptr<TO>(), a.ptr<TA>(), b.ptr<TB>(), a.numel);
-        });
-      });
-    });
-    return OpResult{};
-  };
+  const ResidualArgs r{out.raw(), a.raw(), b.raw(), out.dtype, a.dtype, b.dtype, a.numel};
+  return LaunchOn(args, r, &cpu::ResidualForward, PT_CUDA_FN(ResidualForward));
 }
 
 }  // namespace
+
+void cpu::ResidualForward(const ResidualArgs& r) {
+  DispatchFloat(r.outType, [&](auto to) {
+    DispatchFloat(r.aType, [&](auto ta) {
+      DispatchFloat(r.bType, [&](auto tb) {
+        using TO = decltype(to);
+        using TA = decltype(ta);
+        using TB = decltype(tb);
+        pt::ResidualForward(static_cast<TO*>(r.out), static_cast<const TA*>(r.a), static_cast<const TB*>(r.b), r.n);
+      });
+    });
+  });
+}
 
 void RegisterResidual(Napi::Env env, Napi::Object exports) {
   RegisterOp(env, exports, "residualForward", BuildResidualForward);

@@ -25,6 +25,24 @@ export { Trainer, type StepMetrics, type EvalMetrics, type TrainerOptions, type 
 export { TrainingData, type TrainingDataOptions } from './train/data';
 export { optimizerFromConfig, type TrainOptimizer } from './train/optimizer';
 export { WorldOfOne, type Communicator, type ReduceOp } from './train/communicator';
+export {
+  planCluster,
+  formatPlan,
+  mptActivationBytes,
+  parseTokenCount,
+  GPU_SPECS,
+  GPU_KINDS,
+  SHARDING_MODES,
+  DEFAULT_COMPUTE_FRACTION,
+  type PlanOptions,
+  type ClusterPlan,
+  type ModePlan,
+  type MemoryBreakdown,
+  type GpuSpec,
+  type GpuKind,
+  type ShardingMode,
+  type PlanOptionNamer,
+} from './dist/planner';
 export { JsonlMetricSink, type MetricSink, type MetricRecord } from './train/metrics';
 export { resolveTrainConfig, planBatch, applyOverrides, DEFAULT_TRAIN_CONFIG, type TrainConfig, type BatchPlan } from './train/config';
 export {

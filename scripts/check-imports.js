@@ -11,7 +11,7 @@
 //            inside data/, three stages, lowest first: training data (data/*.ts: shards, manifest,
 //            mixture, loader), data/tokenizers/, data/corpus/ (the prepare pipeline); data/index.ts
 //            re-exports all three
-//         3  train/, eval/
+//         3  train/, eval/, dist/ (data parallelism across processes: the cluster planner, the communicator)
 //         4  cli/
 //       index.ts (the public API) may import anything; nothing may import it.
 // Every kind of import counts, `import type` included: a type-only arrow is still coupling between layers.
@@ -30,7 +30,7 @@ function layerOf(rel) {
   if (rel === 'index.ts') return 5;
   if (rel === 'native.ts') return 0;
   const top = rel.split('/')[0];
-  const layers = { core: 1, model: 2, optim: 2, data: 2, train: 3, eval: 3, cli: 4 };
+  const layers = { core: 1, model: 2, optim: 2, data: 2, train: 3, eval: 3, dist: 3, cli: 4 };
   return rel.includes('/') && Object.hasOwn(layers, top) ? layers[top] : null;
 }
 
@@ -131,7 +131,7 @@ function check(root) {
   const problems = [];
   let edgeCount = 0;
   for (const from of files) {
-    if (layerOf(from) === null) problems.push(`${from}: not in a declared layer (native.ts, core/, model/, optim/, data/, train/, eval/, cli/, index.ts)`);
+    if (layerOf(from) === null) problems.push(`${from}: not in a declared layer (native.ts, core/, model/, optim/, data/, train/, eval/, dist/, cli/, index.ts)`);
     else if (from.startsWith('data/') && dataStageOf(from) === null) problems.push(`${from}: not in a declared stage of data/ (data/*.ts, data/tokenizers/, data/corpus/)`);
     for (const { spec, typeOnly, line } of specifiersOf(path.join(root, from))) {
       if (!spec.startsWith('.')) continue;

@@ -52,10 +52,9 @@ export function parseArgs(argv: string[], spec: Record<string, OptionSpec>, comm
 
 export function usage(command: string, summary: string, spec: Record<string, OptionSpec>): string {
   const lines = [`pajama ${command} ${summary}`, ''];
-  for (const [k, s] of Object.entries(spec)) {
-    const v = s.kind === 'flag' ? '' : s.kind === 'number' ? ' N' : ' VALUE';
-    lines.push(`  --${k}${v}`.padEnd(28) + s.describe);
-  }
+  const names = Object.entries(spec).map(([k, s]) => `  --${k}${s.kind === 'flag' ? '' : s.kind === 'number' ? ' N' : ' VALUE'}`);
+  const width = Math.max(28, ...names.map((n) => n.length + 2)); // the descriptions line up after the longest name
+  Object.values(spec).forEach((s, i) => lines.push(names[i].padEnd(width) + s.describe));
   return lines.join('\n');
 }
 

@@ -11,13 +11,14 @@ import { DEMO_MIXTURE, buildDemoCorpus, demoDataConfig } from '../data/corpus/de
 import { generate } from '../eval/generate';
 import { writeLossCurve } from '../eval/plot';
 import { MptModel } from '../model/mpt';
-import { mptConfig, type MptConfig } from '../model/config';
+import { mptConfig, PRESETS, type MptConfig } from '../model/config';
 import { mptConfigFromHf } from '../model/hf';
 import { CheckpointError, latestCheckpoint, loadModelWeights } from '../train/checkpoint';
 import { Trainer } from '../train/trainer';
 import { applyOverrides, resolveTrainConfig } from '../train/config';
 import { formatMixturePlan } from '../data/mixture';
 import { formatPrepareReport, prepareData, resolvePrepareConfig, type PrepareProgress, type PrepareStage } from '../data/corpus/prepare/prepare';
+import { formatPlan, GPU_KINDS, parseTokenCount, planCluster, SHARDING_MODES, type GpuKind, type PlanOptions, type ShardingMode } from '../dist/planner';
 import type { Command } from './args';
 import { ProgressLine, TrainingProgressBar, bar } from './progress';
 
@@ -503,6 +504,82 @@ export const commands: Record<string, Command> = {
       // The benchmark reports its own usage errors (exit 2) on stderr; they stay usage errors here.
       if (r.status === 2) throw invalidArg('the training benchmark rejected its options (see its message above)');
       if (r.status !== 0) throw new Error(r.status === null ? `the training benchmark was killed by ${r.signal}` : `the training benchmark failed with exit code ${r.status}`);
+    },
+  },
+  plan: {
+    summary: '--model NAME --gpu KIND [--gpus N] [--global-batch-tokens 14.3M] ...: per-GPU memory, step time, tokens/s and MFU of a cluster run, from the cost model in the README',
+    options: {
+      model: { kind: 'string', describe: 'a preset (mpt-125m, mpt-1b, mpt-7b, ...) or a model config JSON file (our keys or an HF config.json)' },
+      gpu: { kind: 'string', describe: `the GPU: ${GPU_KINDS.join(', ')}` },
+      gpus: { kind: 'number', describe: 'GPUs, one rank each (default 1)' },
+      'gpus-per-node': { kind: 'number', describe: 'GPUs per node (default 8)' },
+      'global-batch-tokens': { kind: 'string', describe: 'tokens per step, e.g. 14.3M (default: one micro-batch per GPU)' },
+      'seq-len': { kind: 'number', describe: "sequence length (default the model's maxSeqLen)" },
+      'micro-batch': { kind: 'number', describe: 'sequences per micro-batch (default the largest that fits)' },
+      checkpointing: { kind: 'flag', describe: 'activation checkpointing of every block (the default)' },
+      'no-checkpointing': { kind: 'flag', describe: 'no activation checkpointing' },
+      sharding: { kind: 'string', describe: `${SHARDING_MODES.join(', ')} or all (default all)` },
+      'compute-fraction': { kind: 'number', describe: 'achieved fraction of the bf16 peak (default 0.67)' },
+      'intra-bw': { kind: 'number', describe: "NVLink GB/s per GPU (default the GPU's datasheet)" },
+      'inter-bw': { kind: 'number', describe: 'network GB/s per GPU (default a typical node: 25 for A100, 50 for H100/H200)' },
+      json: { kind: 'flag', describe: 'print the plan as one JSON object' },
+    },
+    async run(o) {
+      if (typeof o.model !== 'string') throw invalidArg(`--model is required: a preset or a model config JSON file`);
+      if (typeof o.gpu !== 'string') throw invalidArg(`--gpu is required: one of ${GPU_KINDS.join(', ')}`);
+      if (o.checkpointing && o['no-checkpointing']) throw invalidArg('give --checkpointing or --no-checkpointing, not both');
+      let model: PlanOptions['model'] = o.model;
+      if (!Object.hasOwn(PRESETS, o.model)) {
+        if (!fs.existsSync(o.model)) throw invalidArg(`--model '${o.model}' is neither a preset (${Object.keys(PRESETS).join(', ')}) nor a model config file`);
+        const json = readJson(o.model, 'model config');
+        model = 'd_model' in json ? mptConfigFromHf(json, json.vocab_size as number, (m) => invalidArg(`--model ${o.model}: ${m}`)) : (json as Partial<MptConfig>);
+      }
+      let globalBatchTokens: number | undefined;
+      if (typeof o['global-batch-tokens'] === 'string') {
+        try {
+          globalBatchTokens = parseTokenCount(o['global-batch-tokens']);
+        } catch (e) {
+          throw invalidArg(`--global-batch-tokens: ${(e as Error).message}`);
+        }
+      }
+      const sharding = o.sharding as string | undefined;
+      if (sharding !== undefined && sharding !== 'all' && !SHARDING_MODES.includes(sharding as ShardingMode)) {
+        throw invalidArg(`--sharding must be one of ${SHARDING_MODES.join(', ')} or all, got '${sharding}'`);
+      }
+      const flags: Record<keyof PlanOptions, string> = {
+        model: '--model',
+        gpu: '--gpu',
+        gpus: '--gpus',
+        gpusPerNode: '--gpus-per-node',
+        globalBatchTokens: '--global-batch-tokens',
+        seqLen: '--seq-len',
+        microBatch: '--micro-batch',
+        checkpointing: '--checkpointing',
+        sharding: '--sharding',
+        computeFraction: '--compute-fraction',
+        intraNodeGBps: '--intra-bw',
+        interNodeGBps: '--inter-bw',
+        reserveGiB: 'reserveGiB',
+      };
+      const num = (k: string) => o[k] as number | undefined;
+      const plan = planCluster(
+        {
+          model,
+          gpu: o.gpu as GpuKind,
+          gpus: num('gpus') ?? 1,
+          gpusPerNode: num('gpus-per-node'),
+          globalBatchTokens,
+          seqLen: num('seq-len'),
+          microBatch: num('micro-batch'),
+          checkpointing: !o['no-checkpointing'],
+          sharding: sharding === undefined || sharding === 'all' ? undefined : (sharding as ShardingMode),
+          computeFraction: num('compute-fraction'),
+          intraNodeGBps: num('intra-bw'),
+          interNodeGBps: num('inter-bw'),
+        },
+        (key) => flags[key],
+      );
+      console.log(o.json ? JSON.stringify(plan, null, 2) : formatPlan(plan));
     },
   },
   info: {

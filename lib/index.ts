@@ -24,7 +24,15 @@ export * from './data/index';
 export { Trainer, type StepMetrics, type EvalMetrics, type TrainerOptions, type TrainerParts, type DataPlan } from './train/trainer';
 export { TrainingData, type TrainingDataOptions } from './train/data';
 export { optimizerFromConfig, type TrainOptimizer } from './train/optimizer';
-export { WorldOfOne, type Communicator, type ReduceOp } from './train/communicator';
+export {
+  WorldOfOne,
+  MpiCommunicator,
+  initCommunicator,
+  type Communicator,
+  type CommBuffer,
+  type MpiCommunicatorOptions,
+  type ReduceOp,
+} from './dist/communicator';
 export {
   planCluster,
   formatPlan,

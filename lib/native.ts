@@ -73,7 +73,27 @@ export interface BackendInfo {
     error?: string;
   };
   buildSystem?: string;
+  mpi: MpiInfo;
 }
+
+/** MPI as this build and process see it (native/src/dist/comm.cc). */
+export interface MpiInfo {
+  /** pajama_mpi.so was built (CMake found MPI); `reason` says why not. */
+  built: boolean;
+  reason?: string;
+  /** An MPI launcher started this process (`launcher`: the environment variable that shows it). */
+  launched: boolean;
+  launcher?: string;
+  /** commInit() has started MPI (only ever in a launched process). */
+  initialized: boolean;
+  rank: number;
+  worldSize: number;
+  localRank: number;
+  threadLevel?: number;
+  library?: string;
+}
+
+type CommBuf = NativeTensor | Float32Array | Float64Array | Int32Array | Uint8Array | BigInt64Array;
 
 /** A CUDA device's caching allocator, in bytes (driverAllocs: cudaMalloc calls so far). */
 export interface CudaMemoryStats {
@@ -168,6 +188,17 @@ export interface NativeAddon extends NativeOps {
   setIsaLimit(level: IsaLevel): IsaLevel;
   setGemmEngine(engine: 'onednn' | 'portable'): void;
   setAttentionEngine(engine: 'tiles' | 'gemm'): void;
+  /** Starts MPI when an MPI launcher started this process (else a world of one); idempotent. */
+  commInit(): MpiInfo;
+  /** MPI_Abort of every rank; a no-op where MPI was not started. */
+  commAbort(code: number): void;
+  commFinalize(): void;
+  // The collectives (native/src/dist/comm.cc), on the worker thread in order with the ops.
+  commAllReduceAsync(buf: CommBuf, op: 'sum' | 'max' | 'min'): Promise<void>;
+  commReduceScatterAsync(out: CommBuf, inp: CommBuf, op: 'sum' | 'max' | 'min'): Promise<void>;
+  commAllGatherAsync(out: CommBuf, inp: CommBuf): Promise<void>;
+  commBroadcastAsync(buf: CommBuf, root: number): Promise<void>;
+  commBarrierAsync(): Promise<void>;
 }
 
 function locate(): string {

@@ -9,7 +9,7 @@ import { MptModel } from '../model/mpt';
 import { mptConfig, type MptConfig } from '../model/config';
 import { AdamW, PtwdController } from '../optim/index';
 import { planBatch, type BatchPlan, type TrainConfig } from './config';
-import { checkCommunicator, type Communicator } from './communicator';
+import { checkCommunicator, type Communicator } from '../dist/communicator';
 import { TrainingData, checkEvalPolicy, checkVocab } from './data';
 import type { MetricSink } from './metrics';
 import { optimizerFromConfig, type TrainOptimizer } from './optimizer';

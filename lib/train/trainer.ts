@@ -20,7 +20,7 @@ import { evalBatches, type TokenLoader } from '../data/loader';
 import { CheckpointError, latestCheckpoint, listCheckpoints, loadCheckpoint, loadModelWeights, mptHfConfig, saveCheckpoint, TRAINER_STATE_FILE } from './checkpoint';
 import { resolveTrainConfig, type BatchPlan, type TrainConfig } from './config';
 import { RunLock } from './lock';
-import { WorldOfOne, type Communicator } from './communicator';
+import { WorldOfOne, type Communicator } from '../dist/communicator';
 import type { DataPlan, TrainingData } from './data';
 import { JsonlMetricSink, METRICS_FILE, lastFiniteLossInMetrics, type EvalMetrics, type FiniteLoss, type MetricRecord, type MetricSink, type StepMetrics } from './metrics';
 import { checkParts, isTrainerParts, partsFromConfig, peakFlopsFor, releaseParts, worldOfOneOnly, type TrainerParts } from './parts';

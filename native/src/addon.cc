@@ -14,6 +14,7 @@
 #include "ops/ops.h"
 #include "tensor.h"
 #include "device.h"
+#include "dist/comm.h"
 #ifdef PT_HAVE_CUDA
 #include "cuda/cuda_info.h"
 #include "cuda/runtime.h"
@@ -24,6 +25,8 @@
 
 namespace pt {
 namespace {
+
+Napi::Object MpiStatusJs(Napi::Env env, const MpiStatus& m);
 
 Napi::Value BackendInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -94,6 +97,7 @@ Napi::Value BackendInfo(const Napi::CallbackInfo& info) {
   out.Set("openmp", false);
 #endif
   out.Set("cuda", cuda);
+  out.Set("mpi", MpiStatusJs(env, GetMpiStatus()));
 #ifdef PT_BUILD_SYSTEM
   out.Set("buildSystem", PT_BUILD_SYSTEM);
 #endif
@@ -154,6 +158,47 @@ Napi::Value SetGemmEngineJs(const Napi::CallbackInfo& info) {
 Napi::Value SetAttentionEngineJs(const Napi::CallbackInfo& info) {
   return SetChoice(info, "setAttentionEngine", {"tiles", "gemm"},
                    [](size_t i) { SetAttentionEngine(i == 0 ? AttentionEngine::Tiles : AttentionEngine::Gemm); });
+}
+
+Napi::Object MpiStatusJs(Napi::Env env, const MpiStatus& m) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("built", m.built);
+  if (!m.built) o.Set("reason", m.reason);
+  o.Set("launched", !m.launcher.empty());
+  if (!m.launcher.empty()) o.Set("launcher", m.launcher);
+  o.Set("initialized", m.initialized);
+  o.Set("rank", m.rank);
+  o.Set("worldSize", m.size);
+  o.Set("localRank", m.localRank);
+  if (m.initialized) {
+    o.Set("threadLevel", m.threadLevel);
+    o.Set("library", m.library);
+  }
+  return o;
+}
+
+// commInit(): starts MPI when an MPI launcher started this process; returns backendInfo().mpi.
+Napi::Value CommInitJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  try {
+    return MpiStatusJs(env, InitMpi());
+  } catch (const PtError& e) {
+    ThrowJs(env, e);
+  }
+  return env.Undefined();
+}
+
+// commAbort(code): ends every rank of the run (MPI_Abort); a no-op where MPI was not started.
+Napi::Value CommAbortJs(const Napi::CallbackInfo& info) {
+  const int code = info.Length() >= 1 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : 1;
+  AbortMpi(code);
+  return info.Env().Undefined();
+}
+
+// commFinalize(): MPI_Finalize, once every rank is done (the CLI calls it before exiting).
+Napi::Value CommFinalizeJs(const Napi::CallbackInfo& info) {
+  FinalizeMpi();
+  return info.Env().Undefined();
 }
 
 // The device named by the optional first argument ('cuda' when omitted), for the CUDA housekeeping calls.
@@ -228,6 +273,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("synchronize", Napi::Function::New(env, SynchronizeJs, "synchronize"));
   exports.Set("cudaMemoryStats", Napi::Function::New(env, CudaMemoryStatsJs, "cudaMemoryStats"));
   exports.Set("emptyCudaCache", Napi::Function::New(env, EmptyCudaCacheJs, "emptyCudaCache"));
+  exports.Set("commInit", Napi::Function::New(env, CommInitJs, "commInit"));
+  exports.Set("commAbort", Napi::Function::New(env, CommAbortJs, "commAbort"));
+  exports.Set("commFinalize", Napi::Function::New(env, CommFinalizeJs, "commFinalize"));
   StartWorker(env);
   RegisterGelu(env, exports);
   RegisterEmbedding(env, exports);
@@ -240,6 +288,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   RegisterCast(env, exports);
   RegisterAttention(env, exports);
   RegisterMinHash(env, exports);
+  RegisterComm(env, exports);
   return exports;
 }
 

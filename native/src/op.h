@@ -52,6 +52,7 @@ class OpArgs {
   Tensor tensor(size_t i, const char* name);
   // null/undefined give nullopt.
   std::optional<Tensor> optTensor(size_t i, const char* name);
+  bool isTensor(size_t i) const { return i < info_.Length() && TensorHandle::IsTensor(info_.Env(), info_[i]); }
   double number(size_t i, const char* name);
   double number(size_t i, const char* name, double fallback);  // undefined -> fallback
   int64_t integer(size_t i, const char* name);

@@ -1,0 +1,132 @@
+// The communicator: a world of one (the identity, with its arguments checked), and real ranks under mpirun
+// (every collective on tensors and typed arrays, argument errors, and the two ways a run must end when one
+// rank cannot go on: a rank that never reaches a collective, and a rank that aborts). The MPI cases run
+// test/dist/fixtures/comm-child.js over the compiled library with `mpirun -np 2`, and are skipped with the
+// reason where the build has no MPI or mpirun is missing.
+import t from 'tap';
+import { spawn, spawnSync } from 'node:child_process';
+import * as path from 'node:path';
+import { Tensor, WorldOfOne, backendInfo, initCommunicator } from '../../lib/index';
+
+const REPO = path.resolve(__dirname, '../..');
+const CHILD = path.join(REPO, 'test/dist/fixtures/comm-child.js');
+
+t.test('a world of one: every collective is the identity (or a copy), with its arguments checked', async (t) => {
+  const w = new WorldOfOne();
+  t.same([w.rank, w.worldSize, w.localRank], [0, 1, 0]);
+  const data = Float32Array.from([1.5, -2, 3e-8, Infinity]);
+  const copy = data.slice();
+  await w.allReduce(data, 'sum');
+  t.same([...data], [...copy], 'the sum over one rank is its own values');
+  await w.allReduce(data, 'mean');
+  t.same([...data], [...copy], 'and so is the mean');
+  const tensor = Tensor.from(Float32Array.from([1, 2]));
+  await w.allReduce(tensor, 'max');
+  const out = Tensor.zeros('f32', [2]);
+  await w.reduceScatter(out, tensor, 'sum');
+  t.same([...out.toFloat32()], [1, 2], 'reduceScatter over one rank copies');
+  const g = new Float64Array(2);
+  await w.allGather(g, Float64Array.from([3, 4]));
+  t.same([...g], [3, 4], 'allGather over one rank copies');
+  await w.broadcast(g, 0);
+  t.equal(await w.barrier(), undefined, 'a barrier of one resolves at once');
+
+  await t.rejects(w.allReduce([1, 2] as unknown as Float32Array, 'sum'), {
+    code: 'ERR_PAJAMA_INVALID_ARG',
+    message: 'Communicator.allReduce: buf must be a Tensor or a Float32Array, Float64Array, Int32Array, Uint8Array or BigInt64Array, got Array',
+  });
+  await t.rejects(w.allReduce(data, 'prod' as 'sum'), { message: `Communicator.allReduce: op must be 'sum', 'mean', 'max' or 'min', got "prod"` });
+  await t.rejects(w.allReduce(Int32Array.from([1]), 'mean'), { message: /'mean' needs a floating-point buffer/ });
+  await t.rejects(w.allGather(Tensor.zeros('f32', [3]), tensor), { message: /with one rank 'out' and 'inp' must be the same kind and length/ });
+  await t.rejects(w.broadcast(g, 1), { message: 'Communicator.broadcast: root 1 is not a rank in [0, 1)' });
+  t.throws(() => w.abort('stop'), { message: 'pajama: aborting: stop' });
+  for (const x of [tensor, out]) x.dispose();
+});
+
+t.test('a process not started by an MPI launcher is a world of one and loads no MPI', async (t) => {
+  const mpi = backendInfo().mpi;
+  t.equal(mpi.launched, false);
+  const c = initCommunicator();
+  t.ok(c instanceof WorldOfOne);
+  t.equal(backendInfo().mpi.initialized, false);
+  if (!mpi.built) t.match(mpi.reason, /\S/, 'a build without MPI says why');
+});
+
+const mpirun = spawnSync('mpirun', ['--version'], { encoding: 'utf8' });
+const skipMpi = !backendInfo().mpi.built
+  ? `this build has no MPI (${backendInfo().mpi.reason})`
+  : mpirun.status !== 0
+    ? 'mpirun is not installed (apt-get install openmpi-bin)'
+    : false;
+
+interface Run {
+  code: number | null;
+  out: string;
+  err: string;
+  ms: number;
+}
+
+/** `mpirun -np 2 node comm-child.js <scenario>`; the whole run is killed after `limitMs`. */
+function runRanks(scenario: string, env: NodeJS.ProcessEnv = {}, limitMs = 120_000): Promise<Run> {
+  const root = process.getuid?.() === 0 ? ['--allow-run-as-root'] : [];
+  const forward = ['PAJAMA_ADDON', 'COMM_TIMEOUT_MS'].filter((k) => (env[k] ?? process.env[k]) !== undefined).flatMap((k) => ['-x', k]);
+  const args = [...root, '--oversubscribe', '-np', '2', ...forward, process.execPath, CHILD, scenario];
+  const start = Date.now();
+  return new Promise((resolve) => {
+    const child = spawn('mpirun', args, { cwd: REPO, env: { ...process.env, OMP_NUM_THREADS: '1', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), limitMs);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, out, err, ms: Date.now() - start });
+    });
+  });
+}
+
+t.test('two ranks under mpirun: every collective, on tensors and typed arrays', { skip: skipMpi }, async (t) => {
+  const run = await runRanks('collectives');
+  t.equal(run.code, 0, run.err);
+  const ranks = run.out
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l))
+    .sort((a, b) => a.rank - b.rank);
+  t.equal(ranks.length, 2);
+  for (const r of ranks) {
+    t.equal(r.worldSize, 2);
+    t.equal(r.localRank, r.rank, 'one machine: the local rank is the rank');
+    t.same(r.sum, [3, -1.5, 2 ** 21], 'sum over ranks');
+    t.same(r.mean, [0.5, 5], 'mean over ranks');
+    t.same(r.max, [1, 0], 'max over ranks');
+    t.same(r.tensorMean, [50, 51, 52, 53], 'mean of an f32 tensor');
+    // inp on rank r is (r + 1) * i: the sum is 3 * i, and rank r keeps elements [3r, 3r + 3)
+    t.same(r.reduceScatter, [0, 3, 6].map((v) => v + 9 * r.rank), 'reduceScatter: this rank\'s block of the sum');
+    t.same(r.allGather, [0, 3, 6, 9, 12, 15], 'allGather: every rank\'s block in rank order');
+    t.same(r.broadcast, [1, 2, 3, 4], 'broadcast from rank 0');
+    t.same(r.errors, [
+      'ERR_PAJAMA_INVALID_ARG: commAllGather: \'out\' must have worldSize (2) x 3 = 6 elements (\'inp\' has 3), got 5',
+      "ERR_PAJAMA_INVALID_ARG: Communicator.allReduce: 'mean' needs a floating-point buffer, got Int32Array",
+      'ERR_PAJAMA_INVALID_ARG: Communicator.broadcast: root 2 is not a rank in [0, 2)',
+      'ERR_PAJAMA_INVALID_ARG: Communicator.allReduce: buf must be a Tensor or a Float32Array, Float64Array, Int32Array, Uint8Array or BigInt64Array, got Array',
+    ]);
+  }
+});
+
+t.test('a rank that never reaches a collective ends the whole run within the timeout, naming the collective', { skip: skipMpi }, async (t) => {
+  const run = await runRanks('hang', { COMM_TIMEOUT_MS: '3000' }, 90_000);
+  t.not(run.code, 0, 'the run fails');
+  t.ok(run.ms < 60_000, `it ends in bounded time (${run.ms} ms)`);
+  t.match(run.err, /rank 0 of 2: barrier did not complete within 3 s: another rank died, hangs, or never reached it; aborting every rank/);
+  t.notMatch(run.out, /not reached/);
+});
+
+t.test('a rank that aborts ends every rank, saying why', { skip: skipMpi }, async (t) => {
+  const run = await runRanks('throw', {}, 90_000);
+  t.not(run.code, 0);
+  t.ok(run.ms < 60_000, `it ends in bounded time (${run.ms} ms)`);
+  t.match(run.err, /rank 1 of 2: a deliberate failure on this rank; aborting every rank/);
+  t.notMatch(run.out, /not reached/);
+});

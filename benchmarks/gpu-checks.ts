@@ -36,7 +36,7 @@ import {
   type DeviceSpec,
   type StepMetrics,
 } from '../lib/index';
-import { quantize, randInt, randn, relErr, roundBf16, seed, tensorOf, toF64, TOL } from '../test/helpers/reference';
+import { bf16Bits, quantize, randInt, randn, relErr, roundBf16, seed, tensorOf, toF64, TOL } from '../test/helpers/reference';
 import * as ref from '../test/helpers/op-references';
 import { tinyConfig, writeTinyShard } from '../test/helpers/tiny-run';
 import { benchCli } from './cli';
@@ -597,20 +597,10 @@ const adamwCheck: GpuCheck = {
   run: (log) =>
     withTensors(async (ts) => {
       const h: ref.AdamWHyper = { lr: 1e-2, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 };
-      // [offset, length, decay]; the middle segments straddle 65536-element blocks, the last ones are tiny
-      const layout: [number, number, number][] = [
-        [0, 37, 1],
-        [37, 5, 0],
-        [42, 65500, 1],
-        [65542, 3, 0],
-        [65545, 70000, 1],
-        [135545, 1, 0],
-        [135546, 129, 1],
-      ];
-      const P = 135675;
+      const P = ref.ADAMW_ARENA_SIZE;
       const decay = new Uint8Array(P);
-      for (const [o, n, d] of layout) decay.fill(d, o, o + n);
-      const segments = Int32Array.from([...layout].reverse().flat()); // out of order: only coverage matters
+      for (const [o, n, d] of ref.ADAMW_LAYOUT) decay.fill(d, o, o + n);
+      const segments = Int32Array.from([...ref.ADAMW_LAYOUT].reverse().flat()); // out of order: only coverage matters
       const p0 = Float64Array.from(Float32Array.from(randn(P, 0.1)));
       const pRef = Float64Array.from(p0);
       const mRef = new Float64Array(P);
@@ -642,13 +632,8 @@ const adamwCheck: GpuCheck = {
         log.ok(em <= TOL.f32 && ev <= TOL.f32, `step ${step}: m rel err ${fmt(em)}, v rel err ${fmt(ev)}`);
         const pg = params.gpu.toFloat32();
         const bits = pb.gpu.toBf16Bits();
-        const f = new Float32Array(1);
-        const u = new Uint32Array(f.buffer);
         let bad = 0;
-        for (let i = 0; i < P; i++) {
-          f[0] = roundBf16(pg[i]);
-          if (bits[i] !== u[0] >>> 16) bad++;
-        }
+        for (let i = 0; i < P; i++) if (bits[i] !== bf16Bits(pg[i])) bad++;
         log.ok(bad === 0, `step ${step}: paramsBf16 is bf16(params) bit for bit (${bad} differ)`);
       }
       // zero gradients: only the decoupled decay, exactly where decay = 1
@@ -706,10 +691,6 @@ const reduceCheck: GpuCheck = {
     }),
 };
 
-function f32Bits(x: number): number {
-  return new Uint32Array(new Float32Array([x]).buffer)[0];
-}
-
 const castCheck: GpuCheck = {
   name: 'cast (round to nearest even, NaN and Inf, copies)',
   run: (log) =>
@@ -742,7 +723,7 @@ const castCheck: GpuCheck = {
       const byCase = new Map(edge);
       let bad = 0;
       for (let i = 0; i < n; i++) {
-        const want = byCase.get(bits[i]) ?? f32Bits(roundBf16(x[i])) >>> 16;
+        const want = byCase.get(bits[i]) ?? bf16Bits(x[i]);
         if (got[i] !== want) bad++;
       }
       log.ok(bad === 0, `f32 -> bf16 rounds to nearest even, NaN stays NaN (${bad} of ${n} differ)`);
@@ -1084,7 +1065,6 @@ const checkpointAcrossDevices: GpuCheck = {
   },
 };
 
-/** Every check, in the order they run (cheap op checks first, training last). */
 export const GPU_CHECKS: readonly GpuCheck[] = [
   transfersCheck,
   geluCheck('f32'),

@@ -224,31 +224,19 @@ function benchLmHead(cfg: MptConfig, N: number): void {
 // ---- training steps ----
 
 /**
- * mpt-1b with a fast initialisation: each weight matrix tiles a pool of 2^20 + 7 seeded normals at MPT's
- * init scale (N(0, 2 / fan_in), out_proj and down_proj divided by sqrt(2 nLayers)). A step's work does not
- * depend on the values, and MptModel.initialize draws its 1.3 billion normals one by one in JavaScript, which
- * takes minutes.
+ * mpt-1b with a fast initialisation: MPT's init (MptModel.initializeWith), each weight matrix tiling a pool of
+ * 2^20 + 7 seeded normals at its scale. A step's work does not depend on the values, and
+ * MptModel.initialize draws its 1.3 billion normals one by one in JavaScript, which takes minutes.
  */
 class BenchMpt extends MptModel {
   override initialize(seed: number): void {
     const rand = seededNormal(seed);
     const n0 = 2 ** 20 + 7;
     const base = Float32Array.from({ length: n0 }, () => rand());
-    const L = this.config.nLayers;
-    for (const e of this.params.entries) {
-      const t = this.params.get(e.name);
-      if (e.shape.length === 1) {
-        t.fill(1);
-        continue;
-      }
-      let std = Math.sqrt(2 / e.shape[1]);
-      if (e.name.endsWith('attn.out_proj.weight') || e.name.endsWith('ffn.down_proj.weight')) std /= Math.sqrt(2 * L);
+    this.initializeWith((out, std) => {
       const scaled = base.map((v) => v * std);
-      const data = new Float32Array(e.numel);
-      for (let o = 0; o < e.numel; o += n0) data.set(scaled.subarray(0, Math.min(n0, e.numel - o)), o);
-      t.copyFrom(data);
-    }
-    this.syncComputeParams();
+      for (let o = 0; o < out.length; o += n0) out.set(scaled.subarray(0, Math.min(n0, out.length - o)), o);
+    });
   }
 }
 

@@ -115,10 +115,21 @@ export class MptModel {
   /**
    * MPT's default init (llm-foundry `kaiming_normal_`, fan_in, ReLU gain): every weight matrix and the
    * embedding ~ N(0, 2 / fan_in); the residual output projections (attn.out_proj, ffn.down_proj) are then
-   * divided by sqrt(2 * nLayers); LayerNorm weights are 1.
+   * divided by sqrt(2 * nLayers); LayerNorm weights are 1. The normals are drawn in arena order from one
+   * seededNormal(seed) stream, so a seed defines the weights.
    */
   initialize(seed: number): void {
     const rand = seededNormal(seed);
+    this.initializeWith((out, std) => {
+      for (let i = 0; i < out.length; i++) out[i] = rand() * std;
+    });
+  }
+
+  /**
+   * MPT's init (see initialize) with the normals of `fillNormal`, called once per weight matrix in arena
+   * order to fill `out` with N(0, std^2) values.
+   */
+  protected initializeWith(fillNormal: (out: Float32Array, std: number) => void): void {
     const L = this.config.nLayers;
     for (const e of this.params.entries) {
       const t = this.params.get(e.name);
@@ -130,7 +141,7 @@ export class MptModel {
       let std = Math.sqrt(2 / fanIn);
       if (e.name.endsWith('attn.out_proj.weight') || e.name.endsWith('ffn.down_proj.weight')) std /= Math.sqrt(2 * L);
       const data = new Float32Array(e.numel);
-      for (let i = 0; i < data.length; i++) data[i] = rand() * std;
+      fillNormal(data, std);
       t.copyFrom(data);
     }
     this.syncComputeParams();

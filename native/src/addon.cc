@@ -201,9 +201,10 @@ Napi::Value CommFinalizeJs(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// The device named by the optional first argument ('cuda' when omitted), for the CUDA housekeeping calls.
-Device CudaDeviceArg(const Napi::CallbackInfo& info, const char* where) {
-  std::string name = "cuda";
+// The device named by the optional first argument of the device housekeeping calls, `fallback` when it is
+// omitted or undefined.
+Device DeviceArg(const Napi::CallbackInfo& info, const char* where, const char* fallback) {
+  std::string name = fallback;
   if (info.Length() >= 1 && !info[0].IsUndefined()) {
     PT_CHECK_ARG(info[0].IsString(), where, ": device must be a string ('cpu', 'cuda' or 'cuda:N')");
     name = info[0].As<Napi::String>();
@@ -211,14 +212,18 @@ Device CudaDeviceArg(const Napi::CallbackInfo& info, const char* where) {
   return ParseDevice(name, where);
 }
 
+// DeviceArg for the CUDA-only calls: 'cuda' when omitted, and a CPU device is an argument error.
+Device CudaDeviceArg(const Napi::CallbackInfo& info, const char* where) {
+  const Device d = DeviceArg(info, where, "cuda");
+  PT_CHECK_ARG(d.IsCuda(), where, ": '", d.Name(), "' is not a CUDA device");
+  return d;
+}
+
 // synchronize(device?): waits for everything queued on the device ('cpu' returns at once).
 Napi::Value SynchronizeJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   try {
-    std::string name = "cpu";
-    if (info.Length() >= 1 && info[0].IsString()) name = info[0].As<Napi::String>();
-    else PT_CHECK_ARG(info.Length() == 0 || info[0].IsUndefined(), "synchronize: device must be a string");
-    DeviceSynchronize(ParseDevice(name, "synchronize"), "synchronize");
+    DeviceSynchronize(DeviceArg(info, "synchronize", "cpu"), "synchronize");
   } catch (const PtError& e) {
     ThrowJs(env, e);
   }
@@ -229,8 +234,7 @@ Napi::Value SynchronizeJs(const Napi::CallbackInfo& info) {
 Napi::Value CudaMemoryStatsJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   try {
-    const Device d = CudaDeviceArg(info, "cudaMemoryStats");
-    PT_CHECK_ARG(d.IsCuda(), "cudaMemoryStats: '", d.Name(), "' is not a CUDA device");
+    [[maybe_unused]] const Device d = CudaDeviceArg(info, "cudaMemoryStats");  // used by CUDA builds only
     Napi::Object o = Napi::Object::New(env);
 #ifdef PT_HAVE_CUDA
     const cuda::MemoryStats s = cuda::Stats(d.index);
@@ -250,8 +254,7 @@ Napi::Value CudaMemoryStatsJs(const Napi::CallbackInfo& info) {
 Napi::Value EmptyCudaCacheJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   try {
-    const Device d = CudaDeviceArg(info, "emptyCudaCache");
-    PT_CHECK_ARG(d.IsCuda(), "emptyCudaCache: '", d.Name(), "' is not a CUDA device");
+    [[maybe_unused]] const Device d = CudaDeviceArg(info, "emptyCudaCache");  // used by CUDA builds only
 #ifdef PT_HAVE_CUDA
     cuda::EmptyCache(d.index);
 #endif

@@ -1,7 +1,8 @@
 // op-references.ts: straightforward float64 references of the tensor ops (the math of each op's contract in
-// native/src/launch.h, written as plainly as possible), for checks that compare a device's kernels with them
-// (benchmarks/gpu-checks.ts). They are the same functions as the references inside test/ops/<op>.test.ts.
-// Layouts are row-major; every array is float64.
+// native/src/launch.h, written as plainly as possible). This is the one copy of each: the op tests
+// (test/ops/<op>.test.ts), the whole-model reference (test/model/mpt_reference.test.ts) and the CUDA checks
+// (benchmarks/gpu-checks.ts) import them. Test plumbing (seeds, random inputs, bf16 rounding, erf, relative
+// error, bounds) is in reference.ts. Layouts are row-major; every array is float64.
 import { erf } from './reference';
 
 /** out = x * Phi(x) (exact GELU) and its derivative Phi(x) + x * phi(x). */
@@ -91,39 +92,69 @@ export interface AttentionRef {
   dqkv: Float64Array; // (B, T, 3, H, D)
 }
 
+/** The offset of qkv[b, t, s, h, 0] in qkv (B, T, 3, H, D). */
+const qkvOffset = (T: number, H: number, D: number) => (b: number, t: number, s: number, h: number) => ((b * T + t) * 3 + s) * H * D + h * D;
+
+/** Head h of sequence b: its rows of out and lse, and its softmax probabilities P (T, T), 0 above the diagonal. */
+function attentionHeadForward(
+  qkv: Float64Array,
+  slopes: ArrayLike<number>,
+  b: number,
+  h: number,
+  T: number,
+  H: number,
+  D: number,
+  out: Float64Array,
+  lse: Float64Array,
+): Float64Array {
+  const C = H * D;
+  const at = qkvOffset(T, H, D);
+  const scale = 1 / Math.sqrt(D);
+  const P = new Float64Array(T * T);
+  for (let i = 0; i < T; i++) {
+    let mx = -Infinity;
+    for (let j = 0; j <= i; j++) {
+      let s = 0;
+      for (let d = 0; d < D; d++) s += qkv[at(b, i, 0, h) + d] * qkv[at(b, j, 1, h) + d];
+      P[i * T + j] = s * scale + slopes[h] * (j - i);
+      mx = Math.max(mx, P[i * T + j]);
+    }
+    let sum = 0;
+    for (let j = 0; j <= i; j++) sum += Math.exp(P[i * T + j] - mx);
+    const l = mx + Math.log(sum);
+    lse[(b * H + h) * T + i] = l;
+    for (let j = 0; j <= i; j++) P[i * T + j] = Math.exp(P[i * T + j] - l);
+    for (let d = 0; d < D; d++) {
+      let o = 0;
+      for (let j = 0; j <= i; j++) o += P[i * T + j] * qkv[at(b, j, 2, h) + d];
+      out[(b * T + i) * C + h * D + d] = o;
+    }
+  }
+  return P;
+}
+
 /**
  * Causal attention with ALiBi from the explicit T x T scores (scale 1/sqrt(D), bias slope[h] * (key - query))
- * and a naive softmax; qkv (B, T, 3, H, D), dout (B, T, H, D), slopes (H).
+ * and a naive softmax; qkv (B, T, 3, H, D), slopes (H).
  */
+export function attentionForwardRef(qkv: Float64Array, slopes: ArrayLike<number>, B: number, T: number, H: number, D: number) {
+  const out = new Float64Array(B * T * H * D);
+  const lse = new Float64Array(B * H * T);
+  for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) attentionHeadForward(qkv, slopes, b, h, T, H, D, out, lse);
+  return { out, lse };
+}
+
+/** attentionForwardRef's out and lse, and dqkv (B, T, 3, H, D) for dout (B, T, H, D). */
 export function attentionRef(qkv: Float64Array, dout: Float64Array, slopes: ArrayLike<number>, B: number, T: number, H: number, D: number): AttentionRef {
   const C = H * D;
   const out = new Float64Array(B * T * C);
   const lse = new Float64Array(B * H * T);
   const dqkv = new Float64Array(B * T * 3 * C);
-  const at = (b: number, t: number, s: number, h: number) => ((b * T + t) * 3 + s) * C + h * D;
+  const at = qkvOffset(T, H, D);
   const scale = 1 / Math.sqrt(D);
-  const P = new Float64Array(T * T);
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < H; h++) {
-      for (let i = 0; i < T; i++) {
-        let mx = -Infinity;
-        for (let j = 0; j <= i; j++) {
-          let s = 0;
-          for (let d = 0; d < D; d++) s += qkv[at(b, i, 0, h) + d] * qkv[at(b, j, 1, h) + d];
-          P[i * T + j] = s * scale + slopes[h] * (j - i);
-          mx = Math.max(mx, P[i * T + j]);
-        }
-        let sum = 0;
-        for (let j = 0; j <= i; j++) sum += Math.exp(P[i * T + j] - mx);
-        const l = mx + Math.log(sum);
-        lse[(b * H + h) * T + i] = l;
-        for (let j = 0; j <= i; j++) P[i * T + j] = Math.exp(P[i * T + j] - l);
-        for (let d = 0; d < D; d++) {
-          let o = 0;
-          for (let j = 0; j <= i; j++) o += P[i * T + j] * qkv[at(b, j, 2, h) + d];
-          out[(b * T + i) * C + h * D + d] = o;
-        }
-      }
+      const P = attentionHeadForward(qkv, slopes, b, h, T, H, D, out, lse);
       // dS = P * (dout v^T - rowsum(dout * out)); dq = dS k / sqrt(D); dk = dS^T q / sqrt(D); dv = P^T dout.
       for (let i = 0; i < T; i++) {
         const go = (b * T + i) * C + h * D;
@@ -223,3 +254,19 @@ export function adamwRef(
     p[i] -= (h.lr * (m[i] / bc1)) / (Math.sqrt(v[i] / bc2) + h.eps);
   }
 }
+
+/**
+ * The arena both AdamW checks run on (test/ops/adamw.test.ts, benchmarks/gpu-checks.ts): [offset, length,
+ * decay] segments tiling ADAMW_ARENA_SIZE elements; the middle ones straddle the kernel's 65536-element blocks,
+ * the last ones are tiny.
+ */
+export const ADAMW_LAYOUT: readonly (readonly [offset: number, length: number, decay: number])[] = [
+  [0, 37, 1],
+  [37, 5, 0],
+  [42, 65500, 1],
+  [65542, 3, 0],
+  [65545, 70000, 1],
+  [135545, 1, 0],
+  [135546, 129, 1],
+];
+export const ADAMW_ARENA_SIZE = 135675;

@@ -45,6 +45,12 @@ export function roundBf16(x: number): number {
   return f32buf[0];
 }
 
+/** The 16 bits of bf16 that roundBf16(x) stands for. */
+export function bf16Bits(x: number): number {
+  f32buf[0] = roundBf16(x);
+  return u32buf[0] >>> 16;
+}
+
 /** The values a tensor of `dtype` will actually hold for `x`. */
 export function quantize(x: Float64Array, dtype: DType): Float64Array {
   if (dtype === 'bf16') return x.map(roundBf16);

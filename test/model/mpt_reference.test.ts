@@ -7,7 +7,8 @@ import t from 'tap';
 import { MptModel } from '../../lib/model/mpt';
 import { mptConfig, type MptConfig } from '../../lib/model/config';
 import { alibiSlopes } from '../../lib/model/alibi';
-import { erf, makeRng, randInt, randn, relErr, seed, TOL } from '../helpers/reference';
+import { attentionForwardRef, geluRef, layerNormForwardRef, matmulRef } from '../helpers/op-references';
+import { makeRng, randInt, randn, relErr, seed, TOL } from '../helpers/reference';
 
 t.comment(`seed ${seed}`);
 
@@ -15,65 +16,11 @@ const IGNORE = -100;
 
 type Weights = Map<string, Float64Array>;
 
-/** x (N, C) -> LayerNorm without bias: (x - mean) / sqrt(var + eps) * w, biased variance. */
-function layerNorm(x: Float64Array, w: Float64Array, N: number, C: number, eps: number): Float64Array {
-  const out = new Float64Array(N * C);
-  for (let n = 0; n < N; n++) {
-    let mean = 0;
-    for (let c = 0; c < C; c++) mean += x[n * C + c];
-    mean /= C;
-    let v = 0;
-    for (let c = 0; c < C; c++) v += (x[n * C + c] - mean) ** 2;
-    const rstd = 1 / Math.sqrt(v / C + eps);
-    for (let c = 0; c < C; c++) out[n * C + c] = (x[n * C + c] - mean) * rstd * w[c];
-  }
-  return out;
-}
+/** x (N, C) -> LayerNorm without bias, biased variance. */
+const layerNorm = (x: Float64Array, w: Float64Array, N: number, C: number, eps: number) => layerNormForwardRef(x, w, N, C, eps).out;
 
 /** x (N, IC) @ W (OC, IC)^T -> (N, OC). */
-function linear(x: Float64Array, W: Float64Array, N: number, IC: number, OC: number): Float64Array {
-  const out = new Float64Array(N * OC);
-  for (let n = 0; n < N; n++) {
-    for (let o = 0; o < OC; o++) {
-      let s = 0;
-      for (let i = 0; i < IC; i++) s += x[n * IC + i] * W[o * IC + i];
-      out[n * OC + o] = s;
-    }
-  }
-  return out;
-}
-
-/** Causal attention over qkv (B, T, 3, H, D) with the explicit ALiBi bias slope_h * (j - i): (B, T, H, D). */
-function attention(qkv: Float64Array, slopes: Float32Array, B: number, T: number, H: number, D: number): Float64Array {
-  const C = H * D;
-  const out = new Float64Array(B * T * C);
-  const at = (b: number, i: number, s: number, h: number) => ((b * T + i) * 3 + s) * C + h * D;
-  const scale = 1 / Math.sqrt(D);
-  const p = new Float64Array(T);
-  for (let b = 0; b < B; b++) {
-    for (let h = 0; h < H; h++) {
-      for (let i = 0; i < T; i++) {
-        let mx = -Infinity;
-        for (let j = 0; j <= i; j++) {
-          let s = 0;
-          for (let d = 0; d < D; d++) s += qkv[at(b, i, 0, h) + d] * qkv[at(b, j, 1, h) + d];
-          p[j] = s * scale + slopes[h] * (j - i);
-          mx = Math.max(mx, p[j]);
-        }
-        let sum = 0;
-        for (let j = 0; j <= i; j++) sum += (p[j] = Math.exp(p[j] - mx));
-        for (let d = 0; d < D; d++) {
-          let o = 0;
-          for (let j = 0; j <= i; j++) o += p[j] * qkv[at(b, j, 2, h) + d];
-          out[(b * T + i) * C + h * D + d] = o / sum;
-        }
-      }
-    }
-  }
-  return out;
-}
-
-const gelu = (x: number) => 0.5 * x * (1 + erf(x / Math.SQRT2));
+const linear = (x: Float64Array, W: Float64Array, N: number, IC: number, OC: number) => matmulRef(x, W, N, OC, IC, false, true);
 
 interface RefOut {
   lossSum: number;
@@ -96,10 +43,10 @@ function referenceForward(cfg: MptConfig, w: Weights, ids: Int32Array, targets: 
   for (let l = 0; l < L; l++) {
     const p = `transformer.blocks.${l}`;
     const qkv = linear(layerNorm(x, get(`${p}.norm_1.weight`), N, C, eps), get(`${p}.attn.Wqkv.weight`), N, C, 3 * C);
-    const att = linear(attention(qkv, slopes, B, T, H, D), get(`${p}.attn.out_proj.weight`), N, C, C);
+    const att = linear(attentionForwardRef(qkv, slopes, B, T, H, D).out, get(`${p}.attn.out_proj.weight`), N, C, C);
     const h = x.map((v, i) => v + att[i]);
     const fc = linear(layerNorm(h, get(`${p}.norm_2.weight`), N, C, eps), get(`${p}.ffn.up_proj.weight`), N, C, F);
-    const mlp = linear(fc.map(gelu), get(`${p}.ffn.down_proj.weight`), N, F, C);
+    const mlp = linear(fc.map(geluRef), get(`${p}.ffn.down_proj.weight`), N, F, C);
     x = h.map((v, i) => v + mlp[i]);
   }
   const lnf = layerNorm(x, get('transformer.norm_f.weight'), N, C, eps);

@@ -3,63 +3,20 @@
 // bit-exact, and the segment and argument checks.
 import t from 'tap';
 import { ops, Tensor } from '../../lib/index';
-import { randn, relErr, roundBf16, seed, TOL } from '../helpers/reference';
+import { ADAMW_ARENA_SIZE, ADAMW_LAYOUT, adamwRef, type AdamWHyper } from '../helpers/op-references';
+import { bf16Bits, randn, relErr, seed, TOL } from '../helpers/reference';
 
 t.comment(`seed ${seed}`);
 
-interface Hyper {
-  lr: number;
-  beta1: number;
-  beta2: number;
-  eps: number;
-  weightDecay: number;
-}
+const layout = ADAMW_LAYOUT;
+const P = ADAMW_ARENA_SIZE;
 
-// One float64 step on p, m, v in place; decay[i] says whether element i is decayed.
-function adamwRef(
-  p: Float64Array,
-  g: Float64Array,
-  m: Float64Array,
-  v: Float64Array,
-  decay: Uint8Array,
-  h: Hyper,
-  step: number,
-  gradScale: number,
-): void {
-  const bc1 = 1 - h.beta1 ** step;
-  const bc2 = 1 - h.beta2 ** step;
-  for (let i = 0; i < p.length; i++) {
-    const gi = g[i] * gradScale;
-    m[i] = h.beta1 * m[i] + (1 - h.beta1) * gi;
-    v[i] = h.beta2 * v[i] + (1 - h.beta2) * gi * gi;
-    if (decay[i]) p[i] -= h.lr * h.weightDecay * p[i];
-    p[i] -= (h.lr * (m[i] / bc1)) / (Math.sqrt(v[i] / bc2) + h.eps);
-  }
-}
-
-// [offset, length, decay] triples; the middle ones straddle the kernel's 65536-element blocks.
-const layout: [number, number, number][] = [
-  [0, 37, 1],
-  [37, 5, 0],
-  [42, 65500, 1],
-  [65542, 3, 0],
-  [65545, 70000, 1],
-  [135545, 1, 0],
-  [135546, 129, 1],
-];
-const P = 135675;
-
-function segmentsOf(triples: [number, number, number][]): Int32Array {
+function segmentsOf(triples: readonly (readonly [number, number, number])[]): Int32Array {
   return Int32Array.from(triples.flat());
 }
 
-function bf16Bits(x: number): number {
-  const f = new Float32Array([roundBf16(x)]);
-  return new Uint32Array(f.buffer)[0] >>> 16;
-}
-
 t.test('adamw: five steps against float64, decay mask, gradScale, bf16 copy', async (t) => {
-  const h: Hyper = { lr: 1e-2, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 };
+  const h: AdamWHyper = { lr: 1e-2, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 };
   const decay = new Uint8Array(P);
   for (const [o, n, d] of layout) decay.fill(d, o, o + n);
   const p0 = Float64Array.from(Float32Array.from(randn(P, 0.1)));
@@ -110,7 +67,7 @@ t.test('adamw: five steps against float64, decay mask, gradScale, bf16 copy', as
 });
 
 t.test('adamw: zero gradients leave only the decoupled decay, exactly where decay = 1', async (t) => {
-  const h: Hyper = { lr: 0.5, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.2 };
+  const h: AdamWHyper = { lr: 0.5, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.2 };
   const p0 = Float32Array.from(randn(P));
   const params = Tensor.from(p0);
   const grads = Tensor.zeros('f32', [P]);

@@ -5,72 +5,10 @@
 import t from 'tap';
 import { ops, Tensor, setIsaLimit, setAttentionEngine, setGemmEngine, backendInfo, type IsaLevel } from '../../lib/index';
 import { alibiSlopes } from '../../lib/model/alibi';
+import { attentionForwardRef, attentionRef } from '../helpers/op-references';
 import { randn, relErr, seed, tensorOf, toF64, TOL } from '../helpers/reference';
 
 t.comment(`seed ${seed}`);
-
-interface Ref {
-  out: Float64Array; // (B, T, H, D)
-  lse: Float64Array; // (B, H, T)
-  dqkv: Float64Array; // (B, T, 3, H, D)
-}
-
-// qkv (B, T, 3, H, D), dout (B, T, H, D), slopes (H).
-function reference(qkv: Float64Array, dout: Float64Array, slopes: Float32Array, B: number, T: number, H: number, D: number): Ref {
-  const C = H * D;
-  const out = new Float64Array(B * T * C);
-  const lse = new Float64Array(B * H * T);
-  const dqkv = new Float64Array(B * T * 3 * C);
-  const at = (b: number, t: number, s: number, h: number) => ((b * T + t) * 3 + s) * C + h * D;
-  const scale = 1 / Math.sqrt(D);
-  const P = new Float64Array(T * T);
-  for (let b = 0; b < B; b++) {
-    for (let h = 0; h < H; h++) {
-      // Explicit scores with the ALiBi bias; -Infinity above the diagonal.
-      for (let i = 0; i < T; i++) {
-        for (let j = 0; j < T; j++) {
-          if (j > i) {
-            P[i * T + j] = -Infinity;
-            continue;
-          }
-          let s = 0;
-          for (let d = 0; d < D; d++) s += qkv[at(b, i, 0, h) + d] * qkv[at(b, j, 1, h) + d];
-          P[i * T + j] = s * scale + slopes[h] * (j - i);
-        }
-        let mx = -Infinity;
-        for (let j = 0; j < T; j++) mx = Math.max(mx, P[i * T + j]);
-        let sum = 0;
-        for (let j = 0; j < T; j++) sum += Math.exp(P[i * T + j] - mx);
-        const l = mx + Math.log(sum);
-        lse[(b * H + h) * T + i] = l;
-        for (let j = 0; j < T; j++) P[i * T + j] = Math.exp(P[i * T + j] - l);
-        for (let d = 0; d < D; d++) {
-          let o = 0;
-          for (let j = 0; j < T; j++) o += P[i * T + j] * qkv[at(b, j, 2, h) + d];
-          out[(b * T + i) * C + h * D + d] = o;
-        }
-      }
-      // dS = P * (dout v^T - rowsum(dout * out)); dq = dS k / sqrt(D); dk = dS^T q / sqrt(D); dv = P^T dout.
-      for (let i = 0; i < T; i++) {
-        const go = (b * T + i) * C + h * D;
-        let di = 0;
-        for (let d = 0; d < D; d++) di += dout[go + d] * out[go + d];
-        for (let j = 0; j <= i; j++) {
-          let dp = 0;
-          for (let d = 0; d < D; d++) dp += dout[go + d] * qkv[at(b, j, 2, h) + d];
-          const p = P[i * T + j];
-          const ds = p * (dp - di) * scale;
-          for (let d = 0; d < D; d++) {
-            dqkv[at(b, i, 0, h) + d] += ds * qkv[at(b, j, 1, h) + d];
-            dqkv[at(b, j, 1, h) + d] += ds * qkv[at(b, i, 0, h) + d];
-            dqkv[at(b, j, 2, h) + d] += p * dout[go + d];
-          }
-        }
-      }
-    }
-  }
-  return { out, lse, dqkv };
-}
 
 const ALL: IsaLevel[] = ['scalar', 'avx2', 'avx512', 'avx512_bf16'];
 const detected = backendInfo().cpu.detectedIsa;
@@ -108,7 +46,7 @@ for (const [B, T, H, D] of cases) {
       const { t: qkv, x: q } = tensorOf(randn(B * T * 3 * C), [B, T, 3 * C], dtype);
       const { t: dout, x: g } = tensorOf(randn(B * T * C), [B, T, C], dtype);
       const slopesT = Tensor.from(slopes, [H], 'f32');
-      const ref = reference(q, g, slopes, B, T, H, D);
+      const ref = attentionRef(q, g, slopes, B, T, H, D);
       const tol = TOL[dtype];
       for (const { engine, gemm, level } of settings) {
         setAttentionEngine(engine);
@@ -146,7 +84,7 @@ t.test('attention accepts qkv as (B, T, 3, H, D)', async (t) => {
   const out = Tensor.zeros('f32', [B, T, H, D]);
   const lse = Tensor.zeros('f32', [B, H, T]);
   ops.attentionForward(out, lse, qkv, slopesT, H);
-  const ref = reference(q, new Float64Array(B * T * C), slopes, B, T, H, D);
+  const ref = attentionForwardRef(q, slopes, B, T, H, D);
   t.ok(relErr(toF64(out), ref.out) <= TOL.f32);
   for (const x of [qkv, slopesT, out, lse]) x.dispose();
 });

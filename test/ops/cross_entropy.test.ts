@@ -4,50 +4,12 @@
 // and argument errors.
 import t from 'tap';
 import { ops, Tensor, backendInfo, setGemmEngine, setIsaLimit } from '../../lib/index';
+import { crossEntropyRef } from '../helpers/op-references';
 import { randInt, randn, relErr, seed, tensorOf, toF64, TOL } from '../helpers/reference';
 
 t.comment(`seed ${seed}`);
 
 const IGNORE = -100;
-
-interface CeRef {
-  losses: Float64Array;
-  total: number;
-  dinp: Float64Array;
-  dwte: Float64Array; // (Vp, C); rows >= V are 0
-}
-
-// Plain float64 cross-entropy over the first V rows of w (Vp, C); dlogits scaled by gradScale.
-function ceRef(x: Float64Array, w: Float64Array, targets: Int32Array, C: number, V: number, Vp: number, ignore: number, gradScale: number): CeRef {
-  const N = targets.length;
-  const losses = new Float64Array(N);
-  const dinp = new Float64Array(N * C);
-  const dwte = new Float64Array(Vp * C);
-  const logits = new Float64Array(V);
-  let total = 0;
-  for (let i = 0; i < N; i++) {
-    if (targets[i] === ignore) continue;
-    let max = -Infinity;
-    for (let j = 0; j < V; j++) {
-      let s = 0;
-      for (let k = 0; k < C; k++) s += x[i * C + k] * w[j * C + k];
-      logits[j] = s;
-      max = Math.max(max, s);
-    }
-    let sum = 0;
-    for (let j = 0; j < V; j++) sum += Math.exp(logits[j] - max);
-    losses[i] = Math.log(sum) + max - logits[targets[i]];
-    total += losses[i];
-    for (let j = 0; j < V; j++) {
-      const d = (Math.exp(logits[j] - max) / sum - (j === targets[i] ? 1 : 0)) * gradScale;
-      for (let k = 0; k < C; k++) {
-        dinp[i * C + k] += d * w[j * C + k];
-        dwte[j * C + k] += d * x[i * C + k];
-      }
-    }
-  }
-  return { losses, total, dinp, dwte };
-}
 
 // Every fifth row (from the fourth) is ignored; row 0 always targets the last real id.
 function makeTargets(N: number, V: number, ignore = IGNORE): Int32Array {
@@ -78,7 +40,7 @@ function makeCase(N: number, C: number, V: number, Vp: number, dtype: 'f32' | 'b
   const { t: wte, x: w } = tensorOf(wRaw, [Vp, C], dtype);
   const tg = makeTargets(N, V);
   const targets = Tensor.from(tg);
-  return { gradScale, inp, wte, tg, targets, ref: ceRef(x, w, tg, C, V, Vp, IGNORE, gradScale) };
+  return { gradScale, inp, wte, tg, targets, ref: crossEntropyRef(x, w, tg, C, V, Vp, IGNORE, gradScale) };
 }
 
 const engines: ('onednn' | 'portable')[] = backendInfo().gemm.oneDnnAvailable ? ['onednn', 'portable'] : ['portable'];

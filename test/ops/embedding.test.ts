@@ -2,21 +2,10 @@
 // accumulates (+=) and is the same bit for bit for any thread count; bad ids are refused before any write.
 import t from 'tap';
 import { ops, Tensor, setThreads, backendInfo } from '../../lib/index';
+import { gatherRef, scatterAddRef } from '../helpers/op-references';
 import { randInt, randn, relErr, seed, tensorOf, toF64, TOL } from '../helpers/reference';
 
 t.comment(`seed ${seed}`);
-
-function gatherRef(ids: Int32Array, wte: Float64Array, c: number): Float64Array {
-  const out = new Float64Array(ids.length * c);
-  ids.forEach((id, i) => out.set(wte.subarray(id * c, (id + 1) * c), i * c));
-  return out;
-}
-
-function scatterRef(dwte: Float64Array, ids: Int32Array, dout: Float64Array, c: number): void {
-  ids.forEach((id, i) => {
-    for (let j = 0; j < c; j++) dwte[id * c + j] += dout[i * c + j];
-  });
-}
 
 const sizes: [n: number, c: number, v: number][] = [
   [1, 32, 37],
@@ -44,8 +33,8 @@ for (const dtype of ['f32', 'bf16'] as const) {
       ops.embeddingBackward(dwte, ids, dout);
       await ops.embeddingBackwardAsync(dwte, ids, dout);
       const dref = Float64Array.from(d0);
-      scatterRef(dref, idsArr, g, c);
-      scatterRef(dref, idsArr, g, c);
+      scatterAddRef(dref, idsArr, g, c);
+      scatterAddRef(dref, idsArr, g, c);
       const err = relErr(toF64(dwte), dref);
       t.ok(err <= TOL.f32, `backward (accumulated twice) rel err ${err}`);
       for (const x of [wte, dout, dwte, ids, out]) x.dispose();

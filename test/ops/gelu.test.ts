@@ -1,12 +1,10 @@
 // gelu: exact (erf) GELU forward and backward against float64, both dtypes, every ISA path.
 import t from 'tap';
 import { ops, Tensor, setIsaLimit, backendInfo, type DType } from '../../lib/index';
-import { erf, randn, relErr, seed, tensorOf, toF64, TOL } from '../helpers/reference';
+import { dgeluRef, geluRef } from '../helpers/op-references';
+import { randn, relErr, seed, tensorOf, toF64, TOL } from '../helpers/reference';
 
 t.comment(`seed ${seed}`);
-
-const gelu = (x: number) => 0.5 * x * (1 + erf(x / Math.SQRT2));
-const dgelu = (x: number) => 0.5 * (1 + erf(x / Math.SQRT2)) + (x * Math.exp(-0.5 * x * x)) / Math.sqrt(2 * Math.PI);
 
 // avx512: the bf16 AVX-512 path with integer rounding; the detected level (avx512_bf16 here) rounds with
 // vcvtneps2bf16
@@ -23,8 +21,8 @@ for (const level of levels) {
         const dinp = Tensor.zeros(dtype, [n]);
         ops.geluForward(out, inp);
         await ops.geluBackwardAsync(dinp, inp, dout);
-        const ref = x.map(gelu);
-        const dref = x.map((v, i) => g[i] * dgelu(v));
+        const ref = x.map(geluRef);
+        const dref = x.map((v, i) => g[i] * dgeluRef(v));
         t.ok(relErr(toF64(out), ref) <= TOL[dtype], `forward rel err ${relErr(toF64(out), ref)}`);
         t.ok(relErr(toF64(dinp), dref) <= TOL[dtype], `backward rel err ${relErr(toF64(dinp), dref)}`);
         for (const x of [inp, dout, out, dinp]) x.dispose();

@@ -3,61 +3,12 @@
 // deterministic dweight across thread counts; argument errors.
 import t from 'tap';
 import { ops, Tensor, setThreads, setIsaLimit, backendInfo, type DType } from '../../lib/index';
+import { layerNormBackwardRef, layerNormForwardRef } from '../helpers/op-references';
 import { randn, relErr, seed, tensorOf, toF64, TOL } from '../helpers/reference';
 
 t.comment(`seed ${seed}`);
 
 const EPS = 1e-5;
-
-interface Fwd {
-  out: Float64Array;
-  mean: Float64Array;
-  rstd: Float64Array;
-}
-
-function forwardRef(x: Float64Array, w: Float64Array, n: number, c: number, eps = EPS): Fwd {
-  const out = new Float64Array(n * c);
-  const mean = new Float64Array(n);
-  const rstd = new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    let m = 0;
-    for (let j = 0; j < c; j++) m += x[i * c + j];
-    m /= c;
-    let v = 0;
-    for (let j = 0; j < c; j++) v += (x[i * c + j] - m) ** 2;
-    v /= c;
-    const r = 1 / Math.sqrt(v + eps);
-    for (let j = 0; j < c; j++) out[i * c + j] = (x[i * c + j] - m) * r * w[j];
-    mean[i] = m;
-    rstd[i] = r;
-  }
-  return { out, mean, rstd };
-}
-
-// dinp = rstd * (dnorm - mean(dnorm) - norm * mean(dnorm * norm)), dweight = sum_i dout * norm
-function backwardRef(g: Float64Array, x: Float64Array, w: Float64Array, n: number, c: number, eps = EPS) {
-  const { mean, rstd } = forwardRef(x, w, n, c, eps);
-  const dinp = new Float64Array(n * c);
-  const dweight = new Float64Array(c);
-  for (let i = 0; i < n; i++) {
-    let a = 0;
-    let b = 0;
-    for (let j = 0; j < c; j++) {
-      const norm = (x[i * c + j] - mean[i]) * rstd[i];
-      const dnorm = g[i * c + j] * w[j];
-      a += dnorm;
-      b += dnorm * norm;
-      dweight[j] += g[i * c + j] * norm;
-    }
-    a /= c;
-    b /= c;
-    for (let j = 0; j < c; j++) {
-      const norm = (x[i * c + j] - mean[i]) * rstd[i];
-      dinp[i * c + j] = (g[i * c + j] * w[j] - a - norm * b) * rstd[i];
-    }
-  }
-  return { dinp, dweight };
-}
 
 const dot = (a: ArrayLike<number>, b: ArrayLike<number>) => {
   let s = 0;
@@ -95,7 +46,7 @@ for (const dtype of ['f32', 'bf16'] as const) {
         const { t: dweight, x: dw0 } = tensorOf(randn(c), [c], 'f32');
 
         ops.layerNormForward(out, mean, rstd, inp, weight, EPS);
-        const f = forwardRef(x, w, n, c);
+        const f = layerNormForwardRef(x, w, n, c, EPS);
         const eOut = relErr(toF64(out), f.out);
         t.ok(eOut <= TOL[dtype], `forward rel err ${eOut}`);
         // statistics are f32 for both dtypes, computed from the values the tensor holds
@@ -105,7 +56,7 @@ for (const dtype of ['f32', 'bf16'] as const) {
         ops.layerNormBackward(dinp, dweight, dout, inp, weight, mean, rstd);
         const first = toF64(dinp);
         await ops.layerNormBackwardAsync(dinp, dweight, dout, inp, weight, mean, rstd);
-        const b = backwardRef(g, x, w, n, c);
+        const b = layerNormBackwardRef(g, x, w, n, c, EPS);
         const eDinp = relErr(toF64(dinp), b.dinp);
         t.ok(eDinp <= TOL[dtype], `dinp rel err ${eDinp}`);
         t.same(toF64(dinp), first, 'dinp is overwritten: the second call gives the same values');
@@ -132,8 +83,8 @@ t.test('layernorm f32 with a large mean offset (x ~ 1000 + N(0, 1))', async (t) 
     const dweight = Tensor.zeros('f32', [c]);
     await ops.layerNormForwardAsync(out, mean, rstd, inp, weight, EPS);
     ops.layerNormBackward(dinp, dweight, dout, inp, weight, mean, rstd);
-    const f = forwardRef(x, w, n, c);
-    const b = backwardRef(g, x, w, n, c);
+    const f = layerNormForwardRef(x, w, n, c, EPS);
+    const b = layerNormBackwardRef(g, x, w, n, c, EPS);
     const errs = {
       out: relErr(toF64(out), f.out),
       rstd: relErr(toF64(rstd), f.rstd),
@@ -161,7 +112,7 @@ t.test('layernorm f32 backward matches finite differences of the forward', async
 
   // L = sum(out * g). The float64 reference backward against float64 central differences (tight), and the
   // native f32 backward against central differences of the native f32 forward (as tight as f32 allows).
-  const lossRef = (xx: Float64Array, ww: Float64Array) => dot(forwardRef(xx, ww, n, c).out, g);
+  const lossRef = (xx: Float64Array, ww: Float64Array) => dot(layerNormForwardRef(xx, ww, n, c, EPS).out, g);
   const lossNative = (xx: Float64Array, ww: Float64Array) => {
     const ti = Tensor.from(Float32Array.from(xx), [n, c]);
     const tw = Tensor.from(Float32Array.from(ww), [c]);
@@ -171,7 +122,7 @@ t.test('layernorm f32 backward matches finite differences of the forward', async
     for (const z of [ti, tw, to]) z.dispose();
     return l;
   };
-  const ref = backwardRef(g, x, w, n, c);
+  const ref = layerNormBackwardRef(g, x, w, n, c, EPS);
   const coords = [0, 5, c + 7, 2 * c + c - 1];
   const hRef = 1e-5;
   const hNat = 1e-2; // f32 forward: h large enough that rounding noise is small against the difference
@@ -216,10 +167,10 @@ t.test('layernorm in place (out = inp, dinp = dout) and a 3-D input', async (t) 
     // backward first needs the original inp: keep a copy
     const inpCopy = Tensor.from(Float32Array.from(x), [b, tt, c], dtype);
     ops.layerNormForward(inpCopy, mean, rstd, inpCopy, weight, EPS); // in place: inpCopy now holds out
-    const f = forwardRef(x, w, n, c);
+    const f = layerNormForwardRef(x, w, n, c, EPS);
     t.ok(relErr(toF64(inpCopy), f.out) <= TOL[dtype], `${dtype} in-place forward rel err ${relErr(toF64(inpCopy), f.out)}`);
     ops.layerNormBackward(dout3, dweight, dout3, inp3, weight, mean, rstd); // dinp = dout in place
-    const r = backwardRef(g, x, w, n, c);
+    const r = layerNormBackwardRef(g, x, w, n, c, EPS);
     t.ok(relErr(toF64(dout), r.dinp) <= TOL[dtype], `${dtype} in-place dinp rel err ${relErr(toF64(dout), r.dinp)}`);
     t.ok(relErr(toF64(dweight), r.dweight) <= TOL.f32, `${dtype} dweight rel err ${relErr(toF64(dweight), r.dweight)}`);
     for (const z of [inp, weight, dout, mean, rstd, dweight, inpCopy]) z.dispose();
@@ -274,8 +225,8 @@ for (const level of [...new Set(['scalar', 'avx2', 'avx512', backendInfo().cpu.d
         const { t: dweight, x: dw0 } = tensorOf(randn(c), [c], 'f32');
         ops.layerNormForward(out, mean, rstd, inp, weight, EPS);
         await ops.layerNormBackwardAsync(dinp, dweight, dout, inp, weight, mean, rstd);
-        const f = forwardRef(x, w, n, c);
-        const b = backwardRef(g, x, w, n, c);
+        const f = layerNormForwardRef(x, w, n, c, EPS);
+        const b = layerNormBackwardRef(g, x, w, n, c, EPS);
         const errs = {
           out: [relErr(toF64(out), f.out), TOL[dtype]],
           mean: [relErr(toF64(mean), f.mean), TOL.f32],

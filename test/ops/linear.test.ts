@@ -5,22 +5,10 @@
 // dinp is overwritten; K == 0 gives C = beta * C everywhere.
 import t from 'tap';
 import { ops, Tensor, backendInfo, setGemmEngine, setIsaLimit, setThreads, type IsaLevel } from '../../lib/index';
+import { matmulRef } from '../helpers/op-references';
 import { randn, relErr, seed, tensorOf, toF64, TOL } from '../helpers/reference';
 
 t.comment(`seed ${seed}`);
-
-// op(a) (m, k) @ op(b) (k, n) in float64; a is stored (k, m) when transA, b is stored (n, k) when transB.
-function matmulRef(a: Float64Array, b: Float64Array, m: number, n: number, k: number, transA: boolean, transB: boolean) {
-  const out = new Float64Array(m * n);
-  for (let i = 0; i < m; i++) {
-    for (let j = 0; j < n; j++) {
-      let s = 0;
-      for (let p = 0; p < k; p++) s += (transA ? a[p * m + i] : a[i * k + p]) * (transB ? b[j * k + p] : b[p * n + j]);
-      out[i * n + j] = s;
-    }
-  }
-  return out;
-}
 
 function norm(x: ArrayLike<number>): number {
   let s = 0;

@@ -56,6 +56,23 @@ void EmbeddingBackward(float* dwte, const int32_t* ids, const T* dout, int64_t n
   }
 }
 
+// LaunchOn (op.h) for the embedding launchers, which also take the op's name for their id errors.
+Kernel LaunchEmbedding(OpArgs& a, const EmbeddingArgs& e, void (*cpuFn)(const EmbeddingArgs&, const std::string&),
+                       void (*cudaFn)(const EmbeddingArgs&, const std::string&, cudaStream_t)) {
+  const std::string op = a.op();
+  return ForDevice(
+      a,
+      [e, op, cpuFn]() {
+        cpuFn(e, op);
+        return OpResult{};
+      },
+      cudaFn ? CudaLaunch([e, op, cudaFn](cudaStream_t stream) {
+        cudaFn(e, op, stream);
+        return OpResult{};
+      })
+             : CudaLaunch());
+}
+
 // embeddingForward(out, ids, wte, vocabLimit)
 Kernel BuildEmbeddingForward(OpArgs& a) {
   Tensor out = a.tensor(0, "out"), ids = a.tensor(1, "ids"), wte = a.tensor(2, "wte");
@@ -71,14 +88,7 @@ Kernel BuildEmbeddingForward(OpArgs& a) {
   ExpectNoOverlap(a.op(), "out", out, "wte", wte);
   ExpectNoOverlap(a.op(), "out", out, "ids", ids);
   const EmbeddingArgs e{out.raw(), ids.ptr<int32_t>(), wte.raw(), wte.dtype, n, c, v, vocabLimit};
-  const std::string op = a.op();
-  return ForDevice(
-      a,
-      [e, op]() {
-        cpu::EmbeddingForward(e, op);
-        return OpResult{};
-      },
-      PT_CUDA_LAUNCH(cuda::EmbeddingForward(e, op, stream); return OpResult{};));
+  return LaunchEmbedding(a, e, &cpu::EmbeddingForward, PT_CUDA_FN(EmbeddingForward));
 }
 
 // embeddingBackward(dwte, ids, dout)
@@ -93,14 +103,7 @@ Kernel BuildEmbeddingBackward(OpArgs& a) {
   ExpectNoOverlap(a.op(), "dwte", dwte, "dout", dout);
   ExpectNoOverlap(a.op(), "dwte", dwte, "ids", ids);
   const EmbeddingArgs e{dwte.raw(), ids.ptr<int32_t>(), dout.raw(), dout.dtype, n, c, v, v};
-  const std::string op = a.op();
-  return ForDevice(
-      a,
-      [e, op]() {
-        cpu::EmbeddingBackward(e, op);
-        return OpResult{};
-      },
-      PT_CUDA_LAUNCH(cuda::EmbeddingBackward(e, op, stream); return OpResult{};));
+  return LaunchEmbedding(a, e, &cpu::EmbeddingBackward, PT_CUDA_FN(EmbeddingBackward));
 }
 
 }  // namespace

@@ -9,10 +9,11 @@
   "targets": [
     {
       "target_name": "pajama_native",
-      "sources": ["<!@(ls -1 native/src/*.cc native/src/ops/*.cc native/src/dist/comm.cc)"],
+      "sources": ["<!@(ls -1 native/src/*.cc native/src/ops/*.cc native/src/dist/comm.cc native/src/dist/nccl.cc)"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "native/src"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "PT_BUILD_SYSTEM=\"node-gyp\"",
-                  "PT_MPI_REASON=\"the node-gyp fallback build has no MPI support (build with CMake)\""],
+                  "PT_MPI_REASON=\"the node-gyp fallback build has no MPI support (build with CMake)\"",
+                  "PT_NCCL_REASON=\"the node-gyp fallback build has no CUDA backend, so no NCCL (build with CMake)\""],
       "cflags!": ["-fno-exceptions", "-O2"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++14", "-std=gnu++17", "-O2"],
       "cflags": ["-O3", "-fno-math-errno", "-fno-trapping-math", "-fopenmp"],

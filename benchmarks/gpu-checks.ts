@@ -15,6 +15,7 @@
 //   options: --out FILE (also write the JSON there), --only NAME,NAME (substrings of check names), --list
 //   PAJAMA_TEST_SEED=N replays a run's random inputs (its seed is printed and in the report).
 // Without a usable GPU it exits 2 with the reason.
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -24,6 +25,7 @@ import {
   OP_NAMES,
   Tensor,
   Trainer,
+  WorldOfOne,
   alibiSlopes,
   backendInfo,
   clipGradNormAsync,
@@ -1065,6 +1067,73 @@ const checkpointAcrossDevices: GpuCheck = {
   },
 };
 
+// ---- NCCL: collectives on CUDA tensors (native/src/dist/nccl.cc) ----
+
+/**
+ * A world of one on CUDA tensors in this process (the identity and a copy; refused with the reason in a build
+ * without NCCL), then one MPI rank started with `mpirun -np 1` running benchmarks/nccl-child.ts: a process not started by an
+ * MPI launcher is a WorldOfOne and never reaches NCCL, and one GPU cannot host two NCCL ranks. In a build with
+ * NCCL the child runs every collective on f32, bf16 and i32 CUDA tensors against the CPU/MPI result, with ops
+ * queued before and after it (the stream ordering); in a build without it, the refusal with the reason. Where
+ * this build has no MPI or mpirun is missing, that part is a comment saying so.
+ */
+const ncclCollectives: GpuCheck = {
+  name: 'nccl collectives, one rank (mpirun -np 1)',
+  run: async (log) => {
+    const mpi = backendInfo().mpi;
+    log.comment(mpi.nccl ? 'this build has NCCL' : `this build has no NCCL: ${mpi.ncclReason}`);
+    // A world of one checks its buffers as a cluster would: CUDA tensors where the build has NCCL, else refused.
+    const one = new WorldOfOne();
+    const x = Float32Array.from({ length: 1001 }, (_, i) => (i % 37) - 18.5);
+    const a = Tensor.from(x, undefined, 'f32', DEVICE);
+    const b = Tensor.zeros('f32', [x.length], DEVICE);
+    try {
+      if (mpi.nccl) {
+        await one.allReduce(a, 'mean');
+        await one.allGather(b, a);
+        log.ok(a.toFloat32().every((v, i) => v === x[i]) && b.toFloat32().every((v, i) => v === x[i]), 'a world of one on CUDA tensors: allReduce leaves them, allGather copies');
+      } else {
+        const m = await one.allReduce(a, 'sum').then(() => 'accepted', (e: Error) => e.message);
+        log.ok(m.includes(`need NCCL, which this build lacks (${mpi.ncclReason})`), `a world of one refuses CUDA tensors in a build without NCCL, with the reason: ${m}`);
+      }
+    } finally {
+      a.dispose();
+      b.dispose();
+    }
+
+    const mpirun = spawnSync('mpirun', ['--version'], { encoding: 'utf8' });
+    if (!mpi.built || mpirun.status !== 0) {
+      log.comment(`the one-rank NCCL run is skipped: ${!mpi.built ? `this build has no MPI (${mpi.reason})` : 'mpirun is not installed (apt-get install openmpi-bin)'}`);
+      return;
+    }
+    // From the sources (tap) the child is a .ts file run with this process's loader flags; compiled, a .js file.
+    const child = path.join(__dirname, `nccl-child${path.extname(__filename)}`);
+    const root = process.getuid?.() === 0 ? ['--allow-run-as-root'] : [];
+    const forward = ['PAJAMA_ADDON', 'CUDA_VISIBLE_DEVICES'].filter((k) => process.env[k] !== undefined).flatMap((k) => ['-x', k]);
+    const args = [...root, '--oversubscribe', '-np', '1', ...forward, process.execPath, ...process.execArgv, child];
+    const run = await new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
+      const p = spawn('mpirun', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      p.stdout.on('data', (d) => (out += d));
+      p.stderr.on('data', (d) => (err += d));
+      const timer = setTimeout(() => p.kill('SIGKILL'), 300_000);
+      p.on('close', (code) => {
+        clearTimeout(timer);
+        resolve({ code, out, err });
+      });
+    });
+    const results = run.out
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .flatMap((l) => (JSON.parse(l) as { results: { ok: boolean; message: string }[] }).results);
+    log.ok(run.code === 0, `mpirun -np 1 ${path.basename(child)} exits 0 (got ${run.code})${run.code === 0 ? '' : `: ${run.err.slice(-2000)}`}`);
+    log.ok(results.length > 0, `the rank reported its results (${results.length})`);
+    for (const r of results) log.ok(r.ok, r.message);
+  },
+};
+
+/** Every check, in the order they run (cheap op checks first, training last). */
 export const GPU_CHECKS: readonly GpuCheck[] = [
   transfersCheck,
   geluCheck('f32'),
@@ -1093,6 +1162,7 @@ export const GPU_CHECKS: readonly GpuCheck[] = [
   trainCheck('fp32', 0),
   trainCheck('bf16', 1),
   checkpointAcrossDevices,
+  ncclCollectives,
 ];
 
 // ---- the plain runner ----

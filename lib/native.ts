@@ -91,6 +91,9 @@ export interface MpiInfo {
   localRank: number;
   threadLevel?: number;
   library?: string;
+  /** Collectives on CUDA tensors go through NCCL (CMake found CUDA and NCCL); `ncclReason` says why not. */
+  nccl: boolean;
+  ncclReason?: string;
 }
 
 type CommBuf = NativeTensor | Float32Array | Float64Array | Int32Array | Uint8Array | BigInt64Array;

@@ -30,8 +30,10 @@ if (forced === 'gyp' || (!hasCmake && forced !== 'cmake')) {
 } else {
   // PAJAMA_ONEDNN=OFF / PAJAMA_CUDA=OFF pass through to CMake (a portable-GEMM or CPU-only build), and so do
   // PAJAMA_SANITIZE=address,undefined (the sanitizer build, see npm run build:asan), PAJAMA_CUDA_ARCHITECTURES
-  // (e.g. 90a; default 80;90a) and PAJAMA_CUBLAS_ROOT (a directory with include/cublasLt.h and lib/libcublasLt.so*).
-  const defines = ['PAJAMA_ONEDNN', 'PAJAMA_CUDA', 'PAJAMA_MPI', 'PAJAMA_SANITIZE', 'PAJAMA_CUDA_ARCHITECTURES', 'PAJAMA_CUBLAS_ROOT']
+  // (e.g. 90a; default 80;90a), PAJAMA_CUBLAS_ROOT (a directory with include/cublasLt.h and lib/libcublasLt.so*),
+  // PAJAMA_NCCL=OFF and PAJAMA_NCCL_ROOT (a directory with include/nccl.h and lib/libnccl.so*).
+  const defines = ['PAJAMA_ONEDNN', 'PAJAMA_CUDA', 'PAJAMA_MPI', 'PAJAMA_SANITIZE', 'PAJAMA_CUDA_ARCHITECTURES', 'PAJAMA_CUBLAS_ROOT',
+    'PAJAMA_NCCL', 'PAJAMA_NCCL_ROOT']
     .filter((k) => process.env[k])
     .map((k) => `--CD${k}=${process.env[k]}`);
   const out = process.env.PAJAMA_BUILD_DIR ? ['--out', process.env.PAJAMA_BUILD_DIR] : [];

@@ -4,7 +4,9 @@
 // with PMI/PMIx), it starts MPI through the addon and returns an MpiCommunicator; started any other way, a
 // WorldOfOne, which loads no MPI at all. Collectives on tensors and typed arrays run on the addon's worker
 // thread in call order with every other op (native/src/dist/comm.cc), so a gradient reduction queued after the
-// backward's last op runs after it and the event loop stays free.
+// backward's last op runs after it and the event loop stays free. CUDA tensors go through NCCL where the
+// build has it (native/src/dist/nccl.cc): queued on the communicator's stream in order with the device's
+// compute stream, and the promise settles once queued, like any CUDA op's (a later op sees the result).
 //
 // Faults: a collective that does not complete within `timeoutMs` (a rank died, hangs, or never reached it)
 // ends the whole run with MPI_Abort, after this rank says which collective it was waiting in; `abort()` does
@@ -16,7 +18,10 @@ import { ops } from '../core/ops';
 import { Tensor } from '../core/tensor';
 
 export type ReduceOp = 'sum' | 'mean' | 'max' | 'min';
-/** What collectives move: CPU tensors (f32 or i32) or typed arrays. */
+/**
+ * What collectives move: CPU tensors (f32 or i32) or typed arrays over MPI, or CUDA tensors (f32, bf16 or i32,
+ * on the rank's device, cuda:localRank) over NCCL where the build has it (backendInfo().mpi.nccl).
+ */
 export type CommBuffer = Tensor | Float32Array | Float64Array | Int32Array | Uint8Array | BigInt64Array;
 
 export interface Communicator {
@@ -37,10 +42,13 @@ export interface Communicator {
   allGather(out: CommBuffer, inp: CommBuffer): Promise<void>;
   /** Every rank's `buf` gets `root`'s. */
   broadcast(buf: CommBuffer, root: number): Promise<void>;
-  /** Resolves once every rank has called it. */
-  barrier(): Promise<void>;
-  /** Ends every rank of the run now, saying why on this rank's stderr. Never returns. */
-  abort(reason: string): never;
+  /**
+   * Resolves once every rank has called it. `timeoutMs` replaces the communicator's watchdog for this call
+   * (a barrier that waits for rank 0's checkpoint write may need longer than a collective).
+   */
+  barrier(options?: { timeoutMs?: number }): Promise<void>;
+  /** Ends every rank of the run now, saying why on this rank's stderr; the run exits with `exitCode` (default 1). Never returns. */
+  abort(reason: string, exitCode?: number): never;
 }
 
 const REDUCE_OPS: readonly ReduceOp[] = ['sum', 'mean', 'max', 'min'];
@@ -62,12 +70,26 @@ function isBuffer(v: unknown): v is CommBuffer {
   );
 }
 
+/** Whether this build moves CUDA tensors with NCCL, and why not (backendInfo().mpi), asked once. */
+let ncclSupport: { nccl: boolean; reason?: string } | undefined;
+function nccl(): { nccl: boolean; reason?: string } {
+  if (!ncclSupport) {
+    const mpi = native().backendInfo().mpi;
+    ncclSupport = { nccl: mpi.nccl, reason: mpi.ncclReason };
+  }
+  return ncclSupport;
+}
+
+/**
+ * A buffer of a collective. GPU tensors are NCCL's: refused with the build's reason where it lacks NCCL, in a
+ * world of one too (which moves nothing), so code that runs on one process runs on a cluster.
+ */
 function checkBuffer(v: unknown, what: string): CommBuffer {
   if (!isBuffer(v)) {
     throw invalidArg(`${what} must be a Tensor or a Float32Array, Float64Array, Int32Array, Uint8Array or BigInt64Array, got ${describe(v)}`);
   }
-  if (v instanceof Tensor && v.device !== 'cpu') {
-    throw invalidArg(`${what}: ${v.describe()} is not on the CPU; collectives on GPU tensors need NCCL, which this build lacks`);
+  if (v instanceof Tensor && v.device !== 'cpu' && !nccl().nccl) {
+    throw invalidArg(`${what}: ${v.describe()} is not on the CPU; collectives on GPU tensors need NCCL, which this build lacks (${nccl().reason ?? 'no reason given'})`);
   }
   return v;
 }
@@ -75,6 +97,11 @@ function checkBuffer(v: unknown, what: string): CommBuffer {
 function checkOp(op: unknown, where: string): ReduceOp {
   if (!REDUCE_OPS.includes(op as ReduceOp)) throw invalidArg(`${where}: op must be 'sum', 'mean', 'max' or 'min', got ${JSON.stringify(op)}`);
   return op as ReduceOp;
+}
+
+function checkTimeout(ms: number, where: string): number {
+  if (!(ms > 0) || !Number.isFinite(ms)) throw invalidArg(`${where}: timeoutMs must be a positive number, got ${ms}`);
+  return ms;
 }
 
 function lengthOf(b: CommBuffer): number {
@@ -93,7 +120,7 @@ function divide(buf: CommBuffer, n: number): void {
 }
 
 function checkMean(buf: CommBuffer, op: ReduceOp, where: string): void {
-  const float = buf instanceof Tensor ? buf.dtype === 'f32' : buf instanceof Float32Array || buf instanceof Float64Array;
+  const float = buf instanceof Tensor ? buf.dtype === 'f32' || buf.dtype === 'bf16' : buf instanceof Float32Array || buf instanceof Float64Array;
   if (op === 'mean' && !float) throw invalidArg(`${where}: 'mean' needs a floating-point buffer, got ${buf instanceof Tensor ? buf.describe() : describe(buf)}`);
 }
 
@@ -130,10 +157,12 @@ export class WorldOfOne implements Communicator {
     if (root !== 0) throw invalidArg(`Communicator.broadcast: root ${root} is not a rank in [0, 1)`);
   }
 
-  async barrier(): Promise<void> {}
+  async barrier(options: { timeoutMs?: number } = {}): Promise<void> {
+    if (options.timeoutMs !== undefined) checkTimeout(options.timeoutMs, 'Communicator.barrier');
+  }
 
-  abort(reason: string): never {
-    throw new Error(`pajama: aborting: ${reason}`);
+  abort(reason: string, exitCode = 1): never {
+    throw Object.assign(new Error(`pajama: aborting: ${reason}`), { exitCode });
   }
 }
 
@@ -157,18 +186,16 @@ export class MpiCommunicator implements Communicator {
     this.worldSize = status.worldSize;
     this.localRank = status.localRank;
     this.library = status.library ?? 'MPI';
-    const t = options.timeoutMs ?? 60_000;
-    if (!(t > 0) || !Number.isFinite(t)) throw invalidArg(`MpiCommunicator: timeoutMs must be a positive number, got ${t}`);
-    this.timeoutMs = t;
+    this.timeoutMs = checkTimeout(options.timeoutMs ?? 60_000, 'MpiCommunicator');
   }
 
-  /** Runs one native collective under the watchdog. */
-  async #run(what: string, call: () => Promise<void>): Promise<void> {
+  /** Runs one native collective under the watchdog (`timeoutMs`, default the communicator's). */
+  async #run(what: string, call: () => Promise<void>, timeoutMs = this.timeoutMs): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     const watchdog = new Promise<never>(() => {
       timer = setTimeout(() => {
-        this.abort(`${what} did not complete within ${this.timeoutMs / 1000} s: another rank died, hangs, or never reached it`);
-      }, this.timeoutMs);
+        this.abort(`${what} did not complete within ${timeoutMs / 1000} s: another rank died, hangs, or never reached it`);
+      }, timeoutMs);
     });
     try {
       await Promise.race([call(), watchdog]);
@@ -210,15 +237,17 @@ export class MpiCommunicator implements Communicator {
     await this.#run('broadcast', () => native().commBroadcastAsync(this.#raw(buf), root));
   }
 
-  async barrier(): Promise<void> {
-    await this.#run('barrier', () => native().commBarrierAsync());
+  async barrier(options: { timeoutMs?: number } = {}): Promise<void> {
+    const timeoutMs = options.timeoutMs === undefined ? this.timeoutMs : checkTimeout(options.timeoutMs, 'Communicator.barrier');
+    await this.#run('barrier', () => native().commBarrierAsync(), timeoutMs);
   }
 
-  abort(reason: string): never {
+  abort(reason: string, exitCode = 1): never {
+    const code = Number.isInteger(exitCode) && exitCode > 0 && exitCode < 256 ? exitCode : 1;
     process.stderr.write(`pajama: rank ${this.rank} of ${this.worldSize}: ${reason}; aborting every rank\n`);
-    native().commAbort(1);
+    native().commAbort(code);
     // MPI_Abort does not return; if the MPI library ever did, this rank still must not go on.
-    process.exit(1);
+    process.exit(code);
   }
 }
 

@@ -15,6 +15,7 @@
 #include "tensor.h"
 #include "device.h"
 #include "dist/comm.h"
+#include "dist/nccl.h"
 #ifdef PT_HAVE_CUDA
 #include "cuda/cuda_info.h"
 #include "cuda/runtime.h"
@@ -170,6 +171,8 @@ Napi::Object MpiStatusJs(Napi::Env env, const MpiStatus& m) {
   o.Set("rank", m.rank);
   o.Set("worldSize", m.size);
   o.Set("localRank", m.localRank);
+  o.Set("nccl", nccl::Built());  // collectives on CUDA tensors (dist/nccl.h)
+  if (!nccl::Built()) o.Set("ncclReason", nccl::Reason());
   if (m.initialized) {
     o.Set("threadLevel", m.threadLevel);
     o.Set("library", m.library);

@@ -130,3 +130,15 @@ t.test('a rank that aborts ends every rank, saying why', { skip: skipMpi }, asyn
   t.match(run.err, /rank 1 of 2: a deliberate failure on this rank; aborting every rank/);
   t.notMatch(run.out, /not reached/);
 });
+
+t.test('backendInfo().mpi says whether CUDA tensors go through NCCL, and why not', async (t) => {
+  const info = backendInfo();
+  t.type(info.mpi.nccl, 'boolean');
+  if (info.mpi.nccl) {
+    t.ok(info.cuda.compiled, 'NCCL is only ever built with the CUDA backend');
+    t.equal(info.mpi.ncclReason, undefined, 'no reason where it is there');
+  } else {
+    t.match(info.mpi.ncclReason, /\S/, 'a build without NCCL says why');
+    if (!info.cuda.compiled) t.match(info.mpi.ncclReason, /CUDA/, 'a CPU-only build: because it has no CUDA backend');
+  }
+});

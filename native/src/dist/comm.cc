@@ -11,8 +11,10 @@
 //   commBroadcast(buf, root)            root's bytes to every rank
 //   commBarrier()
 // buf, out and inp are CPU tensors (f32 or i32) or typed arrays (Float32Array, Float64Array, Int32Array,
-// Uint8Array, BigInt64Array); CUDA tensors are NCCL's (not in this build). MPI errors return (never abort)
-// and become Engine errors naming the collective.
+// Uint8Array, BigInt64Array): MPI moves them. Or they are all CUDA tensors (f32, bf16 or i32) on this rank's
+// device: NCCL moves them (nccl.h), queued on the communicator's stream in order with the device's compute
+// stream, and the promise settles once queued like any CUDA op's; a build without NCCL refuses them with its
+// reason. MPI errors return (never abort) and become Engine errors naming the collective.
 #include <dlfcn.h>
 
 #include <cstdlib>
@@ -22,6 +24,7 @@
 #include "../op.h"
 #include "comm.h"
 #include "mpi_api.h"
+#include "nccl.h"
 
 namespace pt {
 
@@ -60,18 +63,37 @@ void Check(const std::string& op, int rc, const char* err) {
   PT_CHECK_ENGINE(rc == 0, op, ": MPI failed on rank ", C().rank, " of ", C().size, ": ", err);
 }
 
-// A buffer argument: a CPU tensor (f32 or i32) or a typed array.
+// A buffer argument: a CPU tensor (f32 or i32) or a typed array for MPI; a CUDA tensor for NCCL.
 struct Buf {
   void* data = nullptr;
   int64_t count = 0;
   int dtype = PT_MPI_F32;
   std::string what;  // for errors: "f32 tensor" or "Float64Array"
+  bool cuda = false;            // a CUDA tensor: NCCL's, with its dtype in tensorDtype
+  DType tensorDtype = DType::F32;
 };
+
+// A CUDA tensor argument (OpArgs has checked it is on the device of the op's other tensors).
+Buf ReadCudaBuf(OpArgs& a, const Tensor& t, const char* name) {
+  PT_CHECK_ARG(nccl::Built(), a.op(), ": '", name, "' is ", t.Describe(), " on ", t.device().Name(),
+               "; collectives on CUDA tensors need NCCL, which this build lacks (", nccl::Reason(), ")");
+  PT_CHECK_ARG(t.dtype == DType::F32 || t.dtype == DType::BF16 || t.dtype == DType::I32, a.op(), ": '", name,
+               "' must be an f32, bf16 or i32 tensor, got ", t.Describe());
+  Buf b;
+  b.data = t.raw();
+  b.count = t.numel;
+  b.dtype = -1;  // not MPI's: tensorDtype says
+  b.what = t.Describe();
+  b.cuda = true;
+  b.tensorDtype = t.dtype;
+  return b;
+}
 
 Buf ReadBuf(OpArgs& a, size_t i, const char* name) {
   Buf b;
   if (a.isTensor(i)) {
     Tensor t = a.tensor(i, name);
+    if (t.device().IsCuda()) return ReadCudaBuf(a, t, name);
     PT_CHECK_ARG(t.dtype == DType::F32 || t.dtype == DType::I32, a.op(), ": '", name,
                  "' must be an f32 or i32 tensor (reduce gradients in f32), got ", t.Describe());
     b.data = t.raw();
@@ -102,11 +124,45 @@ int ReadOp(OpArgs& a, size_t i) {
   return PT_MPI_MIN;
 }
 
+// A collective's buffers are all CUDA tensors (NCCL) or all host memory (MPI): a typed array beside a CUDA
+// tensor is refused (two tensors on different devices already are, by OpArgs).
+void ExpectOneKind(OpArgs& a, const Buf& x, const char* nameX, const Buf& y, const char* nameY) {
+  if (x.cuda == y.cuda) return;
+  const Buf& host = x.cuda ? y : x;
+  PT_CHECK_ARG(false, a.op(), ": '", x.cuda ? nameY : nameX, "' is a ", host.what, " but '", x.cuda ? nameX : nameY,
+               "' is a CUDA tensor: a collective's buffers are all CUDA tensors (NCCL) or all host memory (MPI)");
+}
+
+// The NCCL path of a collective over CUDA tensors, on this rank's NCCL device; MPI must be started (it carries
+// NCCL's unique id). `launch` queues the collective given the device's compute stream; ForDevice runs it with
+// that device current (and marks the op routed to its CUDA path).
+Kernel NcclKernel(OpArgs& a, CudaLaunch launch) {
+  Api(a.op());
+  const int device = nccl::Device(a.op());
+  PT_CHECK_ARG(a.device().index == device, a.op(), ": this rank's NCCL device is cuda:", device,
+               " (from its local rank), but the buffers are on ", a.device().Name());
+  return ForDevice(a, Kernel(), std::move(launch));
+}
+
+// A CudaLaunch over the captured values (ForDevice's contract); never made in a build without NCCL, where
+// ReadCudaBuf refuses CUDA tensors first.
+#ifdef PT_HAVE_NCCL
+nccl::Reduce NcclReduce(int op) {
+  return op == PT_MPI_SUM ? nccl::Reduce::Sum : op == PT_MPI_MAX ? nccl::Reduce::Max : nccl::Reduce::Min;
+}
+#define PT_NCCL_LAUNCH(...) ::pt::CudaLaunch([=](cudaStream_t stream) -> ::pt::OpResult { __VA_ARGS__ return {}; })
+#else
+#define PT_NCCL_LAUNCH(...) ::pt::CudaLaunch()
+#endif
+
 Kernel BuildAllReduce(OpArgs& a) {
   const Buf b = ReadBuf(a, 0, "buf");
   const int op = ReadOp(a, 1);
-  const PtMpiApi* api = Api(a.op());
   const std::string name = a.op();
+  if (b.cuda) {
+    return NcclKernel(a, PT_NCCL_LAUNCH(nccl::AllReduce(name, stream, b.data, b.count, b.tensorDtype, NcclReduce(op));));
+  }
+  const PtMpiApi* api = Api(a.op());
   return [=]() {
     char err[512] = {0};
     Check(name, api->allreduce(b.data, b.count, b.dtype, op, err, sizeof err), err);
@@ -116,14 +172,19 @@ Kernel BuildAllReduce(OpArgs& a) {
 
 Kernel BuildReduceScatter(OpArgs& a) {
   const Buf out = ReadBuf(a, 0, "out"), inp = ReadBuf(a, 1, "inp");
+  ExpectOneKind(a, out, "out", inp, "inp");
   const int op = ReadOp(a, 2);
   const PtMpiApi* api = Api(a.op());
   const int size = C().size;
-  PT_CHECK_ARG(out.dtype == inp.dtype, a.op(), ": 'out' (", out.what, ") and 'inp' (", inp.what,
-               ") must hold the same element type");
+  PT_CHECK_ARG(out.dtype == inp.dtype && out.tensorDtype == inp.tensorDtype, a.op(), ": 'out' (", out.what,
+               ") and 'inp' (", inp.what, ") must hold the same element type");
   PT_CHECK_ARG(inp.count == out.count * size, a.op(), ": 'inp' must have worldSize (", size, ") x ", out.count,
                " = ", out.count * size, " elements ('out' has ", out.count, "), got ", inp.count);
   const std::string name = a.op();
+  if (out.cuda || inp.cuda) {
+    return NcclKernel(a, PT_NCCL_LAUNCH(nccl::ReduceScatter(name, stream, inp.data, out.data, out.count,
+                                                            out.tensorDtype, NcclReduce(op));));
+  }
   return [=]() {
     char err[512] = {0};
     Check(name, api->reduce_scatter(inp.data, out.data, out.count, out.dtype, op, err, sizeof err), err);
@@ -133,13 +194,18 @@ Kernel BuildReduceScatter(OpArgs& a) {
 
 Kernel BuildAllGather(OpArgs& a) {
   const Buf out = ReadBuf(a, 0, "out"), inp = ReadBuf(a, 1, "inp");
+  ExpectOneKind(a, out, "out", inp, "inp");
   const PtMpiApi* api = Api(a.op());
   const int size = C().size;
-  PT_CHECK_ARG(out.dtype == inp.dtype, a.op(), ": 'out' (", out.what, ") and 'inp' (", inp.what,
-               ") must hold the same element type");
+  PT_CHECK_ARG(out.dtype == inp.dtype && out.tensorDtype == inp.tensorDtype, a.op(), ": 'out' (", out.what,
+               ") and 'inp' (", inp.what, ") must hold the same element type");
   PT_CHECK_ARG(out.count == inp.count * size, a.op(), ": 'out' must have worldSize (", size, ") x ", inp.count,
                " = ", inp.count * size, " elements ('inp' has ", inp.count, "), got ", out.count);
   const std::string name = a.op();
+  if (out.cuda || inp.cuda) {
+    return NcclKernel(a,
+                      PT_NCCL_LAUNCH(nccl::AllGather(name, stream, inp.data, out.data, inp.count, inp.tensorDtype);));
+  }
   return [=]() {
     char err[512] = {0};
     Check(name, api->allgather(inp.data, out.data, inp.count, inp.dtype, err, sizeof err), err);
@@ -152,6 +218,11 @@ Kernel BuildBroadcast(OpArgs& a) {
   const int64_t root = a.integer(1, "root");
   const PtMpiApi* api = Api(a.op());
   PT_CHECK_ARG(root >= 0 && root < C().size, a.op(), ": root ", root, " is not a rank in [0, ", C().size, ")");
+  if (b.cuda) {
+    const std::string name = a.op();
+    return NcclKernel(a,
+                      PT_NCCL_LAUNCH(nccl::Broadcast(name, stream, b.data, b.count, b.tensorDtype, int(root));));
+  }
   const int64_t bytes = b.count * int64_t(b.dtype == PT_MPI_F64 || b.dtype == PT_MPI_I64 ? 8 : b.dtype == PT_MPI_U8 ? 1 : 4);
   const std::string name = a.op();
   return [=]() {
@@ -233,13 +304,21 @@ MpiStatus InitMpi() {
 
 void AbortMpi(int code) {
   Comm& c = C();
+  nccl::Abort();  // first: NCCL kernels waiting for a rank that is gone would keep the GPU busy
   if (c.initialized) c.api->abort(code);
 }
 
 void FinalizeMpi() {
+  nccl::Destroy();  // NCCL's communicator was made over MPI: it goes first
   Comm& c = C();
   std::lock_guard<std::mutex> lock(c.mu);
   if (c.initialized) c.api->finalize();
+}
+
+void MpiBroadcast(void* buf, int64_t bytes, int root, const std::string& op) {
+  const PtMpiApi* api = Api(op);
+  char err[512] = {0};
+  Check(op, api->broadcast(buf, bytes, root, err, sizeof err), err);
 }
 
 void RegisterComm(Napi::Env env, Napi::Object exports) {

@@ -1,8 +1,9 @@
 // comm.h: the MPI side of data-parallel runs (comm.cc): whether this build and process have MPI, starting it,
-// and the collective ops.
+// and the collective ops (those on CUDA tensors go through nccl.h).
 #pragma once
 #include <napi.h>
 
+#include <cstdint>
 #include <string>
 
 namespace pt {
@@ -22,6 +23,9 @@ MpiStatus GetMpiStatus();
 MpiStatus InitMpi();
 void AbortMpi(int code);
 void FinalizeMpi();
+// MPI_Bcast of `bytes` from `root` on the calling thread (nccl.cc sends its unique id with it); an argument
+// error naming `op` where MPI is not initialised, an Engine error when MPI fails.
+void MpiBroadcast(void* buf, int64_t bytes, int root, const std::string& op);
 void RegisterComm(Napi::Env env, Napi::Object exports);
 
 }  // namespace pt

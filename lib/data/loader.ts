@@ -4,8 +4,10 @@
 // shard is picked in proportion to its size, and a window may cross document boundaries, as in GPT-style
 // pretraining); its first seqLen tokens are the inputs and its last seqLen the targets. Draws form one
 // global stream, numbered from 0, fixed by the seed. Each batch consumes the next batchSize * worldSize
-// draws of the stream and deals them round-robin over data-parallel ranks: rank r takes draws r, r + W,
-// r + 2W, ..., so ranks never share a draw and together they see exactly the single-rank stream.
+// draws of the stream and deals them in blocks over data-parallel ranks: rank r takes the r-th block of
+// batchSize draws, so ranks never share a draw and together they see exactly the single-rank stream. Blocks
+// (not round-robin) make rank r's batch k the very batch k * worldSize + r of one rank with the same
+// batchSize: N ranks x A accumulation steps run the micro-batches of 1 rank x N*A, each bit for bit.
 //
 // Mixture: given `sources` (named groups of shards with weights) instead of `shards`, a draw first picks a
 // source with probability weight / sum of weights (one u32 of the RNG against integer thresholds, so the
@@ -295,7 +297,7 @@ export class TokenLoader {
     for (let i = 0; i < B * W; i++) {
       const index = this.#draws + i;
       const { source, shard, offset } = this.#draw();
-      if (i % W !== this.rank) continue;
+      if (Math.floor(i / B) !== this.rank) continue;
       const row = draws.length;
       this.#readers[shard].read(offset, T + 1, window);
       inputs.set(window.subarray(0, T), row * T);

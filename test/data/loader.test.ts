@@ -118,7 +118,7 @@ t.test('data-parallel ranks draw disjointly and together make the single-rank st
   const perRank = takeInLockstep(ranks, K, (k) => t.fail(`rank states differ after batch ${k}`));
   t.pass('after every batch all ranks hold the same state');
   const indices = perRank.map((bs) => bs.flatMap((b) => b.draws.map((d) => d.index)));
-  indices.forEach((ix, r) => t.ok(ix.every((i) => i % W === r), `rank ${r} takes draws ${r}, ${r + W}, ...`));
+  indices.forEach((ix, r) => t.ok(ix.every((i) => Math.floor((i % (4 * W)) / 4) === r), `rank ${r} takes the r-th block of 4 draws of every batch`));
   const all = indices.flat();
   t.equal(new Set(all).size, all.length, 'no draw is taken by two ranks');
 
@@ -129,6 +129,14 @@ t.test('data-parallel ranks draw disjointly and together make the single-rank st
     .flatMap((bs) => bs.flatMap((b) => b.draws.map((d, row) => ({ ...d, input: Array.from(b.inputs.subarray(row * 20, row * 20 + 20)) }))))
     .sort((x, y) => x.index - y.index);
   t.same(rankRows, singleRows, 'the ranks together draw exactly the single-rank stream, same windows, same tokens');
+  // Blocks, not round-robin: rank r's batch k is batch k * W + r of one rank with the same batch size, so N
+  // ranks x A accumulation steps run exactly the micro-batches of 1 rank x N*A.
+  const sameSize = take(new TokenLoader(base), K * W);
+  t.same(
+    perRank.map((bs, r) => bs.map((b, k) => Array.from(b.inputs).join() === Array.from(sameSize[k * W + r].inputs).join() && b.draws[0].index === sameSize[k * W + r].draws[0].index)),
+    perRank.map((bs) => bs.map(() => true)),
+    "rank r's batch k is the single-rank batch k * W + r",
+  );
 
   // A checkpoint from rank 0 restores any rank, and a new world size continues the same global stream.
   const saved = ranks[0].state();

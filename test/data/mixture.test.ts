@@ -173,7 +173,7 @@ t.test('data-parallel ranks split the mixture stream disjointly and together mak
   const perRank = takeInLockstep(ranks, K, (k) => t.fail(`rank states differ after batch ${k}`));
   const rowsOf = (bs: TrainBatch[]) =>
     bs.flatMap((b) => b.draws.map((d, row) => ({ ...d, input: Array.from(b.inputs.subarray(row * T, row * T + T)) })));
-  perRank.forEach((bs, r) => t.ok(rowsOf(bs).every((d) => d.index % W === r), `rank ${r} takes draws ${r}, ${r + W}, ...`));
+  perRank.forEach((bs, r) => t.ok(rowsOf(bs).every((d) => Math.floor((d.index % (3 * W)) / 3) === r), `rank ${r} takes the r-th block of 3 draws of every batch`));
   const all = perRank.flatMap(rowsOf).sort((x, y) => x.index - y.index);
   t.equal(new Set(all.map((d) => d.index)).size, all.length, 'no draw is taken by two ranks');
   const single = new TokenLoader({ ...base, batchSize: base.batchSize * W });

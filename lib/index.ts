@@ -33,6 +33,8 @@ export {
   type MpiCommunicatorOptions,
   type ReduceOp,
 } from './dist/communicator';
+export { GradientAllReduce, gradientBuckets, type GradientBucket } from './dist/ddp';
+export { checkSameRun, RankMismatchError, type RunIdentity } from './dist/identity';
 export {
   planCluster,
   formatPlan,
@@ -52,7 +54,7 @@ export {
   type PlanOptionNamer,
 } from './dist/planner';
 export { JsonlMetricSink, type MetricSink, type MetricRecord } from './train/metrics';
-export { resolveTrainConfig, planBatch, applyOverrides, DEFAULT_TRAIN_CONFIG, type TrainConfig, type BatchPlan } from './train/config';
+export { resolveTrainConfig, planBatch, applyOverrides, DEFAULT_TRAIN_CONFIG, TRAIN_SHARDING_MODES, type TrainConfig, type BatchPlan, type TrainShardingMode } from './train/config';
 export {
   saveCheckpoint,
   loadCheckpoint,

@@ -67,3 +67,11 @@ export interface Command {
   /** Resolves to nothing (exit code 0) or to the exit code. */
   run(options: Record<string, string | number | boolean | string[]>, positionals: string[]): Promise<void | number>;
 }
+
+/** The exit code for an error a command threw: its own integer `exitCode`, 2 for usage errors, else 1. */
+export function errorExitCode(e: unknown): number {
+  // An error may carry its own status (a run stopped by SIGTERM exits 143, as schedulers expect).
+  const exitCode = (e as { exitCode?: unknown } | null)?.exitCode;
+  if (typeof exitCode === 'number' && Number.isInteger(exitCode)) return exitCode;
+  return (e as { code?: unknown } | null)?.code === 'ERR_PAJAMA_INVALID_ARG' ? 2 : 1;
+}

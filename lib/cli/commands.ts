@@ -4,7 +4,9 @@ import * as path from 'node:path';
 import { backendInfo } from '../core/backend';
 import { invalidArg, showValue } from '../core/errors';
 import { readJsonFile } from '../core/json-file';
-import { FileSystemError, explainSystemError, isSystemError, writableDirectoryProblem, writableFileProblem } from '../core/fs-errors';
+import { FileSystemError, describeSystemError, explainSystemError, isSystemError, writableDirectoryProblem, writableFileProblem } from '../core/fs-errors';
+import { native } from '../native';
+import { MpiCommunicator, initCommunicator, type Communicator } from '../dist/communicator';
 import { gpt2Tokenizer } from '../data/tokenizers/gpt2';
 import { tokenizeFiles } from '../data/corpus/tokenize';
 import { DEMO_MIXTURE, buildDemoCorpus, demoDataConfig } from '../data/corpus/demo';
@@ -19,7 +21,7 @@ import { applyOverrides, resolveTrainConfig } from '../train/config';
 import { formatMixturePlan } from '../data/mixture';
 import { formatPrepareReport, prepareData, resolvePrepareConfig, type PrepareProgress, type PrepareStage } from '../data/corpus/prepare/prepare';
 import { formatPlan, GPU_KINDS, parseTokenCount, planCluster, SHARDING_MODES, type GpuKind, type PlanOptions, type ShardingMode } from '../dist/planner';
-import type { Command } from './args';
+import { errorExitCode, type Command } from './args';
 import { ProgressLine, TrainingProgressBar, bar } from './progress';
 
 /** A JSON object from a file the user named (`what`: 'config', ...); a file that cannot be read is a usage error. */
@@ -73,9 +75,41 @@ function formatFinalLoss(l: { step: number; loss: number } | null): string {
  * Trains from a config. SIGINT (Ctrl-C), SIGTERM (schedulers, docker stop, systemd) and SIGHUP (a closed
  * terminal) stop the run after the step in flight with a checkpoint, then throw StoppedBySignalError; the
  * same signal again exits at once (checkpoint writes are atomic, so the last complete one stays intact).
+ *
+ * Under an MPI launcher (mpirun -np N, srun --mpi=pmix) this process is one rank of the run (initCommunicator
+ * decides; no flag): rank 0 alone prints. An error on any rank is printed there and ends every rank
+ * (communicator.abort), so none is left waiting in a collective; a run that ends normally, or stopped by a
+ * signal (every rank stops after the same step), finalizes MPI.
  */
 export async function runTraining(config: Record<string, unknown>, options: { resume?: boolean } = {}): Promise<Trainer> {
-  const trainer = await Trainer.fromConfig(config, { resume: options.resume ?? true });
+  let timeoutMs: number | undefined;
+  try {
+    timeoutMs = resolveTrainConfig(config).dist.timeoutSeconds * 1000;
+  } catch {
+    // the same error comes again from Trainer.fromConfig below, where it is reported on every rank
+  }
+  const communicator = initCommunicator({ timeoutMs });
+  try {
+    const trainer = await trainRank(communicator, config, options);
+    if (communicator instanceof MpiCommunicator) native().commFinalize();
+    return trainer;
+  } catch (e) {
+    if (communicator.worldSize > 1 && !(e instanceof StoppedBySignalError)) {
+      const message = isSystemError(e) ? describeSystemError(e) : e instanceof Error ? e.message : String(e);
+      communicator.abort(`train: ${message}`, errorExitCode(e)); // every rank exits with this rank's status
+    }
+    if (communicator instanceof MpiCommunicator) native().commFinalize();
+    throw e;
+  }
+}
+
+/** runTraining on one rank of `communicator`. */
+async function trainRank(communicator: Communicator, config: Record<string, unknown>, options: { resume?: boolean }): Promise<Trainer> {
+  const trainer = await Trainer.fromConfig(config, { resume: options.resume ?? true, communicator });
+  const leader = communicator.rank === 0;
+  const log = (line: string) => {
+    if (leader) console.log(line);
+  };
   let stopping: StopSignal | null = null;
   const onSignal = (sig: StopSignal) => {
     if (stopping !== null) {
@@ -83,7 +117,7 @@ export async function runTraining(config: Record<string, unknown>, options: { re
       process.exit(STOP_SIGNALS[sig]);
     }
     stopping = sig;
-    console.error(`\npajama train: ${sig}: stopping after this step and saving a checkpoint (${sig} again to exit at once)`);
+    if (leader) console.error(`\npajama train: ${sig}: stopping after this step and saving a checkpoint (${sig} again to exit at once)`);
     trainer.requestStop();
   };
   for (const sig of Object.keys(STOP_SIGNALS) as StopSignal[]) process.on(sig, onSignal);
@@ -91,39 +125,41 @@ export async function runTraining(config: Record<string, unknown>, options: { re
   try {
     const info = backendInfo();
     const p = trainer.plan;
-    console.log(
+    const ranks = p.worldSize > 1 ? ` x ${p.worldSize} ranks (${communicator instanceof MpiCommunicator ? communicator.library : 'MPI'}, sharding '${trainer.config.dist.sharding}')` : '';
+    log(
       `pajama train: ${trainer.modelConfig.nLayers} layers, d_model ${trainer.modelConfig.dModel}, ${(trainer.model.parameterCount / 1e6).toFixed(2)}M parameters, ` +
-        `${trainer.config.model.precision}, batch ${p.microBatchSize} x ${p.seqLen} x ${p.accumulationSteps} accumulation = ${p.globalBatchTokens} tokens; ` +
+        `${trainer.config.model.precision}, batch ${p.microBatchSize} x ${p.seqLen} x ${p.accumulationSteps} accumulation${ranks} = ${p.globalBatchTokens} tokens; ` +
         `${info.threads} threads, ${info.gemm.description}; peak ${(trainer.peakFlops / 1e9).toFixed(0)} GFLOP/s`,
     );
-    for (const line of formatMixturePlan(trainer.dataPlan)) console.log(`pajama train: ${line}`);
-    if (trainer.stepsDone > 0) console.log(`pajama train: resumed at step ${trainer.stepsDone} from ${trainer.config.runDir}`);
+    for (const line of formatMixturePlan(trainer.dataPlan)) log(`pajama train: ${line}`);
+    if (trainer.stepsDone > 0) log(`pajama train: resumed at step ${trainer.stepsDone} from ${trainer.config.runDir}`);
     // On a terminal a bar redrawn in place (before the eval printer, so it ends its line first); else step lines.
-    progressBar = process.stderr.isTTY ? new TrainingProgressBar(trainer, trainer.config.steps) : null;
+    progressBar = leader && process.stderr.isTTY ? new TrainingProgressBar(trainer, trainer.config.steps) : null;
     let lastPrinted = 0;
     trainer.on('step', (m) => {
       if (!process.stderr.isTTY && (m.step - lastPrinted >= trainer.config.logEvery || m.step === trainer.config.steps || m.skipped)) {
         lastPrinted = m.step;
         const why = !Number.isFinite(m.loss) ? `loss ${m.loss}` : `${m.nonFiniteGradients} non-finite gradient values`;
-        console.log(
+        log(
           `step ${m.step}/${trainer.config.steps} loss ${m.loss.toFixed(4)} lr ${m.lr.toExponential(2)} wd ${m.weightDecay} ` +
-            `grad ${m.gradNorm.toFixed(3)} ${Math.round(m.tokensPerSec)} tok/s MFU ${(100 * m.mfu).toFixed(1)}%${m.skipped ? ` (skipped: ${why})` : ''}`,
+            `grad ${m.gradNorm.toFixed(3)} ${Math.round(m.tokensPerSec)} tok/s MFU ${(100 * m.mfu).toFixed(1)}%` +
+            `${p.worldSize > 1 ? ` comm ${m.commSeconds.toFixed(3)}s` : ''}${m.skipped ? ` (skipped: ${why})` : ''}`,
         );
       }
     });
     trainer.on('eval', (e) => {
       const parts = Object.entries(e.losses).map(([k, v]) => `${k} ${v.toFixed(4)}`);
-      console.log(`eval @ step ${e.step}: ${parts.join(', ')}`);
+      log(`eval @ step ${e.step}: ${parts.join(', ')}`);
     });
     const r = await trainer.fit();
     progressBar?.end();
     if (r.alreadyDone) {
-      console.log(
+      log(
         `pajama train: the run in ${trainer.config.runDir} already reached step ${r.steps} of ${trainer.config.steps}; ${formatFinalLoss(r.finalLoss)}; ` +
           `nothing to train, checkpoint ${r.checkpoint} left as it is (raise 'steps' to train further)`,
       );
     } else {
-      console.log(`pajama train: ${r.stopped ? 'stopped' : 'done'} at step ${r.steps}, ${formatFinalLoss(r.finalLoss)}; checkpoint ${r.checkpoint}`);
+      log(`pajama train: ${r.stopped ? 'stopped' : 'done'} at step ${r.steps}, ${formatFinalLoss(r.finalLoss)}; checkpoint ${r.checkpoint}`);
     }
     if (stopping !== null) {
       throw new StoppedBySignalError(

@@ -9,7 +9,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { backendInfo } from '../core/backend';
 import { describeSystemError, isSystemError } from '../core/fs-errors';
-import { parseArgs, usage } from './args';
+import { errorExitCode, parseArgs, usage } from './args';
+
+export { errorExitCode } from './args';
 import { commands } from './commands';
 
 // Defined in args.ts so that commands.ts need not import this file (which imports it).
@@ -21,14 +23,6 @@ export function errorLine(command: string, e: unknown): string {
   let message = isSystemError(e) ? describeSystemError(e) : e instanceof Error ? e.message : String(e);
   while (message.startsWith(prefix)) message = message.slice(prefix.length);
   return prefix + message;
-}
-
-/** The exit code for an error a command threw: its own integer `exitCode`, 2 for usage errors, else 1. */
-export function errorExitCode(e: unknown): number {
-  // An error may carry its own status (a run stopped by SIGTERM exits 143, as schedulers expect).
-  const exitCode = (e as { exitCode?: unknown } | null)?.exitCode;
-  if (typeof exitCode === 'number' && Number.isInteger(exitCode)) return exitCode;
-  return (e as { code?: unknown } | null)?.code === 'ERR_PAJAMA_INVALID_ARG' ? 2 : 1;
 }
 
 function help(): string {

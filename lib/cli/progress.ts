@@ -80,7 +80,7 @@ export class TrainingProgressBar {
     const cells = '#'.repeat(done) + '-'.repeat(width - done);
     this.#stream.write(
       `\r[${cells}] ${m.step}/${this.#steps} loss ${m.loss.toFixed(4)} lr ${m.lr.toExponential(2)} wd ${m.weightDecay} ` +
-        `${Math.round(m.tokensPerSec)} tok/s MFU ${(100 * m.mfu).toFixed(1)}%   `,
+        `${Math.round(m.tokensPerSec)} tok/s MFU ${(100 * m.mfu).toFixed(1)}%${m.commSeconds > 0 ? ` comm ${m.commSeconds.toFixed(3)}s` : ''}   `,
     );
     this.#open = true;
   }

@@ -20,11 +20,26 @@ export function processAlive(pid: number): boolean {
   if (!Number.isSafeInteger(pid) || pid <= 0) return false;
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
     // EPERM: it exists but belongs to another user.
     return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
+  return !isZombie(pid);
+}
+
+/**
+ * Whether `pid` has exited and waits to be reaped (Linux /proc state Z): kill(pid, 0) still answers for it,
+ * but it holds nothing. A rank whose launcher died (mpirun after a killed peer) can stay one for a while.
+ */
+function isZombie(pid: number): boolean {
+  let stat: string;
+  try {
+    stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return false; // no /proc (not Linux), or it has just gone: kill() said it exists
+  }
+  // "pid (comm) S ...": the state follows the last ')' (comm may itself hold parentheses)
+  return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z';
 }
 
 /** Flushes a directory's entries (new names, renames, deletions). A no-op where the platform refuses. */

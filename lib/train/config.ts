@@ -119,7 +119,25 @@ export interface TrainConfig {
      */
     maxConsecutiveSkips: number;
   };
+  dist: {
+    /**
+     * How the training state is split over data-parallel ranks: 'none' (DDP: every rank holds all weights,
+     * gradients and optimizer moments, and gradients are all-reduced). Defaults to 'none'.
+     */
+    sharding: TrainShardingMode;
+    /** Size in MiB of each bucket of the gradient all-reduce, run after the backward (no overlap on the CPU). Defaults to 25. */
+    bucketMB: number;
+    /**
+     * A collective (gradient all-reduce, loss reduction, checkpoint barrier) that does not complete within this
+     * many seconds ends every rank. Defaults to 60.
+     */
+    timeoutSeconds: number;
+  };
 }
+
+/** The sharding modes the trainer runs; 'optimizer' and 'full' (issue #12) join this list when they exist. */
+export const TRAIN_SHARDING_MODES = ['none'] as const;
+export type TrainShardingMode = (typeof TRAIN_SHARDING_MODES)[number];
 
 /** The training config's dialect: `config: 'optimizer.lr' must be a positive number, got -1`. */
 const TRAIN_DIALECT: ConfigDialect = {
@@ -302,6 +320,23 @@ export const TRAIN_CONFIG_SCHEMA: ObjectField<TrainConfig> = schema.object<Train
         }),
       },
       { doc: 'Divergence.' },
+    ),
+    dist: schema.object(
+      {
+        sharding: schema.oneOf(TRAIN_SHARDING_MODES, {
+          default: 'none',
+          expected: TRAIN_SHARDING_MODES.map((m) => `'${m}'`).join(' or '),
+          doc: "How training state is split over ranks: 'none' (DDP: every rank holds everything; gradients are all-reduced).",
+        }),
+        bucketMB: schema.number({ min: 0, minOpen: true, default: 25, doc: 'Size in MiB of each bucket of the gradient all-reduce (after the backward: no overlap on the CPU).' }),
+        timeoutSeconds: schema.number({
+          min: 0,
+          minOpen: true,
+          default: 60,
+          doc: 'A collective that does not complete in this many seconds ends every rank (a rank died or hangs).',
+        }),
+      },
+      { doc: 'Data-parallel training over MPI ranks (mpirun -np N pajama train).' },
     ),
   },
   {

@@ -71,14 +71,20 @@ export class TrainingData {
   }
 
   /**
-   * Opens the data a config names, for batches of `batch` (seqLen, microBatchSize) and a model of
-   * `model.vocabSize`. Errors name the config key; nothing stays open when it throws.
+   * Opens the data a config names, for batches of `batch` (seqLen, microBatchSize; worldSize ranks, default 1)
+   * drawn by `rank`, and a model of `model.vocabSize`. Errors name the config key; nothing stays open when it throws.
    */
-  static fromConfig(config: TrainConfig, batch: Pick<BatchPlan, 'seqLen' | 'microBatchSize'>, model: Pick<MptConfig, 'vocabSize'>): TrainingData {
+  static fromConfig(
+    config: TrainConfig,
+    batch: Pick<BatchPlan, 'seqLen' | 'microBatchSize'> & Partial<Pick<BatchPlan, 'worldSize'>>,
+    model: Pick<MptConfig, 'vocabSize'>,
+    rank = 0,
+  ): TrainingData {
     const data = resolveTrainingData(config);
     const validation = usableValidation(data, batch.seqLen, batch.microBatchSize);
     checkEvalPolicy(config, validation, data.manifest);
-    const common = { seqLen: batch.seqLen, batchSize: batch.microBatchSize, seed: config.seed };
+    // This rank's share of every global batch (the loader's rank split).
+    const common = { seqLen: batch.seqLen, batchSize: batch.microBatchSize, seed: config.seed, rank, worldSize: batch.worldSize ?? 1 };
     const loader = new TokenLoader(data.sources ? { ...common, sources: data.sources } : { ...common, shards: config.data.train });
     try {
       checkVocab(loader, model.vocabSize);

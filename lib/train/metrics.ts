@@ -22,11 +22,18 @@ export interface StepMetrics {
   skipped: boolean;
   /** Gradient elements that were NaN or +-Inf (0 on a normal step). */
   nonFiniteGradients: number;
+  /** Tokens trained on so far, by all ranks. */
   tokens: number;
+  /** Tokens per second of the whole run (all ranks). */
   tokensPerSec: number;
-  /** Model FLOPs utilisation against peakFlops. */
+  /** Model FLOPs utilisation against peakFlops (per rank: against peakFlops x ranks). */
   mfu: number;
   stepSec: number;
+  /**
+   * Seconds of the step spent in collectives (the gradient all-reduce and the loss reduction), waiting for
+   * the slowest rank included; 0 with one rank. Not overlapped with the backward on the CPU.
+   */
+  commSeconds: number;
   elapsedSec: number;
   /** Per training source (the manifest's, or 'all' for data.train): tokens trained on so far and epochs. */
   sources: Record<string, { tokensDrawn: number; epochs: number }>;

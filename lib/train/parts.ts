@@ -9,7 +9,7 @@ import { MptModel } from '../model/mpt';
 import { mptConfig, type MptConfig } from '../model/config';
 import { AdamW, PtwdController } from '../optim/index';
 import { planBatch, type BatchPlan, type TrainConfig } from './config';
-import { checkCommunicator, type Communicator } from '../dist/communicator';
+import type { Communicator } from '../dist/communicator';
 import { TrainingData, checkEvalPolicy, checkVocab } from './data';
 import type { MetricSink } from './metrics';
 import { optimizerFromConfig, type TrainOptimizer } from './optimizer';
@@ -27,24 +27,15 @@ export interface TrainerParts {
   model: MptModel;
   optimizer: TrainOptimizer;
   data: TrainingData;
-  /** The ranks of the run. Defaults to a world of one (the only size trained today; issue #12 brings more). */
+  /**
+   * The ranks of the run (data parallel, dist.sharding 'none'): the loader must draw this rank's share
+   * (TrainingData.fromConfig with the rank and world size). Defaults to a world of one.
+   */
   communicator?: Communicator;
   /** Where the records go, in order. Defaults to metrics.jsonl in config.runDir; a list replaces that (add JsonlMetricSink.inRunDir(runDir) to keep it). */
   sinks?: MetricSink[];
   /** FLOP/s that MFU is counted against. Defaults to config.peakFlops, else measured now (measurePeakFlops). */
   peakFlops?: number;
-}
-
-/** A communicator the trainer can train with: checked, and a world of one until data parallel lands (#12). */
-export function worldOfOneOnly(c: Communicator, where: string): Communicator {
-  checkCommunicator(c, where);
-  if (c.worldSize !== 1) {
-    throw invalidArg(
-      `${where}: the communicator has ${c.worldSize} ranks, but data-parallel training (the gradient all-reduce, checkpoints and metrics from rank 0) ` +
-        `is not implemented yet (issue #12); train with a world of one`,
-    );
-  }
-  return c;
 }
 
 export function isTrainerParts(v: unknown): v is TrainerParts {
@@ -54,9 +45,9 @@ export function isTrainerParts(v: unknown): v is TrainerParts {
 
 /**
  * Each part is of its kind and is the one `config` describes (errors name the part and the config key);
- * returns the batch plan of `worldSize` ranks.
+ * returns the batch plan of `worldSize` ranks, as seen from `rank`.
  */
-export function checkParts(parts: TrainerParts, config: TrainConfig, worldSize: number, where: string): BatchPlan {
+export function checkParts(parts: TrainerParts, config: TrainConfig, worldSize: number, where: string, rank = 0): BatchPlan {
   const { model, optimizer, data } = parts;
   if (!(model instanceof MptModel)) throw invalidArg(`${where}: model must be an MptModel`);
   if (!(data instanceof TrainingData)) throw invalidArg(`${where}: data must be a TrainingData`);
@@ -89,6 +80,12 @@ export function checkParts(parts: TrainerParts, config: TrainConfig, worldSize: 
       `${where}: the loader draws batches of ${loader.batchSize} x ${loader.seqLen} but 'batch' gives microBatchSize ${plan.microBatchSize} x seqLen ${plan.seqLen}`,
     );
   }
+  if (loader.worldSize !== worldSize || loader.rank !== rank) {
+    throw invalidArg(
+      `${where}: the loader draws the share of rank ${loader.rank} of ${loader.worldSize} but the communicator is rank ${rank} of ${worldSize} ` +
+        '(open the data with TrainingData.fromConfig(config, plan, model, rank))',
+    );
+  }
   if (loader.seed !== config.seed) throw invalidArg(`${where}: the loader's seed is ${loader.seed} but 'seed' is ${config.seed}`);
   checkEvalPolicy(config, data.validation, data.manifest);
   checkVocab(loader, model.config.vocabSize);
@@ -110,7 +107,7 @@ export async function partsFromConfig(config: TrainConfig, communicator: Communi
   const peakFlops = await peakFlopsFor(config);
   const modelConfig = mptConfig(config.model.preset, config.model.overrides);
   const plan = planBatch(config, modelConfig, communicator.worldSize);
-  const data = TrainingData.fromConfig(config, plan, modelConfig);
+  const data = TrainingData.fromConfig(config, plan, modelConfig, communicator.rank);
   let model: MptModel | null = null;
   try {
     model = new MptModel(modelConfig, {

@@ -8,6 +8,16 @@
 // world of one by default) and the metric sinks (metrics.ts, metrics.jsonl by default). Trainer.fromConfig
 // assembles them from a training config. It reports through its sinks and its events ('plan', 'step',
 // 'eval', 'checkpoint') and draws nothing: `pajama train`'s progress bar listens to the events.
+//
+// Data parallel (dist.sharding 'none', DDP): every rank runs this same loop on its share of each global
+// batch (the loader's rank split: rank r's micro-batch k is micro-batch k * worldSize + r of one rank), with
+// the gradient scaled by 1 / (global batch tokens); after the last backward the gradient arena is summed
+// over the ranks (dist/ddp.ts), so every rank holds the gradient of the whole global batch, and the global
+// norm, clipping, the non-finite skip and AdamW run identically everywhere (identical weights follow). The
+// loss sum, the token count and a stop request are summed in the same round, so the logged loss is the
+// global batch's and every rank stops after the same step. Rank 0 alone takes the run-directory lock,
+// writes the sinks and the checkpoints (every rank waits at a barrier after each write); every rank resumes
+// from checkpoints/latest and evaluates its share of the validation batches, the sums reduced.
 import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -17,13 +27,16 @@ import type { MptModel } from '../model/mpt';
 import { flopsPerToken, type MptConfig } from '../model/config';
 import { clipGradNormAsync, type AdamW, type PtwdController } from '../optim/index';
 import { evalBatches, type TokenLoader } from '../data/loader';
-import { CheckpointError, latestCheckpoint, listCheckpoints, loadCheckpoint, loadModelWeights, mptHfConfig, saveCheckpoint, TRAINER_STATE_FILE } from './checkpoint';
+import { CHECKPOINTS_DIR, CheckpointError, checkpointName, latestCheckpoint, listCheckpoints, loadCheckpoint, loadModelWeights, mptHfConfig, saveCheckpoint, TRAINER_STATE_FILE } from './checkpoint';
 import { resolveTrainConfig, type BatchPlan, type TrainConfig } from './config';
 import { RunLock } from './lock';
-import { WorldOfOne, type Communicator } from '../dist/communicator';
+import { WorldOfOne, checkCommunicator, initCommunicator, type Communicator } from '../dist/communicator';
+import { GradientAllReduce } from '../dist/ddp';
+import { checkSameRun } from '../dist/identity';
 import type { DataPlan, TrainingData } from './data';
 import { JsonlMetricSink, METRICS_FILE, lastFiniteLossInMetrics, type EvalMetrics, type FiniteLoss, type MetricRecord, type MetricSink, type StepMetrics } from './metrics';
-import { checkParts, isTrainerParts, partsFromConfig, peakFlopsFor, releaseParts, worldOfOneOnly, type TrainerParts } from './parts';
+import { checkParts, isTrainerParts, partsFromConfig, peakFlopsFor, releaseParts, type TrainerParts } from './parts';
+import { runIdentity } from './identity';
 import { checkResumeConfig, checkTrainerState, type TrainerState } from './resume';
 
 export type { StepMetrics, EvalMetrics, MetricRecord, MetricSink } from './metrics';
@@ -75,7 +88,10 @@ export interface TrainerOptions {
   progress?: boolean;
   /** Sinks that receive every record besides metrics.jsonl (fromConfig). Defaults to none. */
   sinks?: MetricSink[];
-  /** The ranks of the run. Defaults to a world of one. */
+  /**
+   * The ranks of the run. Defaults to initCommunicator({ timeoutMs: dist.timeoutSeconds * 1000 }): the MPI
+   * ranks in a process started by mpirun or srun, else a world of one.
+   */
   communicator?: Communicator;
 }
 
@@ -99,7 +115,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   readonly validation: Readonly<Record<string, string>>;
   /** Expected tokens and epochs per source over the whole run. */
   readonly dataPlan: DataPlan;
-  /** The ranks of the run: a world of one. */
+  /** The ranks of the run. */
   readonly communicator: Communicator;
   readonly peakFlops: number;
   readonly flopsPerToken: number;
@@ -110,6 +126,9 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   #tokens = 0;
   #disposed = false;
   #stopRequested = false;
+  /** Every rank asked to stop after the last step (the stop requests are summed with the loss). */
+  #stopAgreed = false;
+  readonly #gradReduce: GradientAllReduce;
   #busy = false;
   #lock: RunLock | null = null;
   #lastFiniteLoss: FiniteLoss | null = null;
@@ -134,6 +153,12 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     this.#sinks = [...parts.sinks];
     this.peakFlops = parts.peakFlops;
     this.flopsPerToken = flopsPerToken(this.modelConfig, plan.seqLen);
+    this.#gradReduce = new GradientAllReduce(this.communicator, this.model.grads.buffer, config.dist.bucketMB);
+  }
+
+  /** This process leads the run: it alone writes the sinks, the lock and the checkpoints. */
+  get #leader(): boolean {
+    return this.communicator.rank === 0;
   }
 
   /**
@@ -158,7 +183,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
    */
   static async fromConfig(input: unknown, options: TrainerOptions = {}): Promise<Trainer> {
     const config = resolveTrainConfig(input);
-    const communicator = worldOfOneOnly(options.communicator ?? new WorldOfOne(), 'Trainer.fromConfig');
+    const communicator = checkCommunicator(options.communicator ?? initCommunicator({ timeoutMs: config.dist.timeoutSeconds * 1000 }), 'Trainer.fromConfig');
     const parts = await partsFromConfig(config, communicator, [JsonlMetricSink.inRunDir(config.runDir), ...(options.sinks ?? [])]);
     try {
       return await Trainer.#assemble(parts, options.resume ?? true);
@@ -171,8 +196,10 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   static async #assemble(parts: TrainerParts, resume: boolean): Promise<Trainer> {
     const where = 'Trainer.create';
     const config = resolveTrainConfig(parts.config);
-    const communicator = worldOfOneOnly(parts.communicator ?? new WorldOfOne(), where);
-    const plan = checkParts(parts, config, communicator.worldSize, where);
+    const communicator = checkCommunicator(parts.communicator ?? new WorldOfOne(), where);
+    const plan = checkParts(parts, config, communicator.worldSize, where, communicator.rank);
+    // Before anything is written: ranks started with different configs, code or data stop here, together.
+    await checkSameRun(communicator, runIdentity(config, parts.data));
     const sinks = parts.sinks ?? [JsonlMetricSink.inRunDir(config.runDir)];
     sinks.forEach((s, i) => {
       if (s === null || typeof s !== 'object' || typeof s.write !== 'function') throw invalidArg(`${where}: sinks[${i}] must be a MetricSink (an object with write(record))`);
@@ -182,9 +209,12 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const peakFlops = given ?? (await peakFlopsFor(config));
     const t = new Trainer(config, plan, { ...parts, communicator, sinks, peakFlops });
     try {
-      makeRunDir(config.runDir);
-      t.#lock = RunLock.acquire(config.runDir);
+      if (t.#leader) {
+        makeRunDir(config.runDir);
+        t.#lock = RunLock.acquire(config.runDir);
+      }
       const latest = resume ? latestCheckpoint(config.runDir) : null;
+      await t.#agreeOnCheckpoint(latest?.step ?? -1);
       if (latest) t.#restore(latest.dir);
       else if (config.model.init) {
         loadModelWeights(config.model.init, t.model.params);
@@ -193,9 +223,10 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       t.#record({ type: 'plan', step: t.#step, ...t.dataPlan });
     } catch (e) {
       t.#lock?.release();
+      t.#gradReduce.dispose();
       throw e;
     }
-    for (const w of t.dataPlan.warnings) process.emitWarning(`pajama train: ${w}`, { code: 'PAJAMA_MIXTURE_REPEAT' });
+    if (t.#leader) for (const w of t.dataPlan.warnings) process.emitWarning(`pajama train: ${w}`, { code: 'PAJAMA_MIXTURE_REPEAT' });
     return t;
   }
 
@@ -211,6 +242,23 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   /** The last finite training loss and its step, or null when no step had one. */
   get lastFiniteLoss(): FiniteLoss | null {
     return this.#lastFiniteLoss ? { ...this.#lastFiniteLoss } : null;
+  }
+
+  /**
+   * Every rank must resume from the checkpoint rank 0 resumes from (`step`, -1 for none): ranks that see
+   * another one (a run directory not shared by every rank) stop, together, naming what each saw.
+   */
+  async #agreeOnCheckpoint(step: number): Promise<void> {
+    const c = this.communicator;
+    if (c.worldSize === 1) return;
+    const steps = new Float64Array(c.worldSize);
+    await c.allGather(steps, Float64Array.of(step));
+    if (steps.every((s) => s === steps[0])) return;
+    const seen = [...steps].map((s, r) => `rank ${r}: ${s < 0 ? 'none' : checkpointName(s)}`).join(', ');
+    throw invalidArg(
+      `the ranks see different checkpoints to resume from in ${path.join(this.config.runDir, CHECKPOINTS_DIR)} (${seen}); ` +
+        'every rank must see the run directory rank 0 writes (put it on a file system all ranks share)',
+    );
   }
 
   #restore(dir: string): void {
@@ -256,8 +304,9 @@ export class Trainer extends EventEmitter<TrainerEvents> {
 
   async #step1(): Promise<StepMetrics> {
     const t0 = performance.now();
-    const { seqLen: T, microBatchSize: B, accumulationSteps } = this.plan;
-    const tokens = B * T * accumulationSteps;
+    const { seqLen: T, microBatchSize: B, accumulationSteps, worldSize } = this.plan;
+    // Every rank scales by the global batch's tokens: the sum over ranks is then the global batch's mean gradient.
+    const tokens = B * T * accumulationSteps * worldSize;
     this.model.grads.zero();
     let lossSum = 0;
     for (let i = 0; i < accumulationSteps; i++) {
@@ -265,7 +314,20 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       const r = await this.model.forwardBackward(batch.inputs, batch.targets, B, T, 1 / tokens);
       lossSum += r.lossSum;
     }
-    const loss = lossSum / tokens;
+    let commSeconds = 0;
+    let lossTokens = B * T * accumulationSteps;
+    if (worldSize > 1) {
+      // The gradient, then [loss sum, tokens, stop requests] (a NaN on any rank makes every rank's sum NaN,
+      // so every rank skips the step; a stop asked of any rank stops every rank after this step).
+      commSeconds = await this.#gradReduce.reduce();
+      const c0 = performance.now();
+      const sums = Float64Array.of(lossSum, lossTokens, this.#stopRequested ? 1 : 0);
+      await this.communicator.allReduce(sums, 'sum');
+      commSeconds += (performance.now() - c0) / 1e3;
+      [lossSum, lossTokens] = [sums[0], sums[1]];
+      if (sums[2] > 0) this.#stopAgreed = true;
+    }
+    const loss = lossSum / lossTokens;
     const clip = await clipGradNormAsync(this.model.grads, this.config.optimizer.gradClip || Infinity);
     const stepIndex = this.#step; // 0-based index of this update in the schedules
     const lr = this.#lr(stepIndex);
@@ -297,8 +359,9 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       nonFiniteGradients: clip.nonFinite,
       tokens: this.#tokens,
       tokensPerSec,
-      mfu: (tokensPerSec * this.flopsPerToken) / this.peakFlops,
+      mfu: (tokensPerSec * this.flopsPerToken) / (this.peakFlops * worldSize),
       stepSec,
+      commSeconds,
       elapsedSec: this.#elapsedSec,
       sources: Object.fromEntries(this.loader.sourceReport().map((r) => [r.name, { tokensDrawn: r.tokensDrawn, epochs: r.epochs }])),
     };
@@ -330,28 +393,40 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     return new TrainingDivergedError(m.step, n, msg);
   }
 
-  /** Mean loss on each validation source (see `validation`), eval.batches batches each. */
+  /**
+   * Mean loss on each validation source (see `validation`), eval.batches batches each. With several ranks,
+   * rank r evaluates batches r, r + worldSize, ... of each source and the sums are reduced: every rank gets
+   * the losses one rank would (up to the order of the float64 additions).
+   */
   async evaluate(): Promise<EvalMetrics> {
     const losses: Record<string, number> = {};
     const { seqLen: T, microBatchSize: B } = this.plan;
-    for (const [name, shard] of Object.entries(this.validation)) {
-      let sum = 0;
-      let count = 0;
-      for (const batch of evalBatches(shard, T, B, this.config.eval.batches)) {
+    const { rank, worldSize } = this.communicator;
+    const names = Object.keys(this.validation);
+    const sums = new Float64Array(2 * names.length); // [loss sum, tokens] per source
+    for (const [i, name] of names.entries()) {
+      let b = 0;
+      for (const batch of evalBatches(this.validation[name], T, B, this.config.eval.batches)) {
+        if (b++ % worldSize !== rank) continue;
         const r = await this.model.evaluate(batch.inputs, batch.targets, B, T);
-        sum += r.lossSum;
-        count += r.tokens;
+        sums[2 * i] += r.lossSum;
+        sums[2 * i + 1] += r.tokens;
       }
-      losses[name] = sum / count;
     }
+    if (worldSize > 1) await this.communicator.allReduce(sums, 'sum');
+    names.forEach((name, i) => (losses[name] = sums[2 * i] / sums[2 * i + 1]));
     const e = { step: this.#step, losses };
     this.#record({ type: 'eval', ...e });
     this.emit('eval', e);
     return e;
   }
 
-  /** Writes a checkpoint of the current state into the run directory. */
+  /**
+   * Writes a checkpoint of the current state into the run directory; on a rank other than 0 writes nothing
+   * and returns the directory rank 0 writes (fit() has every rank wait at a barrier after the write).
+   */
   saveCheckpoint(): string {
+    if (!this.#leader) return path.join(this.config.runDir, CHECKPOINTS_DIR, checkpointName(this.#step));
     const state: TrainerState = {
       step: this.#step,
       elapsedSec: this.#elapsedSec,
@@ -376,7 +451,19 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     return info.dir;
   }
 
-  /** Makes fit() return after the step in flight (with a checkpoint), e.g. on Ctrl-C. */
+  /** saveCheckpoint(), then a barrier: no rank runs ahead of a checkpoint being written. */
+  async #checkpoint(): Promise<string> {
+    const dir = this.saveCheckpoint();
+    // Rank 0's write may take longer than a collective: the others wait up to ten watchdog periods (at least
+    // 10 minutes) before they give up on it.
+    if (this.communicator.worldSize > 1) await this.communicator.barrier({ timeoutMs: Math.max(600_000, 10_000 * this.config.dist.timeoutSeconds) });
+    return dir;
+  }
+
+  /**
+   * Makes fit() return after the step in flight (with a checkpoint), e.g. on Ctrl-C. With several ranks,
+   * every rank stops after the first step that ends after any rank asked.
+   */
   requestStop(): void {
     this.#stopRequested = true;
   }
@@ -392,18 +479,21 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     }
     const { eval: ev, checkpoint: ck } = this.config;
     this.emit('plan', this.dataPlan);
-    while (!this.done && !this.#stopRequested) {
+    // Ranks decide to stop only on the agreed flag, so they all run the same steps and collectives.
+    const stopping = () => (this.communicator.worldSize > 1 ? this.#stopAgreed : this.#stopRequested);
+    while (!this.done && !stopping()) {
       await this.step();
       if (ev.every > 0 && this.#step % ev.every === 0 && !this.done) await this.evaluate();
-      if (ck.every > 0 && this.#step % ck.every === 0 && !this.done) this.saveCheckpoint();
+      if (ck.every > 0 && this.#step % ck.every === 0 && !this.done) await this.#checkpoint();
     }
     const evalResult = Object.keys(this.validation).length > 0 ? await this.evaluate() : null;
-    const dir = this.saveCheckpoint();
+    const dir = await this.#checkpoint();
     return { steps: this.#step, finalLoss: this.lastFiniteLoss, eval: evalResult, checkpoint: dir, stopped: !this.done, alreadyDone: false };
   }
 
-  /** Hands a record to every sink, in order. */
+  /** Hands a record to every sink, in order (rank 0 alone writes records). */
   #record(record: MetricRecord): void {
+    if (!this.#leader) return;
     for (const s of this.#sinks) s.write(record);
   }
 
@@ -412,6 +502,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     if (this.#disposed) return;
     this.#disposed = true;
     this.#lock?.release();
+    this.#gradReduce.dispose();
     this.optimizer.dispose();
     this.model.dispose();
     this.data.close();

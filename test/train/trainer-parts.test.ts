@@ -1,6 +1,8 @@
 // The trainer as handed its parts: a model, optimizer and data built by hand train bit for bit like the
 // config path (same losses, weights, checkpoints and metrics records); parts that disagree with the config
-// are refused naming the part; custom metric sinks receive every record; the world-of-one communicator; the
+// are refused naming the part; custom metric sinks receive every record; several ranks in one process (a local
+// world of communicators): the global batch of one rank, identical weights, NaN and stop agreement, start-up
+// identity check; the
 // trainer draws nothing; peak FLOP/s is measured by the backend.
 import t from 'tap';
 import * as fs from 'node:fs';
@@ -10,7 +12,9 @@ import { Trainer } from '../../lib/train/trainer';
 import { TrainingData } from '../../lib/train/data';
 import { optimizerFromConfig, type TrainOptimizer } from '../../lib/train/optimizer';
 import { WorldOfOne, type Communicator } from '../../lib/dist/communicator';
-import { JsonlMetricSink, type MetricRecord, type MetricSink } from '../../lib/train/metrics';
+import { Tensor } from '../../lib/core/tensor';
+import { localWorld } from '../helpers/local-world';
+import { JsonlMetricSink, type MetricRecord, type MetricSink, type StepMetrics } from '../../lib/train/metrics';
 import { resolveTrainConfig, type TrainConfig } from '../../lib/train/config';
 import { measurePeakFlops } from '../../lib/core/backend';
 import { mptConfig } from '../../lib/model/config';
@@ -192,32 +196,142 @@ t.test('a custom sink on the config path gets every record; a sink that throws s
   tr2.dispose();
 });
 
-t.test('the trainer takes a world-of-one communicator', async (t) => {
+t.test('the trainer takes the communicator handed in, checked, and the loader must draw its rank\'s share', async (t) => {
   const w = new WorldOfOne();
-  // The trainer trains a world of one; more ranks are refused until the gradient all-reduce is wired (#12).
-  const w1 = new WorldOfOne();
-  const two: Communicator = {
-    rank: 1,
-    worldSize: 2,
-    localRank: 1,
-    allReduce: w1.allReduce.bind(w1),
-    reduceScatter: w1.reduceScatter.bind(w1),
-    allGather: w1.allGather.bind(w1),
-    broadcast: w1.broadcast.bind(w1),
-    barrier: w1.barrier.bind(w1),
-    abort: w1.abort.bind(w1),
-  };
-  await t.rejects(Trainer.fromConfig(config(path.join(dir, 'two-ranks'), 'fp32'), { communicator: two }), {
-    code: 'ERR_PAJAMA_INVALID_ARG',
-    message: /Trainer\.fromConfig: the communicator has 2 ranks, but data-parallel training .* is not implemented yet \(issue #12\)/,
-  });
-  await t.rejects(Trainer.fromConfig(config(path.join(dir, 'two-ranks'), 'fp32'), { communicator: { ...two, rank: 2 } }), {
+  const [, rank1] = localWorld(2);
+  await t.rejects(Trainer.fromConfig(config(path.join(dir, 'two-ranks'), 'fp32'), { communicator: { ...rank1, rank: 2 } }), {
     message: 'Trainer.fromConfig: communicator.rank must be an integer in [0, worldSize = 2), got 2',
   });
+  const c = resolveTrainConfig(config(path.join(dir, 'two-ranks'), 'fp32'));
+  const parts = handMade(c); // its loader draws the whole batch, as rank 0 of 1
+  await t.rejects(Trainer.create({ config: c, ...parts, communicator: rank1 }), {
+    code: 'ERR_PAJAMA_INVALID_ARG',
+    message: /^Trainer\.create: the loader draws the share of rank 0 of 1 but the communicator is rank 1 of 2/,
+  });
+  parts.optimizer.adamw.dispose();
+  parts.model.dispose();
+  parts.data.close();
   t.notOk(fs.existsSync(path.join(dir, 'two-ranks')), 'refused before anything was written');
   const tr = await Trainer.fromConfig(config(path.join(dir, 'one-rank'), 'fp32'), { communicator: w });
   t.equal(tr.communicator, w, 'the communicator handed in');
   tr.dispose();
+});
+
+/** Trains `n` ranks of `cfg` concurrently in this process; returns each rank's step metrics, eval results and trainer. */
+async function trainRanks(comms: Communicator[], cfg: Record<string, unknown>, onStep?: (rank: number, m: StepMetrics, tr: Trainer) => void) {
+  const trainers = await Promise.all(comms.map((c) => Trainer.fromConfig(cfg, { communicator: c })));
+  const steps: StepMetrics[][] = trainers.map(() => []);
+  const checkpoints: number[] = trainers.map(() => 0);
+  trainers.forEach((tr, r) => {
+    tr.on('step', (m) => {
+      steps[r].push(m);
+      onStep?.(r, m, tr);
+    });
+    tr.on('checkpoint', () => checkpoints[r]++);
+  });
+  const fits = await Promise.all(trainers.map((tr) => tr.fit()));
+  const weights = trainers.map((tr) => tr.model.params.buffer.toFloat32());
+  return { trainers, steps, fits, weights, checkpoints };
+}
+
+function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return Number.isNaN(m) ? Infinity : m;
+}
+
+function bitEqual(a: Float32Array, b: Float32Array): boolean {
+  return a.length === b.length && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+}
+
+t.test('two ranks in one process train the global batch of one rank with twice the accumulation; rank 0 alone writes', async (t) => {
+  // One rank: 2 micro-batches of 2 per step. Two ranks: 1 micro-batch of 2 each. The same 64-token global batch.
+  const extra = { eval: { every: 3, batches: 3 }, checkpoint: { every: 2, keepLast: 5 } };
+  const one = await trainRanks([new WorldOfOne()], config(path.join(dir, 'ddp-one'), 'fp32', extra));
+  const two = await trainRanks(localWorld(2), config(path.join(dir, 'ddp-two'), 'fp32', extra));
+  t.equal(two.trainers[0].plan.accumulationSteps, 1);
+  t.equal(one.trainers[0].plan.accumulationSteps, 2);
+  t.ok(bitEqual(two.weights[0], two.weights[1]), 'both ranks hold the same weights, bit for bit');
+  t.same(two.steps[0].map((m) => m.loss), two.steps[1].map((m) => m.loss), 'and log the same losses');
+  // The micro-batches are the same sequences (the loader's block split) and the weights start equal, so the
+  // first loss is the same number; afterwards only the order of the f32 gradient additions differs.
+  t.equal(two.steps[0][0].loss, one.steps[0][0].loss, 'step 1: the same loss, exactly');
+  const rel = (a: number, b: number) => Math.abs(a - b) / Math.abs(b);
+  t.ok(
+    two.steps[0].every((m, i) => rel(m.loss, one.steps[0][i].loss) < 1e-5 && rel(m.gradNorm, one.steps[0][i].gradNorm) < 1e-5),
+    'every step: loss and gradient norm within 1e-5 of one rank with twice the accumulation',
+  );
+  const d = maxAbsDiff(two.weights[0], one.weights[0]);
+  t.ok(d < 1e-4, `final weights within 1e-4 of one rank's (max |diff| ${d.toExponential(2)}; lr 3e-3)`);
+  t.ok(two.steps[0].every((m, i) => m.tokens === 64 * (i + 1)), 'tokens count the whole global batch');
+  t.ok(two.steps.flat().every((m) => m.commSeconds >= 0) && one.steps[0].every((m) => m.commSeconds === 0), 'commSeconds: 0 for one rank');
+  const evals = two.fits.map((f) => f.eval!.losses.synthetic);
+  t.equal(evals[0], evals[1], 'every rank gets the reduced validation loss');
+  t.ok(rel(evals[0], one.fits[0].eval!.losses.synthetic) < 1e-5, 'three validation batches over two ranks: the loss of one rank');
+  t.same(two.checkpoints, [3, 0], 'rank 0 alone writes checkpoints (steps 2, 4 and the end)');
+  const records = fs.readFileSync(path.join(dir, 'ddp-two', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  t.equal(records.filter((r) => r.type === 'step').length, 6, 'metrics.jsonl has each step once');
+  t.equal(records.filter((r) => r.type === 'plan').length, 1, 'and the plan once');
+  for (const x of [...one.trainers, ...two.trainers]) x.dispose();
+});
+
+t.test('the bucket size does not change the all-reduced gradients', async (t) => {
+  const extra = { steps: 3, optimizer: { lr: 3e-3, warmupSteps: 1 }, eval: { every: 0, batches: 1 }, data: { train: [train] }, checkpoint: { every: 0, keepLast: 1 } };
+  const big = await trainRanks(localWorld(2), config(path.join(dir, 'bucket-big'), 'fp32', extra));
+  const small = localWorld(2);
+  const tiny = await trainRanks(small, config(path.join(dir, 'bucket-small'), 'fp32', { ...extra, dist: { bucketMB: 0.01 } }));
+  const numel = tiny.trainers[0].model.grads.numel;
+  const perStep = small.calls.filter((c) => c.kind === 'allReduce' && c.buffer instanceof Tensor).length / 3;
+  t.equal(perStep, Math.ceil(numel / 2608), `0.01 MiB buckets: ${perStep} all-reduces of 2608 f32 values per step for ${numel} gradients`);
+  t.ok(bitEqual(big.weights[0], tiny.weights[0]), 'the same weights, bit for bit');
+  for (const x of [...big.trainers, ...tiny.trainers]) x.dispose();
+});
+
+t.test('a NaN on one rank reaches every rank through the reduction: every rank skips that step', async (t) => {
+  const extra = { eval: { every: 0, batches: 1 }, data: { train: [train] }, checkpoint: { every: 0, keepLast: 1 } };
+  let gradCalls = 0;
+  const world = localWorld(2, {
+    tamper: (rank, call, values) => {
+      if (rank !== 1) return;
+      if (call.buffer instanceof Tensor && ++gradCalls === 2) values[17] = NaN; // step 2: one gradient value
+      if (call.buffer instanceof Float64Array && values.length === 3 && gradCalls === 4) values[0] = NaN; // step 4: the loss sum
+    },
+  });
+  const two = await trainRanks(world, config(path.join(dir, 'nan'), 'fp32', extra));
+  for (const r of [0, 1]) {
+    const s = two.steps[r];
+    t.same(s.map((m) => m.skipped), [false, true, false, true, false, false], `rank ${r} skips steps 2 and 4`);
+    t.equal(s[1].nonFiniteGradients, 1, `rank ${r}: step 2 has the one NaN gradient of rank 1`);
+    t.ok(Number.isFinite(s[1].loss) && Number.isNaN(s[3].loss), `rank ${r}: step 4's loss is NaN`);
+  }
+  t.ok(bitEqual(two.weights[0], two.weights[1]), 'the ranks still hold the same weights');
+  t.ok(two.weights[0].every(Number.isFinite), 'and they are finite');
+  for (const x of two.trainers) x.dispose();
+});
+
+t.test('a stop asked of one rank stops every rank after the same step', async (t) => {
+  const extra = { steps: 8, eval: { every: 0, batches: 1 }, data: { train: [train] }, checkpoint: { every: 0, keepLast: 1 } };
+  const two = await trainRanks(localWorld(2), config(path.join(dir, 'stop'), 'fp32', extra), (rank, m, tr) => {
+    if (rank === 1 && m.step === 2) tr.requestStop();
+  });
+  t.same(two.fits.map((f) => [f.steps, f.stopped]), [[3, true], [3, true]], 'both ranks stop after step 3 (the first to end after the request)');
+  t.ok(bitEqual(two.weights[0], two.weights[1]));
+  for (const x of two.trainers) x.dispose();
+});
+
+t.test('ranks started with different configs stop together, naming the rank and the key', async (t) => {
+  const world = localWorld(2);
+  const errs = await Promise.all(
+    world.map((c, r) => Trainer.fromConfig(config(path.join(dir, 'mismatch'), 'fp32', r === 1 ? { optimizer: { lr: 1e-3, warmupSteps: 2 } } : {}), { communicator: c }).then(
+      (tr) => (tr.dispose(), null),
+      (e: Error) => e,
+    )),
+  );
+  for (const e of errs) {
+    t.match(e, { code: 'ERR_PAJAMA_RANK_MISMATCH', message: /^the ranks of this run were started differently: rank 1 differs from rank 0 in its config/ });
+  }
+  t.match(errs[1]!.message, /on this rank, 1: config: 'optimizer\.lr' is 0\.001 here and 0\.003 on rank 0/, 'the rank that differs names the key');
+  t.notOk(fs.existsSync(path.join(dir, 'mismatch')), 'nothing was written');
 });
 
 t.test('the trainer draws nothing, even with stderr on a terminal', async (t) => {

@@ -97,6 +97,13 @@ t.test('config validation names the key', async (t) => {
   t.throws(() => planBatch(c, mptConfig('tiny')), /globalBatchTokens' 200 is not a multiple of microBatchSize 3 x seqLen 32/);
   const ok = resolveTrainConfig({ batch: { seqLen: 32, microBatchSize: 2, globalBatchTokens: 14 * 64 }, steps: 10, optimizer: { warmupSteps: 1 } });
   t.same(planBatch(ok, mptConfig('tiny')).accumulationSteps, 14);
+  // Over ranks: 14 micro-batches of 2 x 32 are 7 per rank on 2 ranks; on 3 ranks they do not divide.
+  t.same(planBatch(ok, mptConfig('tiny'), 2), { seqLen: 32, microBatchSize: 2, accumulationSteps: 7, worldSize: 2, globalBatchTokens: 14 * 64 });
+  t.throws(() => planBatch(ok, mptConfig('tiny'), 3), { message: "config: 'batch.globalBatchTokens' 896 is not a multiple of microBatchSize 2 x seqLen 32 x ranks 3 = 192 tokens" });
+  t.same(resolveTrainConfig({}).dist, { sharding: 'none', bucketMB: 25, timeoutSeconds: 60 }, 'dist defaults');
+  t.throws(() => resolveTrainConfig({ dist: { sharding: 'optimizer' } }), { message: `config: 'dist.sharding' must be 'none', got "optimizer"` }, 'a sharding mode that does not exist yet is refused');
+  t.throws(() => resolveTrainConfig({ dist: { bucketMB: 0 } }), { message: "config: 'dist.bucketMB' must be a positive number, got 0" });
+  t.throws(() => resolveTrainConfig({ dist: { timeoutSeconds: -1 } }), { message: "config: 'dist.timeoutSeconds' must be a positive number, got -1" });
   const set = applyOverrides({ optimizer: { lr: 1 } }, ['optimizer.lr=0.5', 'model.preset=tiny', 'data.train=["a","b"]']);
   t.same(set, { optimizer: { lr: 0.5 }, model: { preset: 'tiny' }, data: { train: ['a', 'b'] } });
   t.throws(() => applyOverrides({}, ['novalue']), /expected key=value/);

@@ -52,3 +52,18 @@ export function readJsonFile(file: string, options: ReadJsonFileOptions = {}): u
   if (options.object && (value === null || typeof value !== 'object' || Array.isArray(value))) throw fail({ kind: 'not-object', file });
   return value;
 }
+
+/**
+ * JSON with object keys sorted at every level, so that key order never reads as a difference. `undefined`
+ * (at the top or as a value) is written as `undefinedText`.
+ */
+export function canonicalJson(v: unknown, undefinedText = 'null'): string {
+  if (v === undefined) return undefinedText;
+  if (v === null || typeof v !== 'object') return JSON.stringify(v);
+  if (Array.isArray(v)) return `[${v.map((e) => canonicalJson(e, undefinedText)).join(',')}]`;
+  const o = v as Record<string, unknown>;
+  return `{${Object.keys(o)
+    .sort()
+    .map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k], undefinedText)}`)
+    .join(',')}}`;
+}

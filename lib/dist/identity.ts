@@ -4,7 +4,10 @@
 // together with one error that names the ranks and the parts that differ. For a part that differs, rank 0
 // also broadcasts its JSON, so the rank that differs can name the keys (a config key, a shard) and both values.
 import { createHash } from 'node:crypto';
+import { canonicalJson } from '../core/json-file';
 import type { Communicator } from './communicator';
+
+export { canonicalJson };
 
 /** What must be the same on every rank: each part any JSON value. */
 export type RunIdentity = Record<string, unknown>;
@@ -20,18 +23,6 @@ export class RankMismatchError extends Error {
     super(message);
     this.name = 'RankMismatchError';
   }
-}
-
-/** JSON with object keys sorted, so key order never reads as a difference. */
-export function canonicalJson(v: unknown): string {
-  if (v === undefined) return 'null';
-  if (v === null || typeof v !== 'object') return JSON.stringify(v);
-  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
-  const o = v as Record<string, unknown>;
-  return `{${Object.keys(o)
-    .sort()
-    .map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`)
-    .join(',')}}`;
 }
 
 /** Leaves of a JSON value by key path ('optimizer.lr', 'shards[2].bytes'); '' for a value that is a leaf. */

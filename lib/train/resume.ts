@@ -2,6 +2,7 @@
 // started may continue it: settings that decide what the saved state means (the seed, the model, the batch)
 // must be the same, settings that change the run (the schedules, the numerics) only draw a warning.
 import { invalidArg } from '../core/errors';
+import { canonicalJson } from '../core/json-file';
 import { mptConfig } from '../model/config';
 import type { TokenLoaderMixtureState, TokenLoaderState } from '../data/loader';
 import type { PtwdControllerState } from '../optim/index';
@@ -64,17 +65,8 @@ function resumeIdentity(c: Pick<TrainConfig, 'seed' | 'model' | 'batch'>): Recor
 /** Settings that may change on resume but change the run (the schedules, the numerics): a warning names them. */
 const WARN_ON_RESUME = ['steps', 'model.precision', 'optimizer', 'weightDecay'] as const;
 
-/** JSON with object keys sorted, so that key order never reads as a change. */
-function canonical(v: unknown): string {
-  if (v === undefined) return 'unset';
-  if (v === null || typeof v !== 'object') return JSON.stringify(v);
-  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
-  const o = v as Record<string, unknown>;
-  return `{${Object.keys(o)
-    .sort()
-    .map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`)
-    .join(',')}}`;
-}
+/** JSON with object keys sorted (key order never reads as a change), `undefined` shown as 'unset'. */
+const canonical = (v: unknown): string => canonicalJson(v, 'unset');
 
 /**
  * Errors for settings of `config` that cannot change from the checkpoint's (its state's trainConfig), and

@@ -170,16 +170,27 @@ Kernel BuildAllReduce(OpArgs& a) {
   };
 }
 
+// reduceScatter (inp is the whole) and allGather (out is the whole): one element type, and the whole buffer
+// holds worldSize blocks the size of the other.
+void ExpectWorldBlocks(const OpArgs& a, const Buf& out, const Buf& inp, bool outIsWhole) {
+  PT_CHECK_ARG(out.dtype == inp.dtype && out.tensorDtype == inp.tensorDtype, a.op(), ": 'out' (", out.what,
+               ") and 'inp' (", inp.what, ") must hold the same element type");
+  const Buf& whole = outIsWhole ? out : inp;
+  const Buf& block = outIsWhole ? inp : out;
+  const char* wholeName = outIsWhole ? "out" : "inp";
+  const char* blockName = outIsWhole ? "inp" : "out";
+  const int size = C().size;
+  PT_CHECK_ARG(whole.count == block.count * size, a.op(), ": '", wholeName, "' must have worldSize (", size, ") x ",
+               block.count, " = ", block.count * size, " elements ('", blockName, "' has ", block.count, "), got ",
+               whole.count);
+}
+
 Kernel BuildReduceScatter(OpArgs& a) {
   const Buf out = ReadBuf(a, 0, "out"), inp = ReadBuf(a, 1, "inp");
   ExpectOneKind(a, out, "out", inp, "inp");
   const int op = ReadOp(a, 2);
   const PtMpiApi* api = Api(a.op());
-  const int size = C().size;
-  PT_CHECK_ARG(out.dtype == inp.dtype && out.tensorDtype == inp.tensorDtype, a.op(), ": 'out' (", out.what,
-               ") and 'inp' (", inp.what, ") must hold the same element type");
-  PT_CHECK_ARG(inp.count == out.count * size, a.op(), ": 'inp' must have worldSize (", size, ") x ", out.count,
-               " = ", out.count * size, " elements ('out' has ", out.count, "), got ", inp.count);
+  ExpectWorldBlocks(a, out, inp, false);
   const std::string name = a.op();
   if (out.cuda || inp.cuda) {
     return NcclKernel(a, PT_NCCL_LAUNCH(nccl::ReduceScatter(name, stream, inp.data, out.data, out.count,
@@ -196,11 +207,7 @@ Kernel BuildAllGather(OpArgs& a) {
   const Buf out = ReadBuf(a, 0, "out"), inp = ReadBuf(a, 1, "inp");
   ExpectOneKind(a, out, "out", inp, "inp");
   const PtMpiApi* api = Api(a.op());
-  const int size = C().size;
-  PT_CHECK_ARG(out.dtype == inp.dtype && out.tensorDtype == inp.tensorDtype, a.op(), ": 'out' (", out.what,
-               ") and 'inp' (", inp.what, ") must hold the same element type");
-  PT_CHECK_ARG(out.count == inp.count * size, a.op(), ": 'out' must have worldSize (", size, ") x ", inp.count,
-               " = ", inp.count * size, " elements ('inp' has ", inp.count, "), got ", out.count);
+  ExpectWorldBlocks(a, out, inp, true);
   const std::string name = a.op();
   if (out.cuda || inp.cuda) {
     return NcclKernel(a,

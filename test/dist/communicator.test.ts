@@ -4,9 +4,9 @@
 // test/dist/fixtures/comm-child.js over the compiled library with `mpirun -np 2`, and are skipped with the
 // reason where the build has no MPI or mpirun is missing.
 import t from 'tap';
-import { spawn, spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { Tensor, WorldOfOne, backendInfo, initCommunicator } from '../../lib/index';
+import { killAllRanks, mpiSkipReason, runRanks, type MpiRun } from '../helpers/mpirun';
 
 const REPO = path.resolve(__dirname, '../..');
 const CHILD = path.join(REPO, 'test/dist/fixtures/comm-child.js');
@@ -52,42 +52,16 @@ t.test('a process not started by an MPI launcher is a world of one and loads no 
   if (!mpi.built) t.match(mpi.reason, /\S/, 'a build without MPI says why');
 });
 
-const mpirun = spawnSync('mpirun', ['--version'], { encoding: 'utf8' });
-const skipMpi = !backendInfo().mpi.built
-  ? `this build has no MPI (${backendInfo().mpi.reason})`
-  : mpirun.status !== 0
-    ? 'mpirun is not installed (apt-get install openmpi-bin)'
-    : false;
-
-interface Run {
-  code: number | null;
-  out: string;
-  err: string;
-  ms: number;
-}
+const skipMpi = mpiSkipReason();
+t.teardown(killAllRanks);
 
 /** `mpirun -np 2 node comm-child.js <scenario>`; the whole run is killed after `limitMs`. */
-function runRanks(scenario: string, env: NodeJS.ProcessEnv = {}, limitMs = 120_000): Promise<Run> {
-  const root = process.getuid?.() === 0 ? ['--allow-run-as-root'] : [];
-  const forward = ['PAJAMA_ADDON', 'COMM_TIMEOUT_MS'].filter((k) => (env[k] ?? process.env[k]) !== undefined).flatMap((k) => ['-x', k]);
-  const args = [...root, '--oversubscribe', '-np', '2', ...forward, process.execPath, CHILD, scenario];
-  const start = Date.now();
-  return new Promise((resolve) => {
-    const child = spawn('mpirun', args, { cwd: REPO, env: { ...process.env, OMP_NUM_THREADS: '1', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (err += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), limitMs);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, out, err, ms: Date.now() - start });
-    });
-  });
+function runScenario(scenario: string, env: NodeJS.ProcessEnv = {}, limitMs = 120_000): Promise<MpiRun> {
+  return runRanks([[CHILD, scenario], [CHILD, scenario]], { env, limitMs, cwd: REPO });
 }
 
 t.test('two ranks under mpirun: every collective, on tensors and typed arrays', { skip: skipMpi }, async (t) => {
-  const run = await runRanks('collectives');
+  const run = await runScenario('collectives');
   t.equal(run.code, 0, run.err);
   const ranks = run.out
     .split('\n')
@@ -116,7 +90,7 @@ t.test('two ranks under mpirun: every collective, on tensors and typed arrays', 
 });
 
 t.test('a rank that never reaches a collective ends the whole run within the timeout, naming the collective', { skip: skipMpi }, async (t) => {
-  const run = await runRanks('hang', { COMM_TIMEOUT_MS: '3000' }, 90_000);
+  const run = await runScenario('hang', { COMM_TIMEOUT_MS: '3000' }, 90_000);
   t.not(run.code, 0, 'the run fails');
   t.ok(run.ms < 60_000, `it ends in bounded time (${run.ms} ms)`);
   t.match(run.err, /rank 0 of 2: barrier did not complete within 3 s: another rank died, hangs, or never reached it; aborting every rank/);
@@ -124,7 +98,7 @@ t.test('a rank that never reaches a collective ends the whole run within the tim
 });
 
 t.test('a rank that aborts ends every rank, saying why', { skip: skipMpi }, async (t) => {
-  const run = await runRanks('throw', {}, 90_000);
+  const run = await runScenario('throw', {}, 90_000);
   t.not(run.code, 0);
   t.ok(run.ms < 60_000, `it ends in bounded time (${run.ms} ms)`);
   t.match(run.err, /rank 1 of 2: a deliberate failure on this rank; aborting every rank/);

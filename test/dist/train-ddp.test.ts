@@ -10,39 +10,26 @@
 //       failing to take a run directory another trainer holds) ends every rank, naming the rank and the error.
 // Skipped with the reason where the build has no MPI, mpirun is missing, or the compiled CLI is stale.
 import t from 'tap';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { backendInfo } from '../../lib/core/backend';
 import { TokenLoader } from '../../lib/data/loader';
 import { openShard, SHARD_HEADER_BYTES } from '../../lib/data/shard';
 import { mptConfig } from '../../lib/model/config';
 import { MptModel } from '../../lib/model/mpt';
 import { loadCheckpoint, latestCheckpoint } from '../../lib/train/checkpoint';
 import { RunLock } from '../../lib/train/lock';
+import { killAllRanks, mpiSkipReason, runRanks, type MpiRun } from '../helpers/mpirun';
 import { CLI, REPO, cliProblem, tinyConfig, writeTinyShard } from '../helpers/tiny-run';
 
-const mpirun = spawnSync('mpirun', ['--version'], { encoding: 'utf8' });
-const skip = !backendInfo().mpi.built
-  ? `this build has no MPI (${backendInfo().mpi.reason})`
-  : mpirun.status !== 0
-    ? 'mpirun is not installed (apt-get install openmpi-bin)'
-    : (cliProblem() ?? false);
+const skip = mpiSkipReason() || (cliProblem() ?? false);
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pajama-ddp-'));
 t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
 const train = writeTinyShard(path.join(dir, 'train.bin'), 300, 3);
 
-interface Run {
-  code: number | null;
-  out: string;
-  err: string;
-  ms: number;
-}
-
-const running = new Set<ChildProcess>();
-t.teardown(() => running.forEach((c) => c.kill('SIGKILL')));
+t.teardown(killAllRanks);
 
 function writeConfig(name: string, extra: Record<string, unknown> = {}): string {
   const file = path.join(dir, `${name}.json`);
@@ -51,30 +38,11 @@ function writeConfig(name: string, extra: Record<string, unknown> = {}): string 
 }
 
 /** Runs `apps` (each the arguments of `pajama` on one rank) under one mpirun; `during` sees the child. */
-function mpi(apps: string[][], during?: (child: ChildProcess) => void, limitMs = 120_000): Promise<Run> {
-  const root = process.getuid?.() === 0 ? ['--allow-run-as-root'] : [];
-  const env = process.env.PAJAMA_ADDON ? ['-x', 'PAJAMA_ADDON'] : [];
-  const contexts = apps.flatMap((a, i) => [...(i > 0 ? [':'] : []), '-np', '1', process.execPath, CLI, ...a]);
-  const start = Date.now();
-  return new Promise((resolve) => {
-    const child = spawn('mpirun', [...root, '--oversubscribe', ...env, ...contexts], {
-      cwd: REPO,
-      env: { ...process.env, OMP_NUM_THREADS: '1' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    running.add(child);
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (err += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), limitMs);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      running.delete(child);
-      resolve({ code, out, err, ms: Date.now() - start });
-    });
-    during?.(child);
-  });
+function mpi(apps: string[][], during?: (child: ChildProcess) => void, limitMs = 120_000): Promise<MpiRun> {
+  return runRanks(
+    apps.map((a) => [CLI, ...a]),
+    { during, limitMs, cwd: REPO },
+  );
 }
 
 const twoRanks = (args: string[]) => mpi([args, args]);

@@ -21,7 +21,7 @@ export { MptModel, type MptModelOptions, type Precision } from './model/mpt';
 export { alibiSlopes } from './model/alibi';
 export * from './optim/index';
 export * from './data/index';
-export { Trainer, type StepMetrics, type EvalMetrics, type TrainerOptions, type TrainerParts, type DataPlan } from './train/trainer';
+export { Trainer, type StepMetrics, type EvalMetrics, type TrainerOptions, type TrainerParts, type DataPlan, type MemoryReport } from './train/trainer';
 export { TrainingData, type TrainingDataOptions } from './train/data';
 export { optimizerFromConfig, type TrainOptimizer } from './train/optimizer';
 export {
@@ -34,6 +34,7 @@ export {
   type ReduceOp,
 } from './dist/communicator';
 export { GradientAllReduce, gradientBuckets, type GradientBucket } from './dist/ddp';
+export { OptimizerShard, shardRange, shardLayout, type ShardRange, type ShardedModel } from './dist/zero';
 export { checkSameRun, RankMismatchError, type RunIdentity } from './dist/identity';
 export {
   planCluster,

@@ -132,6 +132,12 @@ async function trainRank(communicator: Communicator, config: Record<string, unkn
         `${info.threads} threads, ${info.gemm.description}; peak ${(trainer.peakFlops / 1e9).toFixed(0)} GFLOP/s`,
     );
     for (const line of formatMixturePlan(trainer.dataPlan)) log(`pajama train: ${line}`);
+    const mem = trainer.memory();
+    const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+    log(
+      `pajama train: memory per rank: weights ${mib(mem.weights)}, gradients ${mib(mem.gradients)}, optimizer state ${mib(mem.optimizerState)}, ` +
+        `activations ${mib(mem.activations)} = ${mib(mem.total)}` + (mem.checkpointGather > 0 ? ` (+ ${mib(mem.checkpointGather)} while writing a checkpoint)` : ''),
+    );
     if (trainer.stepsDone > 0) log(`pajama train: resumed at step ${trainer.stepsDone} from ${trainer.config.runDir}`);
     // On a terminal a bar redrawn in place (before the eval printer, so it ends its line first); else step lines.
     progressBar = leader && process.stderr.isTTY ? new TrainingProgressBar(trainer, trainer.config.steps) : null;

@@ -262,7 +262,12 @@ export class Arena {
   readonly entries: readonly ArenaEntry[];
   #views = new Map<string, Tensor>();
 
-  constructor(dtype: DType, layout: Iterable<[string, readonly number[]]>, device: DeviceSpec = 'cpu') {
+  /**
+   * An arena of `layout`, allocated zeroed on `device`; or, with `over`, carved out of that existing buffer
+   * (of `dtype`, on its own device, exactly the layout's size; e.g. a view of a larger arena): nothing is
+   * allocated and dispose() releases only that buffer handle.
+   */
+  constructor(dtype: DType, layout: Iterable<[string, readonly number[]]>, device: DeviceSpec = 'cpu', over?: Tensor) {
     const entries: ArenaEntry[] = [];
     let offset = 0;
     for (const [name, shape] of layout) {
@@ -275,7 +280,12 @@ export class Arena {
       }
     }
     this.entries = Object.freeze(entries);
-    this.buffer = Tensor.zeros(dtype, [offset], device);
+    if (over !== undefined) {
+      if (!(over instanceof Tensor) || over.disposed || over.dtype !== dtype || over.numel !== offset) {
+        throw invalidArg(`Arena: 'over' must be a live ${dtype} tensor of the layout's ${offset} elements, got ${over instanceof Tensor ? over.describe() : typeof over}`);
+      }
+    }
+    this.buffer = over ?? Tensor.zeros(dtype, [offset], device);
     for (const e of entries) this.#views.set(e.name, this.buffer.view(e.offset, e.shape));
   }
 

@@ -19,8 +19,9 @@ import { Tensor } from '../core/tensor';
 
 export type ReduceOp = 'sum' | 'mean' | 'max' | 'min';
 /**
- * What collectives move: CPU tensors (f32 or i32) or typed arrays over MPI, or CUDA tensors (f32, bf16 or i32,
- * on the rank's device, cuda:localRank) over NCCL where the build has it (backendInfo().mpi.nccl).
+ * What collectives move: CPU tensors (f32 or i32; bf16 too in allGather and broadcast, which only move it) or
+ * typed arrays over MPI, or CUDA tensors (f32, bf16 or i32, on the rank's device, cuda:localRank) over NCCL
+ * where the build has it (backendInfo().mpi.nccl).
  */
 export type CommBuffer = Tensor | Float32Array | Float64Array | Int32Array | Uint8Array | BigInt64Array;
 
@@ -119,6 +120,16 @@ function divide(buf: CommBuffer, n: number): void {
   else if (buf instanceof Float32Array || buf instanceof Float64Array) for (let i = 0; i < buf.length; i++) buf[i] /= n;
 }
 
+/**
+ * A buffer a reduction adds up: MPI moves bf16 CPU tensors (allGather, broadcast) but does not add them (NCCL
+ * adds bf16 CUDA tensors). Refused in a world of one too.
+ */
+function checkReducible(buf: CommBuffer, what: string): void {
+  if (buf instanceof Tensor && buf.dtype === 'bf16' && buf.device === 'cpu') {
+    throw invalidArg(`${what}: ${buf.describe()} is bf16 on the CPU; MPI reduces f32 or i32 CPU tensors (reduce gradients in f32; bf16 is only gathered or broadcast)`);
+  }
+}
+
 function checkMean(buf: CommBuffer, op: ReduceOp, where: string): void {
   const float = buf instanceof Tensor ? buf.dtype === 'f32' || buf.dtype === 'bf16' : buf instanceof Float32Array || buf instanceof Float64Array;
   if (op === 'mean' && !float) throw invalidArg(`${where}: 'mean' needs a floating-point buffer, got ${buf instanceof Tensor ? buf.describe() : describe(buf)}`);
@@ -133,12 +144,13 @@ export class WorldOfOne implements Communicator {
   // The arguments are checked all the same, so code written against a world of one fails here, not first on a
   // cluster.
   async allReduce(buf: CommBuffer, op: ReduceOp): Promise<void> {
-    checkBuffer(buf, 'Communicator.allReduce: buf');
+    checkReducible(checkBuffer(buf, 'Communicator.allReduce: buf'), 'Communicator.allReduce: buf');
     checkMean(buf, checkOp(op, 'Communicator.allReduce'), 'Communicator.allReduce');
   }
 
   async reduceScatter(out: CommBuffer, inp: CommBuffer, op: ReduceOp): Promise<void> {
     checkOp(op, 'Communicator.reduceScatter');
+    if (isBuffer(inp)) checkReducible(inp, 'Communicator.reduceScatter: inp');
     await this.allGather(out, inp, 'Communicator.reduceScatter');
   }
 
@@ -211,7 +223,7 @@ export class MpiCommunicator implements Communicator {
   }
 
   async allReduce(buf: CommBuffer, op: ReduceOp): Promise<void> {
-    checkBuffer(buf, 'Communicator.allReduce: buf');
+    checkReducible(checkBuffer(buf, 'Communicator.allReduce: buf'), 'Communicator.allReduce: buf');
     checkMean(buf, checkOp(op, 'Communicator.allReduce'), 'Communicator.allReduce');
     await this.#run('allReduce', () => native().commAllReduceAsync(this.#raw(buf), op === 'mean' ? 'sum' : op));
     if (op === 'mean') divide(buf, this.worldSize);
@@ -219,7 +231,7 @@ export class MpiCommunicator implements Communicator {
 
   async reduceScatter(out: CommBuffer, inp: CommBuffer, op: ReduceOp): Promise<void> {
     checkBuffer(out, 'Communicator.reduceScatter: out');
-    checkBuffer(inp, 'Communicator.reduceScatter: inp');
+    checkReducible(checkBuffer(inp, 'Communicator.reduceScatter: inp'), 'Communicator.reduceScatter: inp');
     checkMean(out, checkOp(op, 'Communicator.reduceScatter'), 'Communicator.reduceScatter');
     await this.#run('reduceScatter', () => native().commReduceScatterAsync(this.#raw(out), this.#raw(inp), op === 'mean' ? 'sum' : op));
     if (op === 'mean') divide(out, this.worldSize);

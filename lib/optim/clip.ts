@@ -57,6 +57,15 @@ function clipOf(n: GradNorm, maxNorm: number, preScale: number): ClipResult {
   return { ...n, scale: preScale * Math.min(1, maxNorm / (n.norm + 1e-6)) };
 }
 
+/**
+ * The norm and the clipping scale from a sum of squares and a count of non-finite elements gathered elsewhere
+ * (e.g. summed over the ranks that each hold a shard of the gradients).
+ */
+export function clipFromSums(sumSquares: number, nonFinite: number, maxNorm = 1.0): ClipResult {
+  const [max, pre] = checkClip('clipFromSums', maxNorm, {});
+  return clipOf(normOf([sumSquares, nonFinite], pre), max, pre);
+}
+
 /** The global L2 norm of the gradients (f32 or bf16), and how many elements are not finite. */
 export function gradNorm(grads: Arena | Tensor): GradNorm {
   return normOf(ops.sumSquares(bufferOf('gradNorm', grads)), 1);

@@ -27,4 +27,4 @@ export {
   type AdamWState,
   type AdamWLoadState,
 } from './adamw';
-export { gradNorm, gradNormAsync, clipGradNorm, clipGradNormAsync, type GradNorm, type ClipResult, type ClipOptions } from './clip';
+export { gradNorm, gradNormAsync, clipGradNorm, clipGradNormAsync, clipFromSums, type GradNorm, type ClipResult, type ClipOptions } from './clip';

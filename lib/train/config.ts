@@ -122,7 +122,9 @@ export interface TrainConfig {
   dist: {
     /**
      * How the training state is split over data-parallel ranks: 'none' (DDP: every rank holds all weights,
-     * gradients and optimizer moments, and gradients are all-reduced). Defaults to 'none'.
+     * gradients and optimizer moments, and gradients are all-reduced) or 'optimizer' (ZeRO-2, FSDP's
+     * SHARD_GRAD_OP: gradients are reduce-scattered, each rank keeps the f32 master weights and AdamW moments
+     * of its 1/N shard and updates it, and the updated compute weights are all-gathered). Defaults to 'none'.
      */
     sharding: TrainShardingMode;
     /** Size in MiB of each bucket of the gradient all-reduce, run after the backward (no overlap on the CPU). Defaults to 25. */
@@ -135,8 +137,8 @@ export interface TrainConfig {
   };
 }
 
-/** The sharding modes the trainer runs; 'optimizer' and 'full' (issue #12) join this list when they exist. */
-export const TRAIN_SHARDING_MODES = ['none'] as const;
+/** The sharding modes the trainer runs; 'full' (FSDP FULL_SHARD, issue #12) joins this list when it exists. */
+export const TRAIN_SHARDING_MODES = ['none', 'optimizer'] as const;
 export type TrainShardingMode = (typeof TRAIN_SHARDING_MODES)[number];
 
 /** The training config's dialect: `config: 'optimizer.lr' must be a positive number, got -1`. */
@@ -326,9 +328,9 @@ export const TRAIN_CONFIG_SCHEMA: ObjectField<TrainConfig> = schema.object<Train
         sharding: schema.oneOf(TRAIN_SHARDING_MODES, {
           default: 'none',
           expected: TRAIN_SHARDING_MODES.map((m) => `'${m}'`).join(' or '),
-          doc: "How training state is split over ranks: 'none' (DDP: every rank holds everything; gradients are all-reduced).",
+          doc: "How training state is split over ranks: 'none' (DDP: every rank holds everything; gradients are all-reduced) or 'optimizer' (ZeRO-2: each rank keeps the master weights and AdamW moments of its 1/N shard; gradients are reduce-scattered, weights all-gathered).",
         }),
-        bucketMB: schema.number({ min: 0, minOpen: true, default: 25, doc: 'Size in MiB of each bucket of the gradient all-reduce (after the backward: no overlap on the CPU).' }),
+        bucketMB: schema.number({ min: 0, minOpen: true, default: 25, doc: "Size in MiB of each bucket of the gradient all-reduce of sharding 'none' (after the backward: no overlap on the CPU)." }),
         timeoutSeconds: schema.number({
           min: 0,
           minOpen: true,

@@ -51,10 +51,31 @@ export interface FiniteLoss {
   loss: number;
 }
 
+/**
+ * Bytes one rank holds for training, by kind (Trainer.memory(), recorded at start-up): what the sharding mode
+ * and activation checkpointing change shows here.
+ */
+export interface MemoryReport {
+  /** f32 master weights and the bf16 compute copy (whole on every rank; under sharding 'optimizer' a rank updates its range). */
+  weights: number;
+  /** f32 gradients: the model's full accumulation arena, plus the shard's reduced gradients under sharding 'optimizer'. */
+  gradients: number;
+  /** AdamW's two f32 moments: the whole model's, or the shard's. */
+  optimizerState: number;
+  /** Activations kept for the backward at the run's micro-batch (see model.checkpointEvery). */
+  activations: number;
+  /** Buffers held for collectives between steps: none (they run in place, or into the arenas above). */
+  communication: number;
+  /** Held only while a checkpoint is written under sharding 'optimizer': the gathered moments (two full f32 arenas). */
+  checkpointGather: number;
+  /** The sum of the kinds above but checkpointGather. */
+  total: number;
+}
+
 /** One record of a run, as metrics.jsonl holds it (without the time the JSONL sink adds). */
 export type MetricRecord =
-  /** Written when the trainer is created (also on resume): the step it starts at and what it will draw. */
-  | ({ type: 'plan'; step: number } & DataPlan)
+  /** Written when the trainer is created (also on resume): the step it starts at, what it will draw, and rank 0's memory. */
+  | ({ type: 'plan'; step: number; memory: MemoryReport } & DataPlan)
   | ({ type: 'step' } & StepMetrics)
   | ({ type: 'eval' } & EvalMetrics)
   | { type: 'checkpoint'; step: number; dir: string }

@@ -2,8 +2,13 @@
 // it step by step (the learning rate, and the weight decay with its PTWD stages), as the trainer is handed
 // them. optimizerFromConfig builds the paper's recipe from a training config: warmup + cosine to
 // optimizer.minLrRatio of the peak, and PTWD stages (or one constant stage for weightDecay.mode 'constant').
-import { AdamW, PtwdController, cosineWithWarmup } from '../optim/index';
+//
+// With dist.sharding 'optimizer' (ZeRO-2) AdamW updates this rank's shard only (dist/zero.ts): its master
+// weights, gradients and moments are the shard's arenas, and the shard's pieces decay as their full entries do.
+import { AdamW, PtwdController, cosineWithWarmup, defaultDecay, isEmbedding } from '../optim/index';
 import type { MptModel } from '../model/mpt';
+import { WorldOfOne, type Communicator } from '../dist/communicator';
+import { OptimizerShard } from '../dist/zero';
 import type { TrainConfig } from './config';
 
 export interface TrainOptimizer {
@@ -16,10 +21,18 @@ export interface TrainOptimizer {
   lr(step: number): number;
   /** The weight decay of each update and its stage; it observes each step's loss (PTWD's plateau rule) and is checkpointed. */
   readonly ptwd: PtwdController;
+  /**
+   * This rank's shard of the training state (dist.sharding 'optimizer'): AdamW runs over its arenas; null when
+   * every rank holds the whole state (sharding 'none').
+   */
+  readonly shard?: OptimizerShard | null;
 }
 
-/** AdamW, the learning-rate schedule and the weight-decay controller that `config` describes, for `model`. */
-export function optimizerFromConfig(config: TrainConfig, model: MptModel): TrainOptimizer {
+/**
+ * AdamW, the learning-rate schedule and the weight-decay controller that `config` describes, for `model`, on
+ * this rank of `communicator` (a world of one by default; it decides the shard under sharding 'optimizer').
+ */
+export function optimizerFromConfig(config: TrainConfig, model: MptModel, communicator: Communicator = new WorldOfOne()): TrainOptimizer {
   const o = config.optimizer;
   const wd = config.weightDecay;
   // The controller first: it only checks its options, while AdamW allocates two arenas of the model's size.
@@ -29,13 +42,24 @@ export function optimizerFromConfig(config: TrainConfig, model: MptModel): Train
     totalSteps: config.steps,
     ...(wd.mode === 'ptwd' && wd.plateau ? { plateau: {} } : {}),
   });
-  const adamw = new AdamW(model.params, model.grads, {
-    beta1: o.beta1,
-    beta2: o.beta2,
-    eps: o.eps,
-    decayEmbeddings: o.decayEmbeddings,
-    computeCopy: model.computeParams ?? false,
-  });
   const schedule = { peakLr: o.lr, warmupSteps: o.warmupSteps, totalSteps: config.steps, minLrRatio: o.minLrRatio };
-  return { adamw, ptwd, lr: (step) => cosineWithWarmup(step, schedule) };
+  const lr = (step: number) => cosineWithWarmup(step, schedule);
+  const betas = { beta1: o.beta1, beta2: o.beta2, eps: o.eps };
+  if (config.dist.sharding === 'none') {
+    const adamw = new AdamW(model.params, model.grads, { ...betas, decayEmbeddings: o.decayEmbeddings, computeCopy: model.computeParams ?? false });
+    return { adamw, ptwd, lr, shard: null };
+  }
+  const shard = new OptimizerShard(communicator, model);
+  try {
+    // A shard's pieces are flat: each decays as its whole entry in the model's layout does.
+    const decays = (name: string) => {
+      const e = model.params.entry(name);
+      return defaultDecay(e) && (o.decayEmbeddings || !isEmbedding(e));
+    };
+    const adamw = new AdamW(shard.master, shard.grads, { ...betas, decay: (e) => decays(e.name), computeCopy: shard.computeCopy ?? false });
+    return { adamw, ptwd, lr, shard };
+  } catch (e) {
+    shard.dispose();
+    throw e;
+  }
 }

@@ -13,6 +13,7 @@ import type { Communicator } from '../dist/communicator';
 import { TrainingData, checkEvalPolicy, checkVocab } from './data';
 import type { MetricSink } from './metrics';
 import { optimizerFromConfig, type TrainOptimizer } from './optimizer';
+import { OptimizerShard } from '../dist/zero';
 
 /**
  * What a trainer is made of. The config says what the run is (steps, evaluation and checkpoint cadence, run
@@ -28,8 +29,9 @@ export interface TrainerParts {
   optimizer: TrainOptimizer;
   data: TrainingData;
   /**
-   * The ranks of the run (data parallel, dist.sharding 'none'): the loader must draw this rank's share
-   * (TrainingData.fromConfig with the rank and world size). Defaults to a world of one.
+   * The ranks of the run (data parallel): the loader must draw this rank's share (TrainingData.fromConfig
+   * with the rank and world size) and, under dist.sharding 'optimizer', the optimizer must hold this rank's
+   * shard (optimizerFromConfig with the communicator). Defaults to a world of one.
    */
   communicator?: Communicator;
   /** Where the records go, in order. Defaults to metrics.jsonl in config.runDir; a list replaces that (add JsonlMetricSink.inRunDir(runDir) to keep it). */
@@ -69,9 +71,24 @@ export function checkParts(parts: TrainerParts, config: TrainConfig, worldSize: 
     throw invalidArg(`${where}: the model's checkpointEvery is ${model.checkpointEvery} but 'model.checkpointEvery' is ${config.model.checkpointEvery}`);
   }
   const a = optimizer.adamw;
-  if (a.params !== model.params || a.grads !== model.grads) throw invalidArg(`${where}: optimizer.adamw must update the model's params from the model's grads`);
-  if (a.computeCopy !== model.computeParams) {
-    throw invalidArg(`${where}: optimizer.adamw must write the model's bf16 compute copy (computeCopy: model.computeParams), and only for a bf16 model`);
+  const shard = o.shard ?? null;
+  if (config.dist.sharding === 'none') {
+    if (shard !== null) throw invalidArg(`${where}: optimizer.shard is set but 'dist.sharding' is 'none' (build the optimizer with optimizerFromConfig)`);
+    if (a.params !== model.params || a.grads !== model.grads) throw invalidArg(`${where}: optimizer.adamw must update the model's params from the model's grads`);
+    if (a.computeCopy !== model.computeParams) {
+      throw invalidArg(`${where}: optimizer.adamw must write the model's bf16 compute copy (computeCopy: model.computeParams), and only for a bf16 model`);
+    }
+  } else {
+    if (!(shard instanceof OptimizerShard) || shard.disposed) {
+      throw invalidArg(`${where}: 'dist.sharding' is '${config.dist.sharding}' but optimizer.shard is not a live OptimizerShard (build the optimizer with optimizerFromConfig(config, model, communicator))`);
+    }
+    if (shard.range.rank !== rank || shard.range.worldSize !== worldSize || shard.range.offset + shard.range.count > model.params.numel || shard.range.block !== Math.floor(model.params.numel / worldSize)) {
+      throw invalidArg(`${where}: optimizer.shard is rank ${shard.range.rank} of ${shard.range.worldSize}'s shard of another model, but the communicator is rank ${rank} of ${worldSize}`);
+    }
+    if (a.params !== shard.master || a.grads !== shard.grads || a.computeCopy !== shard.computeCopy) {
+      throw invalidArg(`${where}: optimizer.adamw must update optimizer.shard's master weights from its gradients (and write its bf16 copy)`);
+    }
+    if ((shard.computeCopy === null) !== (model.computeParams === null)) throw invalidArg(`${where}: optimizer.shard was cut from a model of another precision`);
   }
   const plan = planBatch(config, model.config, worldSize);
   const loader = data.loader;
@@ -116,7 +133,7 @@ export async function partsFromConfig(config: TrainConfig, communicator: Communi
       seed: config.seed,
       device: config.model.device,
     });
-    const optimizer = optimizerFromConfig(config, model);
+    const optimizer = optimizerFromConfig(config, model, communicator);
     return { config, model, optimizer, data, communicator, sinks, peakFlops };
   } catch (e) {
     model?.dispose();
@@ -128,6 +145,7 @@ export async function partsFromConfig(config: TrainConfig, communicator: Communi
 /** Disposes the optimizer and the model and closes the data. */
 export function releaseParts(parts: Pick<TrainerParts, 'model' | 'optimizer' | 'data'>): void {
   parts.optimizer.adamw.dispose();
+  parts.optimizer.shard?.dispose();
   parts.model.dispose();
   parts.data.close();
 }

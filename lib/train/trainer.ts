@@ -18,6 +18,12 @@
 // global batch's and every rank stops after the same step. Rank 0 alone takes the run-directory lock,
 // writes the sinks and the checkpoints (every rank waits at a barrier after each write); every rank resumes
 // from checkpoints/latest and evaluates its share of the validation batches, the sums reduced.
+//
+// Sharded optimizer state (dist.sharding 'optimizer', ZeRO-2, dist/zero.ts): instead of the all-reduce the
+// gradient is reduce-scattered, so each rank holds the global batch's gradient for its shard only; the global
+// norm is the sum of the shards' sums of squares (reduced with the loss), AdamW updates the shard, and the
+// updated compute weights are all-gathered. A checkpoint gathers the master weights and the moments first, so
+// it is the same full file set as DDP's and resumes with any number of ranks, each taking its shard.
 import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -25,21 +31,24 @@ import { invalidArg } from '../core/errors';
 import { withFsContext } from '../core/fs-errors';
 import type { MptModel } from '../model/mpt';
 import { flopsPerToken, type MptConfig } from '../model/config';
-import { clipGradNormAsync, type AdamW, type PtwdController } from '../optim/index';
+import { clipFromSums, clipGradNormAsync, type AdamW, type ClipResult, type PtwdController } from '../optim/index';
+import { ops } from '../core/ops';
+import type { Arena } from '../core/tensor';
 import { evalBatches, type TokenLoader } from '../data/loader';
 import { CHECKPOINTS_DIR, CheckpointError, checkpointName, latestCheckpoint, listCheckpoints, loadCheckpoint, loadModelWeights, mptHfConfig, saveCheckpoint, TRAINER_STATE_FILE } from './checkpoint';
 import { resolveTrainConfig, type BatchPlan, type TrainConfig } from './config';
 import { RunLock } from './lock';
 import { WorldOfOne, checkCommunicator, initCommunicator, type Communicator } from '../dist/communicator';
 import { GradientAllReduce } from '../dist/ddp';
+import type { OptimizerShard } from '../dist/zero';
 import { checkSameRun } from '../dist/identity';
 import type { DataPlan, TrainingData } from './data';
-import { JsonlMetricSink, METRICS_FILE, lastFiniteLossInMetrics, type EvalMetrics, type FiniteLoss, type MetricRecord, type MetricSink, type StepMetrics } from './metrics';
+import { JsonlMetricSink, METRICS_FILE, lastFiniteLossInMetrics, type MemoryReport, type EvalMetrics, type FiniteLoss, type MetricRecord, type MetricSink, type StepMetrics } from './metrics';
 import { checkParts, isTrainerParts, partsFromConfig, peakFlopsFor, releaseParts, type TrainerParts } from './parts';
 import { runIdentity } from './identity';
 import { checkResumeConfig, checkTrainerState, type TrainerState } from './resume';
 
-export type { StepMetrics, EvalMetrics, MetricRecord, MetricSink } from './metrics';
+export type { StepMetrics, EvalMetrics, MetricRecord, MetricSink, MemoryReport } from './metrics';
 export type { DataPlan } from './data';
 export type { TrainerParts } from './parts';
 
@@ -128,7 +137,9 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   #stopRequested = false;
   /** Every rank asked to stop after the last step (the stop requests are summed with the loss). */
   #stopAgreed = false;
-  readonly #gradReduce: GradientAllReduce;
+  /** The all-reduce of sharding 'none'; null under sharding 'optimizer'. */
+  readonly #gradReduce: GradientAllReduce | null;
+  readonly #shard: OptimizerShard | null;
   #busy = false;
   #lock: RunLock | null = null;
   #lastFiniteLoss: FiniteLoss | null = null;
@@ -153,7 +164,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     this.#sinks = [...parts.sinks];
     this.peakFlops = parts.peakFlops;
     this.flopsPerToken = flopsPerToken(this.modelConfig, plan.seqLen);
-    this.#gradReduce = new GradientAllReduce(this.communicator, this.model.grads.buffer, config.dist.bucketMB);
+    this.#shard = parts.optimizer.shard ?? null;
+    this.#gradReduce = this.#shard ? null : new GradientAllReduce(this.communicator, this.model.grads.buffer, config.dist.bucketMB);
   }
 
   /** This process leads the run: it alone writes the sinks, the lock and the checkpoints. */
@@ -220,10 +232,10 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         loadModelWeights(config.model.init, t.model.params);
         t.model.syncComputeParams();
       }
-      t.#record({ type: 'plan', step: t.#step, ...t.dataPlan });
+      t.#record({ type: 'plan', step: t.#step, ...t.dataPlan, memory: t.memory() });
     } catch (e) {
       t.#lock?.release();
-      t.#gradReduce.dispose();
+      t.#gradReduce?.dispose();
       throw e;
     }
     if (t.#leader) for (const w of t.dataPlan.warnings) process.emitWarning(`pajama train: ${w}`, { code: 'PAJAMA_MIXTURE_REPEAT' });
@@ -261,12 +273,45 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     );
   }
 
+  /** Bytes this rank holds for training, by kind (see MemoryReport); allocates the activations if no step has yet. */
+  memory(): MemoryReport {
+    const bytes = (a: Arena | null | undefined) => a?.buffer.byteLength ?? 0;
+    const sh = this.#shard;
+    const r = {
+      weights: bytes(this.model.params) + bytes(this.model.computeParams),
+      gradients: bytes(this.model.grads) + (sh ? sh.ownedBytes : 0),
+      optimizerState: bytes(this.optimizer.m) + bytes(this.optimizer.v),
+      activations: this.model.activationBytes(this.plan.microBatchSize, this.plan.seqLen),
+      communication: 0,
+    };
+    return { ...r, checkpointGather: sh ? 2 * bytes(this.model.params) : 0, total: r.weights + r.gradients + r.optimizerState + r.activations + r.communication };
+  }
+
   #restore(dir: string): void {
-    const loaded = loadCheckpoint(dir, { params: this.model.params, m: this.optimizer.m, v: this.optimizer.v });
+    // Under sharding 'optimizer' the checkpoint's full moments are read into scratch arenas and each rank
+    // keeps its range: any number of ranks resumes any checkpoint.
+    const sh = this.#shard;
+    const m = sh ? this.model.params.like('f32') : this.optimizer.m;
+    const v = sh ? this.model.params.like('f32') : this.optimizer.v;
+    try {
+      this.#restoreFrom(dir, m, v);
+    } finally {
+      if (sh) for (const a of [m, v]) a.dispose();
+    }
+  }
+
+  #restoreFrom(dir: string, m: Arena, v: Arena): void {
+    const loaded = loadCheckpoint(dir, { params: this.model.params, m, v });
     const stateFile = path.join(dir, TRAINER_STATE_FILE);
     const s: TrainerState = checkTrainerState(loaded.trainerState, stateFile);
     checkResumeConfig(s, this.config, stateFile);
     this.model.syncComputeParams();
+    const sh = this.#shard;
+    if (sh) {
+      // the shard's master weights are a view of the params just loaded; the moments are its own
+      sh.takeRange(m.buffer, this.optimizer.m.buffer);
+      sh.takeRange(v.buffer, this.optimizer.v.buffer);
+    }
     const restoring = (key: string, fn: () => void) => {
       try {
         fn();
@@ -314,21 +359,25 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       const r = await this.model.forwardBackward(batch.inputs, batch.targets, B, T, 1 / tokens);
       lossSum += r.lossSum;
     }
-    let commSeconds = 0;
     let lossTokens = B * T * accumulationSteps;
+    const sh = this.#shard;
+    // The gradient: all-reduced (sharding 'none') or reduce-scattered (each rank gets its shard's sum).
+    let commSeconds = sh ? await sh.reduceGradients() : await this.#gradReduce!.reduce();
+    // A shard's sum of squares and non-finite count: summed over the ranks below, they make the global norm.
+    const [sumSquares, nonFinite] = sh ? await ops.sumSquaresAsync(sh.grads.buffer) : [0, 0];
+    const sums = Float64Array.of(lossSum, lossTokens, this.#stopRequested ? 1 : 0, sumSquares, nonFinite);
     if (worldSize > 1) {
-      // The gradient, then [loss sum, tokens, stop requests] (a NaN on any rank makes every rank's sum NaN,
-      // so every rank skips the step; a stop asked of any rank stops every rank after this step).
-      commSeconds = await this.#gradReduce.reduce();
+      // [loss sum, tokens, stop requests, sum of squares, non-finite] (a NaN on any rank makes every rank's
+      // sum NaN, so every rank skips the step; a stop asked of any rank stops every rank after this step).
       const c0 = performance.now();
-      const sums = Float64Array.of(lossSum, lossTokens, this.#stopRequested ? 1 : 0);
       await this.communicator.allReduce(sums, 'sum');
       commSeconds += (performance.now() - c0) / 1e3;
       [lossSum, lossTokens] = [sums[0], sums[1]];
       if (sums[2] > 0) this.#stopAgreed = true;
     }
     const loss = lossSum / lossTokens;
-    const clip = await clipGradNormAsync(this.model.grads, this.config.optimizer.gradClip || Infinity);
+    const maxNorm = this.config.optimizer.gradClip || Infinity;
+    const clip: ClipResult = sh ? clipFromSums(sums[3], sums[4], maxNorm) : await clipGradNormAsync(this.model.grads, maxNorm);
     const stepIndex = this.#step; // 0-based index of this update in the schedules
     const lr = this.#lr(stepIndex);
     const weightDecay = this.ptwd.weightDecay(stepIndex);
@@ -336,6 +385,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const skipped = clip.nonFinite > 0 || !Number.isFinite(loss);
     if (!skipped) {
       await this.optimizer.stepAsync({ lr, weightDecay, gradScale: clip.scale });
+      // every rank's updated shard into every rank's compute weights (a skipped step changes none)
+      if (sh) commSeconds += await sh.gatherWeights();
       this.ptwd.observe(stepIndex, loss);
     }
     this.#step++;
@@ -423,9 +474,15 @@ export class Trainer extends EventEmitter<TrainerEvents> {
 
   /**
    * Writes a checkpoint of the current state into the run directory; on a rank other than 0 writes nothing
-   * and returns the directory rank 0 writes (fit() has every rank wait at a barrier after the write).
+   * and returns the directory rank 0 writes (fit() has every rank wait at a barrier after the write). Under
+   * dist.sharding 'optimizer' the state must be gathered first: use saveCheckpointAsync().
    */
   saveCheckpoint(): string {
+    if (this.#shard) throw invalidArg("Trainer.saveCheckpoint: with dist.sharding 'optimizer' the weights and moments are gathered from every rank first; call every rank's await trainer.saveCheckpointAsync()");
+    return this.#write(this.optimizer.m, this.optimizer.v);
+  }
+
+  #write(m: Arena, v: Arena): string {
     if (!this.#leader) return path.join(this.config.runDir, CHECKPOINTS_DIR, checkpointName(this.#step));
     const state: TrainerState = {
       step: this.#step,
@@ -442,7 +499,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const info = saveCheckpoint(this.config.runDir, this.#step, {
       config: mptHfConfig(this.modelConfig),
       params: this.model.params,
-      optimizerState: { m: this.optimizer.m, v: this.optimizer.v },
+      optimizerState: { m, v },
       trainerState: state,
       keepLast: this.config.checkpoint.keepLast,
     });
@@ -451,9 +508,28 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     return info.dir;
   }
 
-  /** saveCheckpoint(), then a barrier: no rank runs ahead of a checkpoint being written. */
-  async #checkpoint(): Promise<string> {
-    const dir = this.saveCheckpoint();
+  /**
+   * Writes a checkpoint on every rank's call (each rank must call it): under dist.sharding 'optimizer' the
+   * master weights and the moments are gathered first (the moments into two full f32 arenas held while rank
+   * 0 writes); then a barrier, so no rank runs ahead of a checkpoint being written.
+   */
+  async saveCheckpointAsync(): Promise<string> {
+    if (this.#disposed) throw invalidArg('Trainer: used after dispose()');
+    const sh = this.#shard;
+    let dir: string;
+    if (sh) {
+      await sh.gatherMaster();
+      const m = this.model.params.like('f32');
+      const v = this.model.params.like('f32');
+      try {
+        await sh.gatherFull(this.optimizer.m, m);
+        await sh.gatherFull(this.optimizer.v, v);
+        dir = this.#write(m, v);
+      } finally {
+        m.dispose();
+        v.dispose();
+      }
+    } else dir = this.saveCheckpoint();
     // Rank 0's write may take longer than a collective: the others wait up to ten watchdog periods (at least
     // 10 minutes) before they give up on it.
     if (this.communicator.worldSize > 1) await this.communicator.barrier({ timeoutMs: Math.max(600_000, 10_000 * this.config.dist.timeoutSeconds) });
@@ -484,10 +560,10 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     while (!this.done && !stopping()) {
       await this.step();
       if (ev.every > 0 && this.#step % ev.every === 0 && !this.done) await this.evaluate();
-      if (ck.every > 0 && this.#step % ck.every === 0 && !this.done) await this.#checkpoint();
+      if (ck.every > 0 && this.#step % ck.every === 0 && !this.done) await this.saveCheckpointAsync();
     }
     const evalResult = Object.keys(this.validation).length > 0 ? await this.evaluate() : null;
-    const dir = await this.#checkpoint();
+    const dir = await this.saveCheckpointAsync();
     return { steps: this.#step, finalLoss: this.lastFiniteLoss, eval: evalResult, checkpoint: dir, stopped: !this.done, alreadyDone: false };
   }
 
@@ -502,8 +578,9 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     if (this.#disposed) return;
     this.#disposed = true;
     this.#lock?.release();
-    this.#gradReduce.dispose();
+    this.#gradReduce?.dispose();
     this.optimizer.dispose();
+    this.#shard?.dispose();
     this.model.dispose();
     this.data.close();
   }

@@ -43,6 +43,20 @@ t.test('views share memory and die with their parent', async (t) => {
   t.throws(() => v.toFloat32(), DisposedError);
 });
 
+t.test('an arena carved out of an existing buffer shares its memory and frees nothing', async (t) => {
+  const whole = new Arena('f32', [['w', [2, 3]], ['n', [4]]]);
+  whole.buffer.copyFrom(Float32Array.from({ length: 10 }, (_, i) => i));
+  const part = new Arena('f32', [['w', [2]], ['n', [4]]], 'cpu', whole.buffer.view(4, [6]));
+  t.same([...part.get('w').toFloat32()], [4, 5], 'its entries read the buffer it was given');
+  part.get('n').fill(-1);
+  t.same([...whole.get('n').toFloat32()], [-1, -1, -1, -1], 'and write through to it');
+  part.dispose();
+  t.same([...whole.get('w').toFloat32()], [0, 1, 2, 3, 4, 5], 'disposing it leaves the arena it was carved from');
+  t.throws(() => new Arena('f32', [['a', [3]]], 'cpu', whole.buffer.view(0, [4])), { message: /^Arena: 'over' must be a live f32 tensor of the layout's 3 elements, got Tensor f32\[4\]/ });
+  t.throws(() => new Arena('bf16', [['a', [4]]], 'cpu', whole.buffer.view(0, [4])), { message: /'over' must be a live bf16 tensor of the layout's 4 elements/ });
+  whole.dispose();
+});
+
 t.test('dispose is idempotent; use after dispose is a DisposedError', async (t) => {
   const a = Tensor.zeros('f32', [4]);
   const b = Tensor.zeros('f32', [4]);

@@ -89,6 +89,44 @@ t.test('two ranks under mpirun: every collective, on tensors and typed arrays', 
   }
 });
 
+t.test('the sharded optimizer state over 2 ranks: reduce-scatter, f32 and bf16 gathers, the tail on the last rank', { skip: skipMpi }, async (t) => {
+  const run = await runScenario('shard');
+  t.equal(run.code, 0, run.err);
+  const ranks = run.out
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l))
+    .sort((a, b) => a.rank - b.rank);
+  t.equal(ranks.length, 2);
+  const iota = (lo: number, n: number, f: (i: number) => number) => Array.from({ length: n }, (_, k) => f(lo + k));
+  // 13 elements over 2 ranks: blocks of 6, the 13th (the tail) owned by rank 1
+  t.same(ranks.map((r) => r.range), [
+    { rank: 0, worldSize: 2, offset: 0, count: 6, block: 6, tail: 1 },
+    { rank: 1, worldSize: 2, offset: 6, count: 7, block: 6, tail: 1 },
+  ]);
+  t.same(ranks[0].layout, [['a', [6], 0]], "rank 0's shard: the first 6 elements of 'a'");
+  t.same(ranks[1].layout, [['a', [3], 0], ['b', [4], 3]], "rank 1's shard: the rest of 'a' and all of 'b'");
+  const shifted = (i: number) => i + 0.5 + (i < 6 ? 100 : 200);
+  // f32 to bf16, rounding to nearest even (what the bf16 compute copy holds)
+  const bf16 = (x: number) => {
+    const u = new Uint32Array(Float32Array.of(x).buffer);
+    u[0] = (u[0] + 0x7fff + ((u[0] >>> 16) & 1)) & 0xffff0000;
+    return new Float32Array(u.buffer)[0];
+  };
+  for (const r of ranks) {
+    const { offset, count } = r.range;
+    t.same(r.master, iota(offset, count, (i) => i + 0.5), `rank ${r.rank} starts from its range of the master weights`);
+    // grads on rank q are (q + 1) * (i + 1): the sum over 2 ranks is 3 * (i + 1)
+    t.same(r.grads, iota(offset, count, (i) => 3 * (i + 1)), `rank ${r.rank} holds the summed gradient of its range, tail included`);
+    t.same(r.computeParams, iota(0, 13, (i) => bf16(shifted(i))), `rank ${r.rank}: every rank's bf16 shard gathered into the compute copy`);
+    const mine = (i: number) => i >= offset && i < offset + count;
+    t.same(r.paramsBeforeGather, iota(0, 13, (i) => (mine(i) ? shifted(i) : i + 0.5)), 'the master is a view of params: this rank\'s range moved, the rest waits for gatherMaster');
+    t.same(r.params, iota(0, 13, shifted), 'gatherMaster: every rank\'s f32 shard in place');
+    t.same(r.takeRange, iota(offset, count, (i) => -i), 'takeRange: this rank\'s range of a full buffer');
+    t.match(r.bf16Reduce, /Communicator.allReduce: buf: .*bf16 on the CPU; MPI reduces f32 or i32 CPU tensors/, 'bf16 is gathered, never reduced, over MPI');
+  }
+});
+
 t.test('a rank that never reaches a collective ends the whole run within the timeout, naming the collective', { skip: skipMpi }, async (t) => {
   const run = await runScenario('hang', { COMM_TIMEOUT_MS: '3000' }, 90_000);
   t.not(run.code, 0, 'the run fails');

@@ -107,6 +107,93 @@ t.test('(a) 2 ranks x micro-batch 2 train as 1 process x micro-batch 2 x 2 accum
   t.ok(worst < 1e-4, `final weights within 1e-4 (max |diff| ${worst.toExponential(2)})`);
 });
 
+/** The largest |difference| between the weights of two model.safetensors files (same tensors). */
+function maxWeightDiff(fileA: string, fileB: string): number {
+  const wa = readWeights(fileA);
+  const wb = readWeights(fileB);
+  let worst = wa.size === wb.size ? 0 : Infinity;
+  for (const [name, x] of wa) {
+    const y = wb.get(name);
+    if (!y) return Infinity;
+    for (let i = 0; i < x.length; i++) worst = Math.max(worst, Math.abs(x[i] - y[i]));
+  }
+  return worst;
+}
+
+const relDiff = (x: number, y: number) => Math.abs(x - y) / Math.abs(y);
+
+t.test("(f) sharding 'optimizer': 2 ranks train as 1 process (fp32), and as 2 ranks of 'none' (bf16)", { skip }, async (t) => {
+  // The tolerances of (a): the same computation up to the order of the f32 additions of the ranks'
+  // gradients (and of the f64 sums of squares of the two shards).
+  const one = await mpi([['train', '--config', writeConfig('zero-one', { steps: 8 })]]);
+  t.equal(one.code, 0, one.err);
+  const two = await twoRanks(['train', '--config', writeConfig('zero-two', { steps: 8, dist: { sharding: 'optimizer' } })]);
+  t.equal(two.code, 0, two.err);
+  t.match(two.out, /x 2 ranks \(Open MPI[^)]*, sharding 'optimizer'\) = 64 tokens/, 'rank 0 prints the plan with the sharding');
+  t.match(two.out, /^pajama train: memory per rank: weights [\d.]+ MiB, .*optimizer state [\d.]+ MiB.*\(\+ [\d.]+ MiB while writing a checkpoint\)$/m, 'and the memory one rank holds');
+  const a = stepRecords(path.join(dir, 'zero-one'));
+  const b = stepRecords(path.join(dir, 'zero-two'));
+  t.equal(b.length, 8);
+  t.equal(b[0].loss, a[0].loss, 'step 1: the same loss, exactly');
+  const worstLoss = Math.max(...b.map((r, i) => relDiff(r.loss, a[i].loss)));
+  const worstNorm = Math.max(...b.map((r, i) => relDiff(r.gradNorm, a[i].gradNorm)));
+  t.ok(worstLoss < 1e-5, `losses within 1e-5 relative (worst ${worstLoss.toExponential(2)})`);
+  t.ok(worstNorm < 1e-5, `gradient norms within 1e-5 relative (worst ${worstNorm.toExponential(2)})`);
+  t.ok(b.every((r) => r.commSeconds > 0), 'commSeconds measured');
+  const worst = maxWeightDiff(path.join(dir, 'zero-one/checkpoints/step-000008/model.safetensors'), path.join(dir, 'zero-two/checkpoints/step-000008/model.safetensors'));
+  t.ok(worst < 1e-4, `final weights within 1e-4 (max |diff| ${worst.toExponential(2)})`);
+
+  // bf16: the compute copy is gathered as bf16 (16-bit words over MPI), the master stays sharded until the checkpoint
+  const bf16 = { steps: 6, model: { preset: 'tiny', precision: 'bf16', overrides: { nLayers: 1 } } };
+  const ddp = await twoRanks(['train', '--config', writeConfig('bf16-none', bf16)]);
+  t.equal(ddp.code, 0, ddp.err);
+  const zero = await twoRanks(['train', '--config', writeConfig('bf16-opt', { ...bf16, dist: { sharding: 'optimizer' } })]);
+  t.equal(zero.code, 0, zero.err);
+  const c = stepRecords(path.join(dir, 'bf16-none'));
+  const d = stepRecords(path.join(dir, 'bf16-opt'));
+  const worstBf16 = Math.max(...d.map((r, i) => relDiff(r.loss, c[i].loss)));
+  t.ok(worstBf16 < 1e-5, `bf16 losses within 1e-5 relative of DDP's (worst ${worstBf16.toExponential(2)})`);
+  const w2 = maxWeightDiff(path.join(dir, 'bf16-none/checkpoints/step-000006/model.safetensors'), path.join(dir, 'bf16-opt/checkpoints/step-000006/model.safetensors'));
+  t.ok(w2 < 1e-4, `bf16 final master weights within 1e-4 (max |diff| ${w2.toExponential(2)})`);
+});
+
+/** Cuts run directory `runDir` back to its checkpoint of `step` (as latest) and the metrics up to it. */
+function cutBack(runDir: string, step: number): void {
+  const ck = path.join(runDir, 'checkpoints');
+  for (const d of fs.readdirSync(ck)) if (/^step-\d+$/.test(d) && Number(d.slice(5)) > step) fs.rmSync(path.join(ck, d), { recursive: true });
+  fs.writeFileSync(path.join(ck, 'latest'), `step-${String(step).padStart(6, '0')}\n`);
+  const file = path.join(runDir, 'metrics.jsonl');
+  const keep = fs.readFileSync(file, 'utf8').split('\n').filter((l) => l && JSON.parse(l).step <= step);
+  fs.writeFileSync(file, keep.join('\n') + '\n');
+}
+
+t.test('(g) a checkpoint resumes with another number of ranks: 1 -> 2 (re-sharded) and 2 -> 1', { skip }, async (t) => {
+  const cfg = { steps: 8, checkpoint: { every: 4, keepLast: 3 } };
+  const whole = await mpi([['train', '--config', writeConfig('n-whole', cfg)]]);
+  t.equal(whole.code, 0, whole.err);
+  const ref = stepRecords(path.join(dir, 'n-whole'));
+  const refWeights = path.join(dir, 'n-whole/checkpoints/step-000008/model.safetensors');
+  for (const [name, fromRanks, toRanks, sharding] of [
+    ['n-1to2', 1, 2, 'optimizer'],
+    ['n-2to1', 2, 1, 'none'],
+  ] as const) {
+    const config = writeConfig(name, { ...cfg, dist: { sharding: fromRanks === 2 ? 'optimizer' : 'none' } });
+    const first = await mpi(Array.from({ length: fromRanks }, () => ['train', '--config', config]));
+    t.equal(first.code, 0, first.err);
+    cutBack(path.join(dir, name), 4);
+    const next = writeConfig(`${name}-b`, { ...cfg, runDir: path.join(dir, name), dist: { sharding } });
+    const resumed = await mpi(Array.from({ length: toRanks }, () => ['train', '--config', next]));
+    t.equal(resumed.code, 0, resumed.err);
+    t.match(resumed.out, /resumed at step 4 /, `${name}: resumed at step 4 with ${toRanks} rank(s), sharding '${sharding}'`);
+    const got = stepRecords(path.join(dir, name));
+    t.equal(got.length, 8);
+    const worstLoss = Math.max(...got.map((r, i) => relDiff(r.loss, ref[i].loss)));
+    t.ok(worstLoss < 1e-5, `${name}: losses within 1e-5 relative of the uninterrupted single process (worst ${worstLoss.toExponential(2)})`);
+    const worst = maxWeightDiff(path.join(dir, name, 'checkpoints/step-000008/model.safetensors'), refWeights);
+    t.ok(worst < 1e-4, `${name}: final weights within 1e-4 (max |diff| ${worst.toExponential(2)})`);
+  }
+});
+
 /** The pid of MPI rank `rank` among the children of mpirun `parent` (its environment says its rank). */
 function rankPid(parent: number, rank: number): number | null {
   for (const p of fs.readdirSync('/proc')) {

@@ -294,7 +294,7 @@ t.test('a NaN on one rank reaches every rank through the reduction: every rank s
     tamper: (rank, call, values) => {
       if (rank !== 1) return;
       if (call.buffer instanceof Tensor && ++gradCalls === 2) values[17] = NaN; // step 2: one gradient value
-      if (call.buffer instanceof Float64Array && values.length === 3 && gradCalls === 4) values[0] = NaN; // step 4: the loss sum
+      if (call.buffer instanceof Float64Array && values.length === 5 && gradCalls === 4) values[0] = NaN; // step 4: the loss sum (of [loss, tokens, stop, sum of squares, non-finite])
     },
   });
   const two = await trainRanks(world, config(path.join(dir, 'nan'), 'fp32', extra));

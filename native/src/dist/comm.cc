@@ -7,11 +7,12 @@
 // gradient all-reduce queued after the backward's last op runs after it, and the event loop stays free.
 //   commAllReduce(buf, op)              in place; op 'sum' | 'max' | 'min'
 //   commReduceScatter(out, inp, op)     inp: worldSize * out's elements; out: this rank's block of the reduction
-//   commAllGather(out, inp)             out: worldSize * inp's elements, rank r's block at r * inp.numel
+//   commAllGather(out, inp)             out: worldSize * inp's elements, rank r's block at r * inp.numel; inp
+//                                       may be this rank's block of out (in place)
 //   commBroadcast(buf, root)            root's bytes to every rank
 //   commBarrier()
-// buf, out and inp are CPU tensors (f32 or i32) or typed arrays (Float32Array, Float64Array, Int32Array,
-// Uint8Array, BigInt64Array): MPI moves them. Or they are all CUDA tensors (f32, bf16 or i32) on this rank's
+// buf, out and inp are CPU tensors (f32 or i32; bf16 too for allGather and broadcast, which only move it) or
+// typed arrays (Float32Array, Float64Array, Int32Array, Uint8Array, BigInt64Array): MPI moves them. Or they are all CUDA tensors (f32, bf16 or i32) on this rank's
 // device: NCCL moves them (nccl.h), queued on the communicator's stream in order with the device's compute
 // stream, and the promise settles once queued like any CUDA op's; a build without NCCL refuses them with its
 // reason. MPI errors return (never abort) and become Engine errors naming the collective.
@@ -94,11 +95,11 @@ Buf ReadBuf(OpArgs& a, size_t i, const char* name) {
   if (a.isTensor(i)) {
     Tensor t = a.tensor(i, name);
     if (t.device().IsCuda()) return ReadCudaBuf(a, t, name);
-    PT_CHECK_ARG(t.dtype == DType::F32 || t.dtype == DType::I32, a.op(), ": '", name,
-                 "' must be an f32 or i32 tensor (reduce gradients in f32), got ", t.Describe());
+    PT_CHECK_ARG(t.dtype == DType::F32 || t.dtype == DType::I32 || t.dtype == DType::BF16, a.op(), ": '", name,
+                 "' must be an f32, bf16 or i32 tensor, got ", t.Describe());
     b.data = t.raw();
     b.count = t.numel;
-    b.dtype = t.dtype == DType::F32 ? PT_MPI_F32 : PT_MPI_I32;
+    b.dtype = t.dtype == DType::F32 ? PT_MPI_F32 : t.dtype == DType::BF16 ? PT_MPI_U16 : PT_MPI_I32;
     b.what = t.Describe();
     return b;
   }
@@ -114,6 +115,16 @@ Buf ReadBuf(OpArgs& a, size_t i, const char* name) {
                                              : PT_MPI_I64;
   b.what = TypedArrayName(arr.type);
   return b;
+}
+
+// MPI moves bf16 CPU tensors (allGather, broadcast) as 16-bit words but cannot add them: reductions refuse them.
+void ExpectReducible(const OpArgs& a, const Buf& b, const char* name) {
+  PT_CHECK_ARG(b.dtype != PT_MPI_U16, a.op(), ": '", name, "' is a ", b.what,
+               "; MPI reduces f32 or i32 CPU tensors (reduce gradients in f32; bf16 is only gathered or broadcast)");
+}
+
+int64_t ElementBytes(int dtype) {
+  return dtype == PT_MPI_F64 || dtype == PT_MPI_I64 ? 8 : dtype == PT_MPI_U8 ? 1 : dtype == PT_MPI_U16 ? 2 : 4;
 }
 
 int ReadOp(OpArgs& a, size_t i) {
@@ -162,6 +173,7 @@ Kernel BuildAllReduce(OpArgs& a) {
   if (b.cuda) {
     return NcclKernel(a, PT_NCCL_LAUNCH(nccl::AllReduce(name, stream, b.data, b.count, b.tensorDtype, NcclReduce(op));));
   }
+  ExpectReducible(a, b, "buf");
   const PtMpiApi* api = Api(a.op());
   return [=]() {
     char err[512] = {0};
@@ -196,6 +208,7 @@ Kernel BuildReduceScatter(OpArgs& a) {
     return NcclKernel(a, PT_NCCL_LAUNCH(nccl::ReduceScatter(name, stream, inp.data, out.data, out.count,
                                                             out.tensorDtype, NcclReduce(op));));
   }
+  ExpectReducible(a, inp, "inp");
   return [=]() {
     char err[512] = {0};
     Check(name, api->reduce_scatter(inp.data, out.data, out.count, out.dtype, op, err, sizeof err), err);
@@ -230,7 +243,7 @@ Kernel BuildBroadcast(OpArgs& a) {
     return NcclKernel(a,
                       PT_NCCL_LAUNCH(nccl::Broadcast(name, stream, b.data, b.count, b.tensorDtype, int(root));));
   }
-  const int64_t bytes = b.count * int64_t(b.dtype == PT_MPI_F64 || b.dtype == PT_MPI_I64 ? 8 : b.dtype == PT_MPI_U8 ? 1 : 4);
+  const int64_t bytes = b.count * ElementBytes(b.dtype);
   const std::string name = a.op();
   return [=]() {
     char err[512] = {0};

@@ -11,10 +11,11 @@
 extern "C" {
 #endif
 
-enum PtMpiDType { PT_MPI_F32 = 0, PT_MPI_F64 = 1, PT_MPI_I32 = 2, PT_MPI_U8 = 3, PT_MPI_I64 = 4 };
+// PT_MPI_U16 moves 16-bit elements (bf16 tensors) in allgather and broadcast; it is never reduced.
+enum PtMpiDType { PT_MPI_F32 = 0, PT_MPI_F64 = 1, PT_MPI_I32 = 2, PT_MPI_U8 = 3, PT_MPI_I64 = 4, PT_MPI_U16 = 5 };
 enum PtMpiOp { PT_MPI_SUM = 0, PT_MPI_MAX = 1, PT_MPI_MIN = 2 };
 
-#define PT_MPI_API_VERSION 1
+#define PT_MPI_API_VERSION 2
 
 typedef struct PtMpiApi {
   int version;  // PT_MPI_API_VERSION
@@ -25,7 +26,8 @@ typedef struct PtMpiApi {
   int (*allreduce)(void* buf, int64_t count, int dtype, int op, char* err, size_t errLen);
   // in: size * countPerRank elements, out: countPerRank (this rank's block of the reduction).
   int (*reduce_scatter)(const void* in, void* out, int64_t countPerRank, int dtype, int op, char* err, size_t errLen);
-  // in: countPerRank elements, out: size * countPerRank (rank r's block at r * countPerRank).
+  // in: countPerRank elements, out: size * countPerRank (rank r's block at r * countPerRank); `in` may be this
+  // rank's block of `out` (in place), but may not overlap it otherwise.
   int (*allgather)(const void* in, void* out, int64_t countPerRank, int dtype, char* err, size_t errLen);
   int (*broadcast)(void* buf, int64_t bytes, int root, char* err, size_t errLen);
   int (*barrier)(char* err, size_t errLen);

@@ -37,11 +37,14 @@ MPI_Datatype Type(int dtype) {
     case PT_MPI_I32: return MPI_INT32_T;
     case PT_MPI_U8: return MPI_UINT8_T;
     case PT_MPI_I64: return MPI_INT64_T;
+    case PT_MPI_U16: return MPI_UINT16_T;
   }
   return MPI_DATATYPE_NULL;
 }
 
-size_t Size(int dtype) { return dtype == PT_MPI_F64 || dtype == PT_MPI_I64 ? 8 : dtype == PT_MPI_U8 ? 1 : 4; }
+size_t Size(int dtype) {
+  return dtype == PT_MPI_F64 || dtype == PT_MPI_I64 ? 8 : dtype == PT_MPI_U8 ? 1 : dtype == PT_MPI_U16 ? 2 : 4;
+}
 
 MPI_Op Op(int op) { return op == PT_MPI_MAX ? MPI_MAX : op == PT_MPI_MIN ? MPI_MIN : MPI_SUM; }
 
@@ -97,7 +100,13 @@ int ReduceScatter(const void* in, void* out, int64_t countPerRank, int dtype, in
 
 int AllGather(const void* in, void* out, int64_t countPerRank, int dtype, char* err, size_t errLen) {
   if (countPerRank > INT_MAX) return BadCount("allGather", countPerRank, err, errLen);
-  PT_MPI(MPI_Allgather(in, int(countPerRank), Type(dtype), out, int(countPerRank), Type(dtype), MPI_COMM_WORLD));
+  // `in` already at this rank's place in `out` (a shard gathered into the arena it is a view of): MPI must be
+  // told (MPI_IN_PLACE), as buffers may not overlap otherwise.
+  int rank = 0;
+  PT_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
+  const bool inPlace = in == static_cast<const char*>(out) + int64_t(rank) * countPerRank * int64_t(Size(dtype));
+  PT_MPI(MPI_Allgather(inPlace ? MPI_IN_PLACE : in, int(countPerRank), Type(dtype), out, int(countPerRank), Type(dtype),
+                       MPI_COMM_WORLD));
   return 0;
 }
 

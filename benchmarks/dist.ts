@@ -19,7 +19,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { backendInfo, initCommunicator, Trainer, TRAIN_SHARDING_MODES, type MemoryReport, type StepMetrics } from '../lib/index';
+import { backendInfo, initCommunicator, MpiCommunicator, Trainer, TRAIN_SHARDING_MODES, type MemoryReport, type StepMetrics } from '../lib/index';
 import { measurePeakFlops, setThreads } from '../lib/core/backend';
 import { ShardWriter } from '../lib/data/shard';
 import { Xoshiro128 } from '../lib/core/rng';
@@ -63,6 +63,7 @@ async function child(file: string): Promise<void> {
     process.stdout.write(JSON.stringify(out) + '\n');
   } finally {
     trainer.dispose();
+    if (comm instanceof MpiCommunicator) comm.finalize();
   }
 }
 
@@ -127,6 +128,7 @@ async function main(): Promise<void> {
           model: { preset: PRESET, precision: 'bf16' },
           batch: { seqLen: SEQ_LEN, microBatchSize: MICRO_BATCH, globalBatchTokens: GLOBAL_BATCH_TOKENS },
           steps: warmup + steps + 1,
+          optimizer: { warmupSteps: 1 },
           data: { train: [shard] },
           checkpoint: { every: 0 },
           runDir: path.join(dir, `run-${ranks}-${sharding}`),

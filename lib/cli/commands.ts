@@ -5,7 +5,6 @@ import { backendInfo } from '../core/backend';
 import { invalidArg, showValue } from '../core/errors';
 import { readJsonFile } from '../core/json-file';
 import { FileSystemError, describeSystemError, explainSystemError, isSystemError, writableDirectoryProblem, writableFileProblem } from '../core/fs-errors';
-import { native } from '../native';
 import { MpiCommunicator, initCommunicator, type Communicator } from '../dist/communicator';
 import { gpt2Tokenizer } from '../data/tokenizers/gpt2';
 import { tokenizeFiles } from '../data/corpus/tokenize';
@@ -91,14 +90,14 @@ export async function runTraining(config: Record<string, unknown>, options: { re
   const communicator = initCommunicator({ timeoutMs });
   try {
     const trainer = await trainRank(communicator, config, options);
-    if (communicator instanceof MpiCommunicator) native().commFinalize();
+    if (communicator instanceof MpiCommunicator) communicator.finalize();
     return trainer;
   } catch (e) {
     if (communicator.worldSize > 1 && !(e instanceof StoppedBySignalError)) {
       const message = isSystemError(e) ? describeSystemError(e) : e instanceof Error ? e.message : String(e);
       communicator.abort(`train: ${message}`, errorExitCode(e)); // every rank exits with this rank's status
     }
-    if (communicator instanceof MpiCommunicator) native().commFinalize();
+    if (communicator instanceof MpiCommunicator) communicator.finalize();
     throw e;
   }
 }

@@ -201,6 +201,14 @@ export class MpiCommunicator implements Communicator {
     this.timeoutMs = checkTimeout(options.timeoutMs ?? 60_000, 'MpiCommunicator');
   }
 
+  /**
+   * Ends MPI in this process (MPI_Finalize) once every rank is done with collectives; call it before the
+   * process exits, or the launcher reports the rank as ended abnormally. No collective works afterwards.
+   */
+  finalize(): void {
+    native().commFinalize();
+  }
+
   /** Runs one native collective under the watchdog (`timeoutMs`, default the communicator's). */
   async #run(what: string, call: () => Promise<void>, timeoutMs = this.timeoutMs): Promise<void> {
     let timer: NodeJS.Timeout | undefined;

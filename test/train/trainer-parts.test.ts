@@ -287,27 +287,31 @@ t.test('the bucket size does not change the all-reduced gradients', async (t) =>
   for (const x of [...big.trainers, ...tiny.trainers]) x.dispose();
 });
 
-t.test('a NaN on one rank reaches every rank through the reduction: every rank skips that step', async (t) => {
-  const extra = { eval: { every: 0, batches: 1 }, data: { train: [train] }, checkpoint: { every: 0, keepLast: 1 } };
-  let gradCalls = 0;
-  const world = localWorld(2, {
-    tamper: (rank, call, values) => {
-      if (rank !== 1) return;
-      if (call.buffer instanceof Tensor && ++gradCalls === 2) values[17] = NaN; // step 2: one gradient value
-      if (call.buffer instanceof Float64Array && values.length === 5 && gradCalls === 4) values[0] = NaN; // step 4: the loss sum (of [loss, tokens, stop, sum of squares, non-finite])
-    },
+for (const sharding of ['none', 'optimizer']) {
+  t.test(`sharding '${sharding}': a NaN on one rank reaches every rank through the reduction: every rank skips that step`, async (t) => {
+    const extra = { eval: { every: 0, batches: 1 }, data: { train: [train] }, checkpoint: { every: 0, keepLast: 1 }, dist: { sharding } };
+    let gradCalls = 0;
+    const world = localWorld(2, {
+      tamper: (rank, call, values) => {
+        if (rank !== 1) return;
+        // the step's gradient collective: the all-reduce (one bucket), or the reduce-scatter of the shards
+        const gradient = call.buffer instanceof Tensor && (sharding === 'none' || call.kind === 'reduceScatter');
+        if (gradient && ++gradCalls === 2) values[17] = NaN; // step 2: one gradient value
+        if (call.buffer instanceof Float64Array && values.length === 5 && gradCalls === 4) values[0] = NaN; // step 4: the loss sum (of [loss, tokens, stop, sum of squares, non-finite])
+      },
+    });
+    const two = await trainRanks(world, config(path.join(dir, `nan-${sharding}`), 'fp32', extra));
+    for (const r of [0, 1]) {
+      const s = two.steps[r];
+      t.same(s.map((m) => m.skipped), [false, true, false, true, false, false], `rank ${r} skips steps 2 and 4`);
+      t.equal(s[1].nonFiniteGradients, 1, `rank ${r}: step 2 has the one NaN gradient of rank 1`);
+      t.ok(Number.isFinite(s[1].loss) && Number.isNaN(s[3].loss), `rank ${r}: step 4's loss is NaN`);
+    }
+    t.ok(bitEqual(two.weights[0], two.weights[1]), 'the ranks still hold the same weights');
+    t.ok(two.weights[0].every(Number.isFinite), 'and they are finite');
+    for (const x of two.trainers) x.dispose();
   });
-  const two = await trainRanks(world, config(path.join(dir, 'nan'), 'fp32', extra));
-  for (const r of [0, 1]) {
-    const s = two.steps[r];
-    t.same(s.map((m) => m.skipped), [false, true, false, true, false, false], `rank ${r} skips steps 2 and 4`);
-    t.equal(s[1].nonFiniteGradients, 1, `rank ${r}: step 2 has the one NaN gradient of rank 1`);
-    t.ok(Number.isFinite(s[1].loss) && Number.isNaN(s[3].loss), `rank ${r}: step 4's loss is NaN`);
-  }
-  t.ok(bitEqual(two.weights[0], two.weights[1]), 'the ranks still hold the same weights');
-  t.ok(two.weights[0].every(Number.isFinite), 'and they are finite');
-  for (const x of two.trainers) x.dispose();
-});
+}
 
 t.test('a stop asked of one rank stops every rank after the same step', async (t) => {
   const extra = { steps: 8, eval: { every: 0, batches: 1 }, data: { train: [train] }, checkpoint: { every: 0, keepLast: 1 } };

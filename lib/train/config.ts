@@ -127,7 +127,7 @@ export interface TrainConfig {
      * of its 1/N shard and updates it, and the updated compute weights are all-gathered). Defaults to 'none'.
      */
     sharding: TrainShardingMode;
-    /** Size in MiB of each bucket of the gradient all-reduce, run after the backward (no overlap on the CPU). Defaults to 25. */
+    /** Size in MiB of each bucket of the gradient all-reduce (sharding 'none') or reduce-scatter ('optimizer'), run after the backward (no overlap on the CPU). Defaults to 25. */
     bucketMB: number;
     /**
      * A collective (gradient all-reduce, loss reduction, checkpoint barrier) that does not complete within this
@@ -330,7 +330,7 @@ export const TRAIN_CONFIG_SCHEMA: ObjectField<TrainConfig> = schema.object<Train
           expected: TRAIN_SHARDING_MODES.map((m) => `'${m}'`).join(' or '),
           doc: "How training state is split over ranks: 'none' (DDP: every rank holds everything; gradients are all-reduced) or 'optimizer' (ZeRO-2: each rank keeps the master weights and AdamW moments of its 1/N shard; gradients are reduce-scattered, weights all-gathered).",
         }),
-        bucketMB: schema.number({ min: 0, minOpen: true, default: 25, doc: "Size in MiB of each bucket of the gradient all-reduce of sharding 'none' (after the backward: no overlap on the CPU)." }),
+        bucketMB: schema.number({ min: 0, minOpen: true, default: 25, doc: "Size in MiB of each bucket of the gradient all-reduce (sharding 'none') or reduce-scatter ('optimizer'), after the backward (no overlap on the CPU)." }),
         timeoutSeconds: schema.number({
           min: 0,
           minOpen: true,

@@ -64,7 +64,7 @@ export interface MemoryReport {
   optimizerState: number;
   /** Activations kept for the backward at the run's micro-batch (see model.checkpointEvery). */
   activations: number;
-  /** Buffers held for collectives between steps: none (they run in place, or into the arenas above). */
+  /** Buffers held for collectives: the reduce-scatter's staging bucket under sharding 'optimizer' (the rest run in place). */
   communication: number;
   /** Held only while a checkpoint is written under sharding 'optimizer': the gathered moments (two full f32 arenas). */
   checkpointGather: number;

@@ -49,7 +49,7 @@ export function optimizerFromConfig(config: TrainConfig, model: MptModel, commun
     const adamw = new AdamW(model.params, model.grads, { ...betas, decayEmbeddings: o.decayEmbeddings, computeCopy: model.computeParams ?? false });
     return { adamw, ptwd, lr, shard: null };
   }
-  const shard = new OptimizerShard(communicator, model);
+  const shard = new OptimizerShard(communicator, model, { bucketMB: config.dist.bucketMB });
   try {
     // A shard's pieces are flat: each decays as its whole entry in the model's layout does.
     const decays = (name: string) => {

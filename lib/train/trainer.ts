@@ -282,7 +282,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       gradients: bytes(this.model.grads) + (sh ? sh.ownedBytes : 0),
       optimizerState: bytes(this.optimizer.m) + bytes(this.optimizer.v),
       activations: this.model.activationBytes(this.plan.microBatchSize, this.plan.seqLen),
-      communication: 0,
+      communication: sh ? sh.stagingBytes : 0,
     };
     return { ...r, checkpointGather: sh ? 2 * bytes(this.model.params) : 0, total: r.weights + r.gradients + r.optimizerState + r.activations + r.communication };
   }

@@ -117,7 +117,8 @@ t.test('the sharded optimizer state over 2 ranks: reduce-scatter, f32 and bf16 g
     const { offset, count } = r.range;
     t.same(r.master, iota(offset, count, (i) => i + 0.5), `rank ${r.rank} starts from its range of the master weights`);
     // grads on rank q are (q + 1) * (i + 1): the sum over 2 ranks is 3 * (i + 1)
-    t.same(r.grads, iota(offset, count, (i) => 3 * (i + 1)), `rank ${r.rank} holds the summed gradient of its range, tail included`);
+    t.equal(r.stagingBytes, 16, 'the staging buffer holds one bucket');
+    t.same(r.grads, iota(offset, count, (i) => 3 * (i + 1)), `rank ${r.rank} holds the summed gradient of its range, tail included (3 buckets)`);
     t.same(r.computeParams, iota(0, 13, (i) => bf16(shifted(i))), `rank ${r.rank}: every rank's bf16 shard gathered into the compute copy`);
     const mine = (i: number) => i >= offset && i < offset + count;
     t.same(r.paramsBeforeGather, iota(0, 13, (i) => (mine(i) ? shifted(i) : i + 0.5)), 'the master is a view of params: this rank\'s range moved, the rest waits for gatherMaster');

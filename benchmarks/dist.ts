@@ -174,7 +174,7 @@ async function main(): Promise<void> {
     benchmark: 'dist',
     date: new Date().toISOString(),
     command: `npm run bench:dist -- ${process.argv.slice(2).join(' ')}`.trim(),
-    machine: { cpu: info.cpu.brand, cores, isa: info.cpu.activeIsa, mpi: info.mpi.library ?? null, loadAverage: os.loadavg() },
+    machine: { cpu: info.cpu.brand, cores, isa: info.cpu.activeIsa, mpi: spawnSync('mpirun', ['--version'], { encoding: 'utf8' }).stdout.split('\n')[0], loadAverage: os.loadavg() },
     preset: PRESET,
     precision: 'bf16',
     globalBatchTokens: GLOBAL_BATCH_TOKENS,

@@ -3,7 +3,7 @@
 // rank cannot go on: a rank that never reaches a collective, and a rank that aborts). The MPI cases run
 // test/dist/fixtures/comm-child.js over the compiled library with `mpirun -np 2`, and are skipped with the
 // reason where the build has no MPI or mpirun is missing.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import * as path from 'node:path';
 import { Tensor, WorldOfOne, backendInfo, initCommunicator } from '../../lib/index';
 import { killAllRanks, mpiSkipReason, runRanks, type MpiRun } from '../helpers/mpirun';
@@ -60,15 +60,21 @@ function runScenario(scenario: string, env: NodeJS.ProcessEnv = {}, limitMs = 12
   return runRanks([[CHILD, scenario], [CHILD, scenario]], { env, limitMs, cwd: REPO });
 }
 
-t.test('two ranks under mpirun: every collective, on tensors and typed arrays', { skip: skipMpi }, async (t) => {
-  const run = await runScenario('collectives');
+/** Runs `scenario`, which must succeed, and returns each rank's JSON line (its own shape per scenario), in rank order. */
+async function rankReports(t: Test, scenario: string): Promise<any[]> {
+  const run = await runScenario(scenario);
   t.equal(run.code, 0, run.err);
   const ranks = run.out
     .split('\n')
     .filter((l) => l.startsWith('{'))
     .map((l) => JSON.parse(l))
     .sort((a, b) => a.rank - b.rank);
-  t.equal(ranks.length, 2);
+  t.equal(ranks.length, 2, 'one report per rank');
+  return ranks;
+}
+
+t.test('two ranks under mpirun: every collective, on tensors and typed arrays', { skip: skipMpi }, async (t) => {
+  const ranks = await rankReports(t, 'collectives');
   for (const r of ranks) {
     t.equal(r.worldSize, 2);
     t.equal(r.localRank, r.rank, 'one machine: the local rank is the rank');
@@ -90,14 +96,7 @@ t.test('two ranks under mpirun: every collective, on tensors and typed arrays', 
 });
 
 t.test('the sharded optimizer state over 2 ranks: reduce-scatter, f32 and bf16 gathers, the tail on the last rank', { skip: skipMpi }, async (t) => {
-  const run = await runScenario('shard');
-  t.equal(run.code, 0, run.err);
-  const ranks = run.out
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l))
-    .sort((a, b) => a.rank - b.rank);
-  t.equal(ranks.length, 2);
+  const ranks = await rankReports(t, 'shard');
   const iota = (lo: number, n: number, f: (i: number) => number) => Array.from({ length: n }, (_, k) => f(lo + k));
   // 13 elements over 2 ranks: blocks of 6, the 13th (the tail) owned by rank 1
   t.same(ranks.map((r) => r.range), [

@@ -17,7 +17,7 @@ export {
 } from './core/backend';
 export { DisposedError, PajamaEngineError } from './core/errors';
 export * from './model/config';
-export { MptModel, type MptModelOptions, type Precision } from './model/mpt';
+export { MptModel, initializeMptWeights, initializeMptWeightsFromSeed, type MptModelOptions, type ParameterStore, type Precision } from './model/mpt';
 export { alibiSlopes } from './model/alibi';
 export * from './optim/index';
 export * from './data/index';
@@ -34,7 +34,8 @@ export {
   type ReduceOp,
 } from './dist/communicator';
 export { GradientAllReduce, gradientBuckets, type GradientBucket } from './dist/ddp';
-export { OptimizerShard, shardRange, shardLayout, type ShardRange, type ShardedModel } from './dist/zero';
+export { OptimizerShard, ShardCollectives, shardRange, shardLayout, type ShardRange, type ShardedModel, type TrainingShard } from './dist/zero';
+export { FullShard, type FullShardOptions, type ShardedUnit } from './dist/fsdp';
 export { checkSameRun, RankMismatchError, type RunIdentity } from './dist/identity';
 export {
   planCluster,

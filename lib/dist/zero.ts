@@ -23,7 +23,7 @@
 // differs), AdamW is element-wise, and the clipping scale comes from the same global norm.
 import { invalidArg } from '../core/errors';
 import { ops } from '../core/ops';
-import { Arena, Tensor, type ArenaEntry } from '../core/tensor';
+import { Arena, Tensor, type ArenaEntry, type DeviceSpec } from '../core/tensor';
 import type { Communicator } from './communicator';
 
 /** The part of a flat buffer of `numel` elements that one rank owns. */
@@ -67,6 +67,131 @@ export function shardLayout(entries: readonly ArenaEntry[], range: Pick<ShardRan
   return out;
 }
 
+/**
+ * The collectives of a shard over flat buffers split as shardRange splits them, queued in order on the worker
+ * (each returns its promises; settle() awaits them and releases the views it made). The reduce-scatter runs
+ * in buckets through a staging buffer: one collective over a whole 7B gradient would need MPI temporaries of
+ * its size, and on Open MPI 4.1 a single reduce-scatter of a 45M-element gradient took 6.5x as long as 25 MiB
+ * buckets (1,038 against 158 ms on 2 ranks of the 2-core Zen 5, 2026-12-05).
+ */
+export class ShardCollectives {
+  readonly comm: Communicator;
+  /** The staging buffer: worldSize slices of one bucket (none in a world of one). */
+  readonly #stage: Tensor | null;
+  /** Elements of each rank's slice of a bucket. */
+  readonly #slice: number;
+  readonly #views: Tensor[] = [];
+
+  /** For blocks of up to `maxBlock` elements per rank, in buckets of `bucketMB` MiB of f32 over all ranks. */
+  constructor(comm: Communicator, maxBlock: number, bucketMB: number, device: DeviceSpec) {
+    if (!(bucketMB > 0) || !Number.isFinite(bucketMB)) throw invalidArg(`the sharded state's bucketMB must be a positive number, got ${bucketMB}`);
+    this.comm = comm;
+    const W = comm.worldSize;
+    this.#slice = Math.max(1, Math.min(maxBlock, Math.floor((bucketMB * 2 ** 20) / 4 / W)));
+    this.#stage = W > 1 && maxBlock > 0 ? Tensor.zeros('f32', [W * this.#slice], device) : null;
+  }
+
+  /** Bytes of the staging buffer. */
+  get stagingBytes(): number {
+    return this.#stage?.byteLength ?? 0;
+  }
+
+  view(t: Tensor, offset: number, count: number): Tensor {
+    const v = t.view(offset, [count]);
+    this.#views.push(v);
+    return v;
+  }
+
+  /**
+   * Queues the sum over the ranks of the f32 buffer `full` (split as `r` says) into `out`: this rank's block,
+   * then on the last rank the tail after it.
+   */
+  reduceScatter(full: Tensor, out: Tensor, r: ShardRange): Promise<void>[] {
+    const { block, tail, worldSize } = r;
+    const jobs: Promise<void>[] = [];
+    if (block > 0 && this.#stage === null) jobs.push(this.comm.reduceScatter(this.view(out, 0, block), this.view(full, 0, block), 'sum')); // one rank: a copy
+    for (let o = 0; this.#stage !== null && o < block; o += this.#slice) {
+      // slice [o, o + n) of every rank's block, side by side, then its sum's slice to each rank; the next
+      // bucket's copies wait for this reduce-scatter (one worker, in order)
+      const n = Math.min(this.#slice, block - o);
+      const stage = this.view(this.#stage, 0, worldSize * n);
+      for (let q = 0; q < worldSize; q++) jobs.push(ops.copyAsync(this.view(stage, q * n, n), this.view(full, q * block + o, n)));
+      jobs.push(this.comm.reduceScatter(this.view(out, o, n), stage, 'sum'));
+    }
+    if (tail > 0) {
+      const fullTail = this.view(full, block * worldSize, tail);
+      jobs.push(this.comm.allReduce(fullTail, 'sum'));
+      // queued after the all-reduce, so it copies the sum
+      if (r.count > block) jobs.push(ops.copyAsync(this.view(out, block, tail), fullTail));
+    }
+    return jobs;
+  }
+
+  /**
+   * Queues every rank's `shard` (its block, plus the tail on the last rank) into `full`. `inPlace`: `shard` is
+   * this rank's range of `full` itself (then nothing is copied).
+   */
+  allGather(full: Tensor, shard: Tensor, r: ShardRange, inPlace: boolean): Promise<void>[] {
+    const { block, tail, worldSize, rank } = r;
+    if (inPlace && worldSize === 1) return []; // the one rank's range is the whole buffer
+    const jobs: Promise<void>[] = [];
+    if (block > 0) jobs.push(this.comm.allGather(this.view(full, 0, block * worldSize), this.view(shard, 0, block)));
+    if (tail > 0) {
+      const fullTail = this.view(full, block * worldSize, tail);
+      // the last rank puts its tail in place (unless it is there), then sends it to every rank
+      if (rank === worldSize - 1 && !inPlace) jobs.push(ops.copyAsync(fullTail, this.view(shard, block, tail)));
+      jobs.push(this.comm.broadcast(fullTail, worldSize - 1));
+    }
+    return jobs;
+  }
+
+  /** Awaits `jobs`, then releases the views made for them. */
+  async settle(jobs: Promise<void>[]): Promise<void> {
+    try {
+      await Promise.all(jobs);
+    } finally {
+      for (const v of this.#views) v.dispose();
+      this.#views.length = 0;
+    }
+  }
+
+  dispose(): void {
+    for (const v of this.#views) v.dispose();
+    this.#views.length = 0;
+    this.#stage?.dispose();
+  }
+}
+
+/**
+ * What the trainer needs of a rank's sharded state, in either sharded mode ('optimizer': OptimizerShard;
+ * 'full': FullShard in fsdp.ts).
+ */
+export interface TrainingShard {
+  readonly mode: 'optimizer' | 'full';
+  readonly rank: number;
+  readonly worldSize: number;
+  /** f32 master weights of this rank's part (AdamW's params). */
+  readonly master: Arena;
+  /** Its gradient summed over the ranks (AdamW's grads). */
+  readonly grads: Arena;
+  /** Its bf16 compute copy (a bf16 model; AdamW writes it), else null. */
+  readonly computeCopy: Arena | null;
+  readonly disposed: boolean;
+  /** Bytes the shard allocates itself, by kind (views of the model's arenas are not counted). */
+  readonly bytes: { weights: number; gradients: number; communication: number };
+  /** Copies this rank's part of a full-layout buffer into a shard-layout buffer (re-sharding at load). */
+  takeShard(full: Tensor, shard: Tensor): void;
+  /** Every rank's part of a shard-layout arena into the full-layout arena `full`, on every rank. */
+  gatherFull(shard: Arena, full: Arena): Promise<void>;
+  /** Zeroes the gradients the micro-batches accumulate into (before a step). */
+  zeroGradients(): void;
+  /** After the micro-batches: makes `grads` the sum over the ranks; returns the seconds spent in collectives. */
+  reduceGradients(): Promise<number>;
+  /** After the update: the updated weights where the next forward reads them; returns the seconds it took. */
+  gatherWeights(): Promise<number>;
+  dispose(): void;
+}
+
 /** The model arenas a shard is cut from. */
 export interface ShardedModel {
   /** f32 master weights (full layout). */
@@ -78,7 +203,8 @@ export interface ShardedModel {
 }
 
 /** One rank's shard of the training state (see the file comment): made per run, disposed with it. */
-export class OptimizerShard {
+export class OptimizerShard implements TrainingShard {
+  readonly mode = 'optimizer' as const;
   readonly range: ShardRange;
   /** f32 master weights of the range: a view of the model's params arena. */
   readonly master: Arena;
@@ -86,57 +212,39 @@ export class OptimizerShard {
   readonly grads: Arena;
   /** The range's bf16 compute copy, a view of the model's (a bf16 model; AdamW writes it); else null. */
   readonly computeCopy: Arena | null;
-  readonly #comm: Communicator;
   readonly #model: ShardedModel;
-  readonly #views: Tensor[] = [];
-  /** The reduce-scatter's staging buffer: worldSize slices of one bucket (none in a world of one). */
-  readonly #stage: Tensor | null;
-  /** Elements of each rank's slice of a bucket. */
-  readonly #slice: number;
+  readonly #coll: ShardCollectives;
   #disposed = false;
 
-  /**
-   * This rank's shard of `model` over `comm`'s ranks. `bucketMB` (default 25) sizes the reduce-scatter's
-   * buckets: one collective over a whole 7B gradient would need MPI's temporaries of its size, and on
-   * Open MPI 4.1 a single reduce-scatter of a 45M-element gradient takes 6.5x as long as 25 MiB buckets
-   * (1,038 against 158 ms on 2 ranks of the 2-core Zen 5, 2026-12-05).
-   */
+  /** This rank's shard of `model` over `comm`'s ranks; `bucketMB` (default 25) sizes the reduce-scatter's buckets. */
   constructor(comm: Communicator, model: ShardedModel, options: { bucketMB?: number } = {}) {
     const p = model.params;
     if (p.dtype !== 'f32' || model.grads.dtype !== 'f32') throw invalidArg(`OptimizerShard: params and grads must be f32 arenas, got ${p.dtype} and ${model.grads.dtype}`);
-    this.#comm = comm;
     this.#model = model;
     this.range = shardRange(p.numel, comm.rank, comm.worldSize);
     const { offset, count } = this.range;
     const layout = shardLayout(p.entries, this.range);
+    this.#coll = new ShardCollectives(comm, this.range.block, options.bucketMB ?? 25, p.device);
     this.master = new Arena('f32', layout, p.device, p.buffer.view(offset, [count]));
     this.grads = this.master.like('f32');
     this.computeCopy = model.computeParams ? new Arena('bf16', layout, p.device, model.computeParams.buffer.view(offset, [count])) : null;
-    const bucketMB = options.bucketMB ?? 25;
-    if (!(bucketMB > 0) || !Number.isFinite(bucketMB)) throw invalidArg(`OptimizerShard: bucketMB must be a positive number, got ${bucketMB}`);
-    const W = comm.worldSize;
-    this.#slice = Math.max(1, Math.min(this.range.block, Math.floor((bucketMB * 2 ** 20) / 4 / W)));
-    this.#stage = W > 1 && this.range.block > 0 ? Tensor.zeros('f32', [W * this.#slice], p.device) : null;
+  }
+
+  get rank(): number {
+    return this.range.rank;
+  }
+
+  get worldSize(): number {
+    return this.range.worldSize;
   }
 
   get disposed(): boolean {
     return this.#disposed;
   }
 
-  /** Bytes the shard allocates itself for its reduced gradient (the master and the bf16 copy are views). */
-  get ownedBytes(): number {
-    return this.grads.buffer.byteLength;
-  }
-
-  /** Bytes of the reduce-scatter's staging buffer (0 in a world of one). */
-  get stagingBytes(): number {
-    return this.#stage?.byteLength ?? 0;
-  }
-
-  #view(t: Tensor, offset: number, count: number): Tensor {
-    const v = t.view(offset, [count]);
-    this.#views.push(v);
-    return v;
+  /** The reduced gradient and the staging bucket (the master and the bf16 copy are views of the model's). */
+  get bytes(): { weights: number; gradients: number; communication: number } {
+    return { weights: 0, gradients: this.grads.buffer.byteLength, communication: this.#coll.stagingBytes };
   }
 
   #check(where: string): void {
@@ -144,11 +252,11 @@ export class OptimizerShard {
   }
 
   /** Copies this rank's range of a full-layout buffer `full` into the shard-layout buffer `shard` (re-sharding at load). */
-  takeRange(full: Tensor, shard: Tensor): void {
-    this.#check('takeRange');
+  takeShard(full: Tensor, shard: Tensor): void {
+    this.#check('takeShard');
     const { offset, count } = this.range;
     if (full.numel !== this.#model.params.numel || shard.numel !== count || full.dtype !== shard.dtype) {
-      throw invalidArg(`OptimizerShard.takeRange: expected a full buffer of ${this.#model.params.numel} and a shard of ${count} elements of one type, got ${full.describe()} and ${shard.describe()}`);
+      throw invalidArg(`OptimizerShard.takeShard: expected a full buffer of ${this.#model.params.numel} and a shard of ${count} elements of one type, got ${full.describe()} and ${shard.describe()}`);
     }
     if (count === 0) return;
     const v = full.view(offset, [count]);
@@ -159,38 +267,17 @@ export class OptimizerShard {
     }
   }
 
-  async #all(jobs: Promise<void>[]): Promise<void> {
-    try {
-      await Promise.all(jobs);
-    } finally {
-      for (const v of this.#views) v.dispose();
-      this.#views.length = 0;
-    }
+  /** Zeroes the model's gradient arena, which the micro-batches accumulate into before it is reduce-scattered. */
+  zeroGradients(): void {
+    this.#check('zeroGradients');
+    this.#model.grads.zero();
   }
 
   /** Sums the model's gradient over the ranks into `grads` (this rank's range only). Returns the seconds it took. */
   async reduceGradients(): Promise<number> {
     this.#check('reduceGradients');
     const t0 = performance.now();
-    const { block, tail, worldSize, count } = this.range;
-    const full = this.#model.grads.buffer;
-    const jobs: Promise<void>[] = [];
-    if (block > 0 && this.#stage === null) jobs.push(this.#comm.reduceScatter(this.grads.buffer, full, 'sum')); // one rank: a copy
-    for (let o = 0; this.#stage !== null && o < block; o += this.#slice) {
-      // slice [o, o + n) of every rank's block, side by side, then its sum's slice to each rank; queued in
-      // order on the worker, so the next bucket's copies wait for this reduce-scatter
-      const n = Math.min(this.#slice, block - o);
-      const stage = this.#view(this.#stage, 0, worldSize * n);
-      for (let r = 0; r < worldSize; r++) jobs.push(ops.copyAsync(this.#view(stage, r * n, n), this.#view(full, r * block + o, n)));
-      jobs.push(this.#comm.reduceScatter(this.#view(this.grads.buffer, o, n), stage, 'sum'));
-    }
-    if (tail > 0) {
-      const fullTail = this.#view(full, block * worldSize, tail);
-      jobs.push(this.#comm.allReduce(fullTail, 'sum'));
-      // queued after the all-reduce, so it copies the sum
-      if (count > block) jobs.push(ops.copyAsync(this.#view(this.grads.buffer, block, tail), fullTail));
-    }
-    await this.#all(jobs);
+    await this.#coll.settle(this.#coll.reduceScatter(this.#model.grads.buffer, this.grads.buffer, this.range));
     return (performance.now() - t0) / 1e3;
   }
 
@@ -199,56 +286,36 @@ export class OptimizerShard {
    * else the f32 master. Returns the seconds it took.
    */
   async gatherWeights(): Promise<number> {
+    this.#check('gatherWeights');
     const t0 = performance.now();
-    await this.#gatherInPlace(this.#model.computeParams ?? this.#model.params);
+    const full = this.#model.computeParams ?? this.#model.params;
+    await this.#coll.settle(this.#coll.allGather(full.buffer, (this.computeCopy ?? this.master).buffer, this.range, true));
     return (performance.now() - t0) / 1e3;
   }
 
   /** Every rank's f32 master weights into model.params (before a checkpoint is written or the model is used alone). */
   async gatherMaster(): Promise<void> {
+    this.#check('gatherMaster');
     // an fp32 model's master weights are its compute weights: gatherWeights() gathered them after the update
-    if (this.#model.computeParams) await this.#gatherInPlace(this.#model.params);
-  }
-
-  // Each rank's range of `full` (the shard's master or bf16 copy is a view of it) to every rank.
-  async #gatherInPlace(full: Arena): Promise<void> {
-    this.#check('gatherWeights');
-    const { block, tail, worldSize } = this.range;
-    if (worldSize === 1) return; // the one rank's range is the whole arena
-    const jobs: Promise<void>[] = [];
-    if (block > 0) jobs.push(this.#comm.allGather(this.#view(full.buffer, 0, block * worldSize), this.#view(full.buffer, this.range.offset, block)));
-    // the last rank's tail is in place already: it sends it to every rank
-    if (tail > 0) jobs.push(this.#comm.broadcast(this.#view(full.buffer, block * worldSize, tail), worldSize - 1));
-    await this.#all(jobs);
+    if (this.#model.computeParams) await this.#coll.settle(this.#coll.allGather(this.#model.params.buffer, this.master.buffer, this.range, true));
   }
 
   /** Every rank's shard of a shard-layout arena (e.g. an AdamW moment) into the full-layout arena `full`, on every rank. */
   async gatherFull(shard: Arena, full: Arena): Promise<void> {
     this.#check('gatherFull');
-    const { block, tail, worldSize, rank } = this.range;
     if (shard.numel !== this.range.count || full.numel !== this.#model.params.numel || shard.dtype !== full.dtype) {
       throw invalidArg(`OptimizerShard.gatherFull: expected a shard of ${this.range.count} and a full arena of ${this.#model.params.numel} elements of one type, got ${shard.buffer.describe()} and ${full.buffer.describe()}`);
     }
-    const jobs: Promise<void>[] = [];
-    if (block > 0) jobs.push(this.#comm.allGather(this.#view(full.buffer, 0, block * worldSize), this.#view(shard.buffer, 0, block)));
-    if (tail > 0) {
-      const fullTail = this.#view(full.buffer, block * worldSize, tail);
-      // the last rank puts its tail in place, then sends it to every rank (queued in this order)
-      if (rank === worldSize - 1) jobs.push(ops.copyAsync(fullTail, this.#view(shard.buffer, block, tail)));
-      jobs.push(this.#comm.broadcast(fullTail, worldSize - 1));
-    }
-    await this.#all(jobs);
+    await this.#coll.settle(this.#coll.allGather(full.buffer, shard.buffer, this.range, false));
   }
 
-  /** Frees the shard's gradient and releases its views of the model's arenas. Idempotent. */
+  /** Frees the shard's gradient and staging buffer and releases its views of the model's arenas. Idempotent. */
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
-    for (const v of this.#views) v.dispose();
-    this.#views.length = 0;
+    this.#coll.dispose();
     this.master.dispose();
     this.grads.dispose();
     this.computeCopy?.dispose();
-    this.#stage?.dispose();
   }
 }

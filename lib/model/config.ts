@@ -111,6 +111,33 @@ export function parameterLayout(cfg: MptConfig): [string, number[]][] {
   return out;
 }
 
+/** A unit of parameters that data-parallel full sharding gathers before use and reduces after: a contiguous range of the arena. */
+export interface ParameterUnit {
+  /** 'embedding', 'block.<l>' or 'final'. */
+  name: string;
+  /** First element of the unit in parameterLayout's arena. */
+  offset: number;
+  numel: number;
+}
+
+/**
+ * parameterLayout's arena as units, in order: 0 the embedding (wte), 1 + l block l (its six tensors), then
+ * nLayers + 1 the final LayerNorm. MptModel enters and leaves them by these numbers.
+ */
+export function parameterUnits(cfg: MptConfig): ParameterUnit[] {
+  const units: ParameterUnit[] = [];
+  let offset = 0;
+  for (const [name, shape] of parameterLayout(cfg)) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const unit = name === 'transformer.wte.weight' ? 'embedding' : name === 'transformer.norm_f.weight' ? 'final' : `block.${name.split('.')[2]}`;
+    const last = units[units.length - 1];
+    if (last && last.name === unit) last.numel += n;
+    else units.push({ name: unit, offset, numel: n });
+    offset += n;
+  }
+  return units;
+}
+
 export function parameterCount(cfg: MptConfig): number {
   return parameterLayout(cfg).reduce((n, [, s]) => n + s.reduce((a, b) => a * b, 1), 0);
 }

@@ -14,12 +14,31 @@
 // checkpointed block is not recomputed at all: the forward pass left its activations in the scratch.
 // Device: every tensor of a model (weights, gradients, activations) lives on its `device`; token ids and
 // targets are copied in from the host per batch, and the ops run where the tensors are.
+// Parameters: the model's own arenas (params, grads, computeParams), or a ParameterStore that holds them
+// elsewhere (data-parallel sharding 'full', dist/fsdp.ts): the model then enters each unit of parameters
+// (the embedding, each block, the final LayerNorm; parameterUnits) before its ops read the unit's weights or
+// write its gradients, and leaves it after, in the same order on every rank.
 import { Arena, checkDevice, Tensor, type DeviceSpec, type DType } from '../core/tensor';
 import { ops } from '../core/ops';
 import { DisposedError, invalidArg } from '../core/errors';
 import { seededNormal } from '../core/rng';
 import { alibiSlopes } from './alibi';
 import { parameterCount, parameterLayout, validateConfig, type MptConfig } from './config';
+
+/**
+ * Where a model's weights and gradients live when they are not its own arenas (MptModelOptions.store). Units
+ * are numbered as parameterUnits numbers them: 0 the embedding, 1 + l block l, nLayers + 1 the final LayerNorm.
+ */
+export interface ParameterStore {
+  /** The weight `name` in the compute dtype, readable while its unit is entered. */
+  weight(name: string): Tensor;
+  /** The f32 gradient of `name`, accumulated into while its unit is entered for the backward. */
+  grad(name: string): Tensor;
+  /** Before the ops of unit `u`: its weights in place, and for 'backward' its gradients zeroed. */
+  enter(u: number, phase: 'forward' | 'backward'): Promise<void>;
+  /** After them: for 'backward', unit `u`'s gradients of this micro-batch are complete. */
+  leave(u: number, phase: 'forward' | 'backward'): Promise<void>;
+}
 
 export type Precision = 'fp32' | 'bf16';
 
@@ -32,6 +51,16 @@ export interface MptModelOptions {
   seed?: number;
   /** Where the weights, gradients and activations live: 'cpu' (default), 'cuda' or 'cuda:N'. */
   device?: DeviceSpec;
+  /**
+   * Weights and gradients held elsewhere (sharding 'full'): the model allocates no parameter arenas, its
+   * params, grads and computeParams refuse to be read, and it is not initialised (the store's owner does that).
+   */
+  store?: ParameterStore;
+}
+
+/** The model's parameter arenas are not in this process: a ParameterStore holds them (sharding 'full'). */
+function storeHolds(what: string): Error {
+  return invalidArg(`MptModel.${what}: this model's parameters are sharded over the ranks (dist.sharding 'full'); gather them (the trainer's checkpoint does) or load the checkpoint into a model of its own`);
 }
 
 interface BlockActs {
@@ -76,12 +105,11 @@ export class MptModel {
   readonly checkpointEvery: number;
   /** 'cpu' or 'cuda:N'. */
   readonly device: DeviceSpec;
-  /** f32 master weights under MptForCausalLM names. */
-  readonly params: Arena;
-  /** f32 parameter gradients, same layout; backward accumulates into it. */
-  readonly grads: Arena;
-  /** bf16 compute copy of the weights (bf16 precision only). */
-  readonly computeParams: Arena | null;
+  /** Where the weights and gradients live instead of the model's own arenas (sharding 'full'), or null. */
+  readonly store: ParameterStore | null;
+  readonly #params: Arena | null;
+  readonly #grads: Arena | null;
+  readonly #computeParams: Arena | null;
   readonly slopes: Tensor;
   #buf: Buffers | null = null;
   #disposed = false;
@@ -95,13 +123,39 @@ export class MptModel {
     this.config = { ...config };
     this.precision = precision;
     this.checkpointEvery = ck;
-    const layout = parameterLayout(config);
-    this.params = new Arena('f32', layout, checkDevice(options.device ?? 'cpu', 'MptModel'));
-    this.device = this.params.device;
-    this.grads = this.params.like('f32');
-    this.computeParams = precision === 'bf16' ? this.params.like('bf16') : null;
+    this.device = checkDevice(options.device ?? 'cpu', 'MptModel');
+    this.store = options.store ?? null;
+    if (this.store) {
+      const st = this.store as Partial<ParameterStore>;
+      if (typeof st.weight !== 'function' || typeof st.grad !== 'function' || typeof st.enter !== 'function' || typeof st.leave !== 'function') {
+        throw invalidArg('MptModel: option store must be a ParameterStore (weight, grad, enter, leave)');
+      }
+      [this.#params, this.#grads, this.#computeParams] = [null, null, null];
+    } else {
+      this.#params = new Arena('f32', parameterLayout(config), this.device);
+      this.#grads = this.#params.like('f32');
+      this.#computeParams = precision === 'bf16' ? this.#params.like('bf16') : null;
+    }
     this.slopes = Tensor.from(alibiSlopes(config.nHeads, config.alibiBiasMax), [config.nHeads], 'f32', this.device);
-    this.initialize(options.seed ?? 0);
+    if (!this.store) this.initialize(options.seed ?? 0);
+  }
+
+  /** f32 master weights under MptForCausalLM names. */
+  get params(): Arena {
+    if (!this.#params) throw storeHolds('params');
+    return this.#params;
+  }
+
+  /** f32 parameter gradients, same layout; backward accumulates into it. */
+  get grads(): Arena {
+    if (!this.#grads) throw storeHolds('grads');
+    return this.#grads;
+  }
+
+  /** bf16 compute copy of the weights (bf16 precision only). */
+  get computeParams(): Arena | null {
+    if (this.store) throw storeHolds('computeParams');
+    return this.#computeParams;
   }
 
   get actDType(): DType {
@@ -119,10 +173,8 @@ export class MptModel {
    * seededNormal(seed) stream, so a seed defines the weights.
    */
   initialize(seed: number): void {
-    const rand = seededNormal(seed);
-    this.initializeWith((out, std) => {
-      for (let i = 0; i < out.length; i++) out[i] = rand() * std;
-    });
+    initializeMptWeightsFromSeed(this.params, this.config.nLayers, seed);
+    this.syncComputeParams();
   }
 
   /**
@@ -130,20 +182,7 @@ export class MptModel {
    * order to fill `out` with N(0, std^2) values.
    */
   protected initializeWith(fillNormal: (out: Float32Array, std: number) => void): void {
-    const L = this.config.nLayers;
-    for (const e of this.params.entries) {
-      const t = this.params.get(e.name);
-      if (e.shape.length === 1) {
-        t.fill(1);
-        continue;
-      }
-      const fanIn = e.shape[1];
-      let std = Math.sqrt(2 / fanIn);
-      if (e.name.endsWith('attn.out_proj.weight') || e.name.endsWith('ffn.down_proj.weight')) std /= Math.sqrt(2 * L);
-      const data = new Float32Array(e.numel);
-      fillNormal(data, std);
-      t.copyFrom(data);
-    }
+    initializeMptWeights(this.params, this.config.nLayers, fillNormal);
     this.syncComputeParams();
   }
 
@@ -152,9 +191,24 @@ export class MptModel {
     if (this.computeParams) ops.cast(this.computeParams.buffer, this.params.buffer);
   }
 
-  /** The weight a forward op reads: the bf16 copy under autocast, else the master. */
+  /** The weight a forward op reads: the bf16 copy under autocast, else the master (or the store's). */
   weight(name: string): Tensor {
-    return (this.computeParams ?? this.params).get(name);
+    if (this.store) return this.store.weight(name);
+    return (this.#computeParams ?? this.#params!).get(name);
+  }
+
+  /** The f32 gradient the backward accumulates `name` into. */
+  #grad(name: string): Tensor {
+    return this.store ? this.store.grad(name) : this.#grads!.get(name);
+  }
+
+  /** Unit `u` of the store (0 embedding, 1 + l block l, nLayers + 1 final LayerNorm) before its ops; nothing without one. */
+  async #enter(u: number, phase: 'forward' | 'backward'): Promise<void> {
+    if (this.store) await this.store.enter(u, phase);
+  }
+
+  async #leave(u: number, phase: 'forward' | 'backward'): Promise<void> {
+    if (this.store) await this.store.leave(u, phase);
   }
 
   #isCheckpointed(layer: number): boolean {
@@ -259,13 +313,19 @@ export class MptModel {
     await ops.residualForwardAsync(out, out, a.h);
   }
 
-  async #forwardTrunk(ids: Int32Array, B: number, T: number): Promise<Buffers> {
+  // Leaves the embedding and the final LayerNorm entered (in `phase`): the loss reads both, the backward too.
+  async #forwardTrunk(ids: Int32Array, B: number, T: number, phase: 'forward' | 'backward'): Promise<Buffers> {
     const buf = this.#buffers(B, T);
     buf.ids.copyFrom(ids);
+    const L = this.config.nLayers;
+    await this.#enter(0, phase);
     await ops.embeddingForwardAsync(buf.xs[0], buf.ids, this.weight('transformer.wte.weight'), this.config.realVocabSize);
-    for (let l = 0; l < this.config.nLayers; l++) {
+    for (let l = 0; l < L; l++) {
+      await this.#enter(1 + l, 'forward');
       await this.#blockForward(l, buf.xs[l], buf.blocks[l] ?? buf.scratch!, buf.xs[l + 1]);
+      await this.#leave(1 + l, 'forward');
     }
+    await this.#enter(L + 1, phase);
     await ops.layerNormForwardAsync(
       buf.lnf,
       buf.meanf,
@@ -283,9 +343,11 @@ export class MptModel {
    */
   async evaluate(ids: Int32Array, targets: Int32Array, B: number, T: number, ignoreIndex = -100): Promise<{ lossSum: number; tokens: number }> {
     this.#checkBatch(ids, targets, B, T);
-    const buf = await this.#forwardTrunk(ids, B, T);
+    const buf = await this.#forwardTrunk(ids, B, T, 'forward');
+    await this.#leave(this.config.nLayers + 1, 'forward');
     buf.targets.copyFrom(targets);
     const lossSum = await ops.crossEntropyForwardAsync(buf.losses, buf.lnf, this.weight('transformer.wte.weight'), buf.targets, this.config.realVocabSize, ignoreIndex);
+    await this.#leave(0, 'forward');
     let tokens = 0;
     for (const t of targets) if (t !== ignoreIndex) tokens++;
     return { lossSum, tokens };
@@ -306,10 +368,10 @@ export class MptModel {
   ): Promise<{ lossSum: number; tokens: number }> {
     this.#checkBatch(ids, targets, B, T);
     if (!Number.isFinite(gradScale)) throw invalidArg(`MptModel: gradScale must be finite, got ${gradScale}`);
-    const buf = await this.#forwardTrunk(ids, B, T);
+    const buf = await this.#forwardTrunk(ids, B, T, 'backward');
     buf.targets.copyFrom(targets);
     const cfg = this.config;
-    const g = (name: string) => this.grads.get(name);
+    const g = (name: string) => this.#grad(name);
     const wteName = 'transformer.wte.weight';
     const lossSum = await ops.crossEntropyForwardBackwardAsync(
       buf.losses,
@@ -323,9 +385,11 @@ export class MptModel {
       gradScale,
     );
     await ops.layerNormBackwardAsync(buf.dx, g('transformer.norm_f.weight'), buf.dln, buf.xs[cfg.nLayers], this.weight('transformer.norm_f.weight'), buf.meanf, buf.rstdf);
+    await this.#leave(cfg.nLayers + 1, 'backward');
     // The forward pass wrote the scratch last for the highest checkpointed block: it needs no recompute.
     const inScratch = buf.blocks.lastIndexOf(null);
     for (let l = cfg.nLayers - 1; l >= 0; l--) {
+      await this.#enter(1 + l, 'backward');
       let a = buf.blocks[l];
       if (!a) {
         a = buf.scratch!;
@@ -333,8 +397,10 @@ export class MptModel {
         if (l !== inScratch) await this.#blockForward(l, buf.xs[l], a, null);
       }
       await this.#blockBackward(l, buf, a);
+      await this.#leave(1 + l, 'backward');
     }
     await ops.embeddingBackwardAsync(g(wteName), buf.ids, buf.dx);
+    await this.#leave(0, 'backward');
     let tokens = 0;
     for (const t of targets) if (t !== ignoreIndex) tokens++;
     return { lossSum, tokens };
@@ -344,7 +410,7 @@ export class MptModel {
   async #blockBackward(l: number, buf: Buffers, a: BlockActs): Promise<void> {
     const p = `transformer.blocks.${l}`;
     const H = this.config.nHeads;
-    const g = (name: string) => this.grads.get(`${p}.${name}`);
+    const g = (name: string) => this.#grad(`${p}.${name}`);
     const w = (name: string) => this.weight(`${p}.${name}`);
     const x = buf.xs[l];
     // MLP branch: out = h + down(gelu(up(ln2(h))))
@@ -367,7 +433,8 @@ export class MptModel {
    */
   async lastLogits(ids: Int32Array, B: number, T: number): Promise<Float32Array> {
     this.#checkBatch(ids, null, B, T);
-    const buf = await this.#forwardTrunk(ids, B, T);
+    if (this.store) throw storeHolds('lastLogits');
+    const buf = await this.#forwardTrunk(ids, B, T, 'forward');
     const C = this.config.dModel;
     const V = this.config.vocabSize;
     const logits = Tensor.zeros('f32', [B, V], this.device);
@@ -391,9 +458,38 @@ export class MptModel {
     if (this.#disposed) return;
     this.#disposed = true;
     this.#freeBuffers();
-    this.params.dispose();
-    this.grads.dispose();
-    this.computeParams?.dispose();
+    this.#params?.dispose();
+    this.#grads?.dispose();
+    this.#computeParams?.dispose();
     this.slopes.dispose();
   }
+}
+
+/**
+ * MPT's init (see MptModel.initialize) of an f32 arena of parameterLayout's layout, with the normals of
+ * `fillNormal`, called once per weight matrix in arena order: every weight matrix and the embedding ~
+ * N(0, 2 / fan_in), the residual output projections then divided by sqrt(2 * nLayers), LayerNorm weights 1.
+ */
+export function initializeMptWeights(params: Arena, nLayers: number, fillNormal: (out: Float32Array, std: number) => void): void {
+  for (const e of params.entries) {
+    const t = params.get(e.name);
+    if (e.shape.length === 1) {
+      t.fill(1);
+      continue;
+    }
+    const fanIn = e.shape[1];
+    let std = Math.sqrt(2 / fanIn);
+    if (e.name.endsWith('attn.out_proj.weight') || e.name.endsWith('ffn.down_proj.weight')) std /= Math.sqrt(2 * nLayers);
+    const data = new Float32Array(e.numel);
+    fillNormal(data, std);
+    t.copyFrom(data);
+  }
+}
+
+/** MPT's init of an f32 arena of parameterLayout's layout from one seededNormal(seed) stream: the weights MptModel(seed) starts from. */
+export function initializeMptWeightsFromSeed(params: Arena, nLayers: number, seed: number): void {
+  const rand = seededNormal(seed);
+  initializeMptWeights(params, nLayers, (out, std) => {
+    for (let i = 0; i < out.length; i++) out[i] = rand() * std;
+  });
 }

@@ -124,10 +124,12 @@ export interface TrainConfig {
      * How the training state is split over data-parallel ranks: 'none' (DDP: every rank holds all weights,
      * gradients and optimizer moments, and gradients are all-reduced) or 'optimizer' (ZeRO-2, FSDP's
      * SHARD_GRAD_OP: gradients are reduce-scattered, each rank keeps the f32 master weights and AdamW moments
-     * of its 1/N shard and updates it, and the updated compute weights are all-gathered). Defaults to 'none'.
+     * of its 1/N shard and updates it, and the updated compute weights are all-gathered) or 'full' (FSDP
+     * FULL_SHARD: parameters sharded too; each block's weights are all-gathered before its forward and again
+     * before its backward, its gradient reduce-scattered after). Defaults to 'none'.
      */
     sharding: TrainShardingMode;
-    /** Size in MiB of each bucket of the gradient all-reduce (sharding 'none') or reduce-scatter ('optimizer'), run after the backward (no overlap on the CPU). Defaults to 25. */
+    /** Size in MiB of each bucket of the gradient all-reduce (sharding 'none') or reduce-scatter ('optimizer', 'full'), run after the backward (no overlap on the CPU). Defaults to 25. */
     bucketMB: number;
     /**
      * A collective (gradient all-reduce, loss reduction, checkpoint barrier) that does not complete within this
@@ -137,8 +139,8 @@ export interface TrainConfig {
   };
 }
 
-/** The sharding modes the trainer runs; 'full' (FSDP FULL_SHARD, issue #12) joins this list when it exists. */
-export const TRAIN_SHARDING_MODES = ['none', 'optimizer'] as const;
+/** The sharding modes the trainer runs. */
+export const TRAIN_SHARDING_MODES = ['none', 'optimizer', 'full'] as const;
 export type TrainShardingMode = (typeof TRAIN_SHARDING_MODES)[number];
 
 /** The training config's dialect: `config: 'optimizer.lr' must be a positive number, got -1`. */
@@ -327,10 +329,10 @@ export const TRAIN_CONFIG_SCHEMA: ObjectField<TrainConfig> = schema.object<Train
       {
         sharding: schema.oneOf(TRAIN_SHARDING_MODES, {
           default: 'none',
-          expected: TRAIN_SHARDING_MODES.map((m) => `'${m}'`).join(' or '),
-          doc: "How training state is split over ranks: 'none' (DDP: every rank holds everything; gradients are all-reduced) or 'optimizer' (ZeRO-2: each rank keeps the master weights and AdamW moments of its 1/N shard; gradients are reduce-scattered, weights all-gathered).",
+          expected: `${TRAIN_SHARDING_MODES.slice(0, -1).map((m) => `'${m}'`).join(', ')} or '${TRAIN_SHARDING_MODES[TRAIN_SHARDING_MODES.length - 1]}'`,
+          doc: "How training state is split over ranks: 'none' (DDP: every rank holds everything; gradients are all-reduced), 'optimizer' (ZeRO-2: each rank keeps the master weights and AdamW moments of its 1/N shard; gradients are reduce-scattered, weights all-gathered) or 'full' (FSDP FULL_SHARD: weights sharded too, each block gathered before its forward and its backward).",
         }),
-        bucketMB: schema.number({ min: 0, minOpen: true, default: 25, doc: "Size in MiB of each bucket of the gradient all-reduce (sharding 'none') or reduce-scatter ('optimizer'), after the backward (no overlap on the CPU)." }),
+        bucketMB: schema.number({ min: 0, minOpen: true, default: 25, doc: "Size in MiB of each bucket of the gradient all-reduce (sharding 'none') or reduce-scatter ('optimizer', 'full'), after the backward (no overlap on the CPU)." }),
         timeoutSeconds: schema.number({
           min: 0,
           minOpen: true,

@@ -8,7 +8,9 @@
 import { AdamW, PtwdController, cosineWithWarmup, defaultDecay, isEmbedding } from '../optim/index';
 import type { MptModel } from '../model/mpt';
 import { WorldOfOne, type Communicator } from '../dist/communicator';
-import { OptimizerShard } from '../dist/zero';
+import { OptimizerShard, type TrainingShard } from '../dist/zero';
+import { FullShard } from '../dist/fsdp';
+import { invalidArg } from '../core/errors';
 import type { TrainConfig } from './config';
 
 export interface TrainOptimizer {
@@ -22,10 +24,10 @@ export interface TrainOptimizer {
   /** The weight decay of each update and its stage; it observes each step's loss (PTWD's plateau rule) and is checkpointed. */
   readonly ptwd: PtwdController;
   /**
-   * This rank's shard of the training state (dist.sharding 'optimizer'): AdamW runs over its arenas; null when
-   * every rank holds the whole state (sharding 'none').
+   * This rank's shard of the training state (dist.sharding 'optimizer': an OptimizerShard; 'full': the model's
+   * FullShard): AdamW runs over its arenas; null when every rank holds the whole state (sharding 'none').
    */
-  readonly shard?: OptimizerShard | null;
+  readonly shard?: TrainingShard | null;
 }
 
 /**
@@ -49,17 +51,23 @@ export function optimizerFromConfig(config: TrainConfig, model: MptModel, commun
     const adamw = new AdamW(model.params, model.grads, { ...betas, decayEmbeddings: o.decayEmbeddings, computeCopy: model.computeParams ?? false });
     return { adamw, ptwd, lr, shard: null };
   }
-  const shard = new OptimizerShard(communicator, model, { bucketMB: config.dist.bucketMB });
+  let shard: TrainingShard;
+  if (config.dist.sharding === 'full') {
+    if (!(model.store instanceof FullShard)) throw invalidArg("optimizerFromConfig: 'dist.sharding' is 'full' but the model holds its own parameters (build it with store: a FullShard)");
+    shard = model.store;
+  } else shard = new OptimizerShard(communicator, model, { bucketMB: config.dist.bucketMB });
   try {
     // A shard's pieces are flat: each decays as its whole entry in the model's layout does.
+    const full = new Map((shard instanceof FullShard ? shard.layout : model.params.entries).map((e) => [e.name, e]));
     const decays = (name: string) => {
-      const e = model.params.entry(name);
+      const e = full.get(name)!;
       return defaultDecay(e) && (o.decayEmbeddings || !isEmbedding(e));
     };
     const adamw = new AdamW(shard.master, shard.grads, { ...betas, decay: (e) => decays(e.name), computeCopy: shard.computeCopy ?? false });
     return { adamw, ptwd, lr, shard };
   } catch (e) {
-    shard.dispose();
+    // the optimizer's own shard; a FullShard is the model's store, released with the parts
+    if (shard.mode === 'optimizer') shard.dispose();
     throw e;
   }
 }

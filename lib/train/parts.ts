@@ -14,6 +14,7 @@ import { TrainingData, checkEvalPolicy, checkVocab } from './data';
 import type { MetricSink } from './metrics';
 import { optimizerFromConfig, type TrainOptimizer } from './optimizer';
 import { OptimizerShard } from '../dist/zero';
+import { FullShard } from '../dist/fsdp';
 
 /**
  * What a trainer is made of. The config says what the run is (steps, evaluation and checkpoint cadence, run
@@ -72,23 +73,28 @@ export function checkParts(parts: TrainerParts, config: TrainConfig, worldSize: 
   }
   const a = optimizer.adamw;
   const shard = o.shard ?? null;
-  if (config.dist.sharding === 'none') {
+  const mode = config.dist.sharding;
+  if ((mode === 'full') !== (model.store !== null)) {
+    throw invalidArg(`${where}: 'dist.sharding' is '${mode}' but the model ${model.store ? 'keeps its parameters in a store (sharding \'full\')' : 'holds its own parameters'} (build the parts with partsFromConfig)`);
+  }
+  if (mode === 'none') {
     if (shard !== null) throw invalidArg(`${where}: optimizer.shard is set but 'dist.sharding' is 'none' (build the optimizer with optimizerFromConfig)`);
     if (a.params !== model.params || a.grads !== model.grads) throw invalidArg(`${where}: optimizer.adamw must update the model's params from the model's grads`);
     if (a.computeCopy !== model.computeParams) {
       throw invalidArg(`${where}: optimizer.adamw must write the model's bf16 compute copy (computeCopy: model.computeParams), and only for a bf16 model`);
     }
   } else {
-    if (!(shard instanceof OptimizerShard) || shard.disposed) {
-      throw invalidArg(`${where}: 'dist.sharding' is '${config.dist.sharding}' but optimizer.shard is not a live OptimizerShard (build the optimizer with optimizerFromConfig(config, model, communicator))`);
+    const kind = mode === 'full' ? FullShard : OptimizerShard;
+    if (!(shard instanceof kind) || shard.disposed || (mode === 'full' && shard !== model.store)) {
+      throw invalidArg(`${where}: 'dist.sharding' is '${mode}' but optimizer.shard is not the live ${kind.name} of this model (build the optimizer with optimizerFromConfig(config, model, communicator))`);
     }
-    if (shard.range.rank !== rank || shard.range.worldSize !== worldSize || shard.range.offset + shard.range.count > model.params.numel || shard.range.block !== Math.floor(model.params.numel / worldSize)) {
-      throw invalidArg(`${where}: optimizer.shard is rank ${shard.range.rank} of ${shard.range.worldSize}'s shard of another model, but the communicator is rank ${rank} of ${worldSize}`);
+    if (shard.rank !== rank || shard.worldSize !== worldSize) {
+      throw invalidArg(`${where}: optimizer.shard is rank ${shard.rank} of ${shard.worldSize}'s shard, but the communicator is rank ${rank} of ${worldSize}`);
     }
     if (a.params !== shard.master || a.grads !== shard.grads || a.computeCopy !== shard.computeCopy) {
       throw invalidArg(`${where}: optimizer.adamw must update optimizer.shard's master weights from its gradients (and write its bf16 copy)`);
     }
-    if ((shard.computeCopy === null) !== (model.computeParams === null)) throw invalidArg(`${where}: optimizer.shard was cut from a model of another precision`);
+    if ((shard.computeCopy === null) !== (model.precision === 'fp32')) throw invalidArg(`${where}: optimizer.shard was cut for a model of another precision`);
   }
   const plan = planBatch(config, model.config, worldSize);
   const loader = data.loader;
@@ -126,17 +132,25 @@ export async function partsFromConfig(config: TrainConfig, communicator: Communi
   const plan = planBatch(config, modelConfig, communicator.worldSize);
   const data = TrainingData.fromConfig(config, plan, modelConfig, communicator.rank);
   let model: MptModel | null = null;
+  let store: FullShard | null = null;
   try {
+    if (config.dist.sharding === 'full') {
+      // the weights live in this rank's shard from the start: the same initialisation, each rank its slices
+      store = new FullShard(communicator, modelConfig, { precision: config.model.precision, device: config.model.device, bucketMB: config.dist.bucketMB });
+      store.initialize(config.seed, modelConfig.nLayers);
+    }
     model = new MptModel(modelConfig, {
       precision: config.model.precision,
       checkpointEvery: config.model.checkpointEvery,
       seed: config.seed,
       device: config.model.device,
+      ...(store ? { store } : {}),
     });
     const optimizer = optimizerFromConfig(config, model, communicator);
     return { config, model, optimizer, data, communicator, sinks, peakFlops };
   } catch (e) {
     model?.dispose();
+    store?.dispose();
     data.close();
     throw e;
   }

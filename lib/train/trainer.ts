@@ -33,14 +33,16 @@ import type { MptModel } from '../model/mpt';
 import { flopsPerToken, type MptConfig } from '../model/config';
 import { clipFromSums, clipGradNormAsync, type AdamW, type ClipResult, type PtwdController } from '../optim/index';
 import { ops } from '../core/ops';
-import type { Arena } from '../core/tensor';
+import { Arena } from '../core/tensor';
 import { evalBatches, type TokenLoader } from '../data/loader';
 import { CHECKPOINTS_DIR, CheckpointError, checkpointName, latestCheckpoint, listCheckpoints, loadCheckpoint, loadModelWeights, mptHfConfig, saveCheckpoint, TRAINER_STATE_FILE } from './checkpoint';
 import { resolveTrainConfig, type BatchPlan, type TrainConfig } from './config';
 import { RunLock } from './lock';
 import { WorldOfOne, checkCommunicator, initCommunicator, type Communicator } from '../dist/communicator';
 import { GradientAllReduce } from '../dist/ddp';
-import type { OptimizerShard } from '../dist/zero';
+import { OptimizerShard, type TrainingShard } from '../dist/zero';
+import { FullShard } from '../dist/fsdp';
+import { parameterLayout } from '../model/config';
 import { checkSameRun } from '../dist/identity';
 import type { DataPlan, TrainingData } from './data';
 import { JsonlMetricSink, METRICS_FILE, lastFiniteLossInMetrics, type MemoryReport, type EvalMetrics, type FiniteLoss, type MetricRecord, type MetricSink, type StepMetrics } from './metrics';
@@ -139,7 +141,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   #stopAgreed = false;
   /** The all-reduce of sharding 'none'; null under sharding 'optimizer'. */
   readonly #gradReduce: GradientAllReduce | null;
-  readonly #shard: OptimizerShard | null;
+  readonly #shard: TrainingShard | null;
   #busy = false;
   #lock: RunLock | null = null;
   #lastFiniteLoss: FiniteLoss | null = null;
@@ -229,8 +231,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       await t.#agreeOnCheckpoint(latest?.step ?? -1);
       if (latest) t.#restore(latest.dir);
       else if (config.model.init) {
-        loadModelWeights(config.model.init, t.model.params);
-        t.model.syncComputeParams();
+        const init = config.model.init;
+        t.#loadWeights((params) => loadModelWeights(init, params));
       }
       t.#record({ type: 'plan', step: t.#step, ...t.dataPlan, memory: t.memory() });
     } catch (e) {
@@ -277,22 +279,51 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   memory(): MemoryReport {
     const bytes = (a: Arena | null | undefined) => a?.buffer.byteLength ?? 0;
     const sh = this.#shard;
+    const own = this.model.store ? { weights: 0, gradients: 0 } : { weights: bytes(this.model.params) + bytes(this.model.computeParams), gradients: bytes(this.model.grads) };
     const r = {
-      weights: bytes(this.model.params) + bytes(this.model.computeParams),
-      gradients: bytes(this.model.grads) + (sh ? sh.ownedBytes : 0),
+      weights: own.weights + (sh ? sh.bytes.weights : 0),
+      gradients: own.gradients + (sh ? sh.bytes.gradients : 0),
       optimizerState: bytes(this.optimizer.m) + bytes(this.optimizer.v),
       activations: this.model.activationBytes(this.plan.microBatchSize, this.plan.seqLen),
-      communication: sh ? sh.stagingBytes : 0,
+      communication: sh ? sh.bytes.communication : 0,
     };
-    return { ...r, checkpointGather: sh ? 2 * bytes(this.model.params) : 0, total: r.weights + r.gradients + r.optimizerState + r.activations + r.communication };
+    // a sharded checkpoint gathers the moments (and under 'full' the master weights) into full f32 arenas
+    const full = 4 * this.model.parameterCount;
+    return { ...r, checkpointGather: !sh ? 0 : sh.mode === 'full' ? 3 * full : 2 * full, total: r.weights + r.gradients + r.optimizerState + r.activations + r.communication };
+  }
+
+  /** A full f32 arena of the model's layout, for gathering or loading the sharded state. */
+  #fullArena(): Arena {
+    return new Arena('f32', parameterLayout(this.modelConfig), this.model.device);
+  }
+
+  /**
+   * Loads master weights with `load` (given a full f32 arena): into the model's own arena, or under sharding
+   * 'full' into a scratch one of which this rank keeps its slices; then refreshes the bf16 copy.
+   */
+  #loadWeights(load: (params: Arena) => void): void {
+    const sh = this.#shard;
+    if (!(sh instanceof FullShard)) {
+      load(this.model.params);
+      this.model.syncComputeParams(); // under 'optimizer' the shard's master and bf16 copy are views of these
+      return;
+    }
+    const params = this.#fullArena();
+    try {
+      load(params);
+      sh.takeShard(params.buffer, sh.master.buffer);
+      sh.syncComputeCopy();
+    } finally {
+      params.dispose();
+    }
   }
 
   #restore(dir: string): void {
-    // Under sharding 'optimizer' the checkpoint's full moments are read into scratch arenas and each rank
-    // keeps its range: any number of ranks resumes any checkpoint.
+    // Sharded: the checkpoint's full moments are read into scratch arenas and each rank keeps its part, so any
+    // number of ranks resumes any checkpoint.
     const sh = this.#shard;
-    const m = sh ? this.model.params.like('f32') : this.optimizer.m;
-    const v = sh ? this.model.params.like('f32') : this.optimizer.v;
+    const m = sh ? this.#fullArena() : this.optimizer.m;
+    const v = sh ? this.#fullArena() : this.optimizer.v;
     try {
       this.#restoreFrom(dir, m, v);
     } finally {
@@ -301,16 +332,15 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   }
 
   #restoreFrom(dir: string, m: Arena, v: Arena): void {
-    const loaded = loadCheckpoint(dir, { params: this.model.params, m, v });
+    let loaded: ReturnType<typeof loadCheckpoint> | undefined;
+    this.#loadWeights((params) => (loaded = loadCheckpoint(dir, { params, m, v })));
     const stateFile = path.join(dir, TRAINER_STATE_FILE);
-    const s: TrainerState = checkTrainerState(loaded.trainerState, stateFile);
+    const s: TrainerState = checkTrainerState(loaded!.trainerState, stateFile);
     checkResumeConfig(s, this.config, stateFile);
-    this.model.syncComputeParams();
     const sh = this.#shard;
     if (sh) {
-      // the shard's master weights are a view of the params just loaded; the moments are its own
-      sh.takeRange(m.buffer, this.optimizer.m.buffer);
-      sh.takeRange(v.buffer, this.optimizer.v.buffer);
+      sh.takeShard(m.buffer, this.optimizer.m.buffer);
+      sh.takeShard(v.buffer, this.optimizer.v.buffer);
     }
     const restoring = (key: string, fn: () => void) => {
       try {
@@ -352,7 +382,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const { seqLen: T, microBatchSize: B, accumulationSteps, worldSize } = this.plan;
     // Every rank scales by the global batch's tokens: the sum over ranks is then the global batch's mean gradient.
     const tokens = B * T * accumulationSteps * worldSize;
-    this.model.grads.zero();
+    if (this.#shard) this.#shard.zeroGradients();
+    else this.model.grads.zero();
     let lossSum = 0;
     for (let i = 0; i < accumulationSteps; i++) {
       const batch = this.loader.next();
@@ -427,7 +458,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const n = this.#consecutiveSkips;
     const what = [
       ...(Number.isFinite(m.loss) ? [] : [`the loss was ${m.loss}`]),
-      ...(m.nonFiniteGradients > 0 ? [`${m.nonFiniteGradients} of ${this.model.grads.numel} gradient values were NaN/Inf`] : []),
+      ...(m.nonFiniteGradients > 0 ? [`${m.nonFiniteGradients} of ${this.model.parameterCount} gradient values were NaN/Inf`] : []),
     ].join(' and ');
     const last = this.#lastFiniteLoss ? `the last finite loss was ${this.#lastFiniteLoss.loss.toFixed(4)} at step ${this.#lastFiniteLoss.step}` : 'no step had a finite loss';
     // Checkpoints saved during the skipped steps hold finite weights (a skipped step changes none), but the
@@ -456,10 +487,15 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const names = Object.keys(this.validation);
     const sums = new Float64Array(2 * names.length); // [loss sum, tokens] per source
     for (const [i, name] of names.entries()) {
-      let b = 0;
-      for (const batch of evalBatches(this.validation[name], T, B, this.config.eval.batches)) {
-        if (b++ % worldSize !== rank) continue;
+      const batches = [...evalBatches(this.validation[name], T, B, this.config.eval.batches)];
+      // Under sharding 'full' every forward gathers weights from every rank: each rank runs as many forwards
+      // as the busiest one, and a rank without a batch left runs one of the batches again, not counted.
+      for (let k = 0; k < Math.ceil(batches.length / worldSize); k++) {
+        const b = k * worldSize + rank;
+        if (b >= batches.length && !this.model.store) break;
+        const batch = batches[b < batches.length ? b : 0];
         const r = await this.model.evaluate(batch.inputs, batch.targets, B, T);
+        if (b >= batches.length) continue;
         sums[2 * i] += r.lossSum;
         sums[2 * i + 1] += r.tokens;
       }
@@ -475,14 +511,16 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   /**
    * Writes a checkpoint of the current state into the run directory; on a rank other than 0 writes nothing
    * and returns the directory rank 0 writes (fit() has every rank wait at a barrier after the write). Under
-   * dist.sharding 'optimizer' the state must be gathered first: use saveCheckpointAsync().
+   * dist.sharding 'optimizer' or 'full' the state must be gathered first: use saveCheckpointAsync().
    */
   saveCheckpoint(): string {
-    if (this.#shard) throw invalidArg("Trainer.saveCheckpoint: with dist.sharding 'optimizer' the weights and moments are gathered from every rank first; call every rank's await trainer.saveCheckpointAsync()");
-    return this.#write(this.optimizer.m, this.optimizer.v);
+    if (this.#shard) {
+      throw invalidArg(`Trainer.saveCheckpoint: with dist.sharding '${this.#shard.mode}' the weights and moments are gathered from every rank first; call every rank's await trainer.saveCheckpointAsync()`);
+    }
+    return this.#write(this.model.params, this.optimizer.m, this.optimizer.v);
   }
 
-  #write(m: Arena, v: Arena): string {
+  #write(params: Arena, m: Arena, v: Arena): string {
     if (!this.#leader) return path.join(this.config.runDir, CHECKPOINTS_DIR, checkpointName(this.#step));
     const state: TrainerState = {
       step: this.#step,
@@ -498,7 +536,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     };
     const info = saveCheckpoint(this.config.runDir, this.#step, {
       config: mptHfConfig(this.modelConfig),
-      params: this.model.params,
+      params,
       optimizerState: { m, v },
       trainerState: state,
       keepLast: this.config.checkpoint.keepLast,
@@ -509,25 +547,34 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   }
 
   /**
-   * Writes a checkpoint on every rank's call (each rank must call it): under dist.sharding 'optimizer' the
-   * master weights and the moments are gathered first (the moments into two full f32 arenas held while rank
-   * 0 writes); then a barrier, so no rank runs ahead of a checkpoint being written.
+   * Writes a checkpoint on every rank's call (each rank must call it): under dist.sharding 'optimizer' or
+   * 'full' the master weights and the moments are gathered first (into full f32 arenas held while rank 0
+   * writes: the two moments, and under 'full' the weights too); then a barrier, so no rank runs ahead of a
+   * checkpoint being written.
    */
   async saveCheckpointAsync(): Promise<string> {
     if (this.#disposed) throw invalidArg('Trainer: used after dispose()');
     const sh = this.#shard;
     let dir: string;
     if (sh) {
-      await sh.gatherMaster();
-      const m = this.model.params.like('f32');
-      const v = this.model.params.like('f32');
+      const scratch: Arena[] = [];
+      const full = () => {
+        const a = this.#fullArena();
+        scratch.push(a);
+        return a;
+      };
       try {
+        let params: Arena;
+        if (sh instanceof OptimizerShard) {
+          await sh.gatherMaster();
+          params = this.model.params;
+        } else await sh.gatherFull(sh.master, (params = full()));
+        const [m, v] = [full(), full()];
         await sh.gatherFull(this.optimizer.m, m);
         await sh.gatherFull(this.optimizer.v, v);
-        dir = this.#write(m, v);
+        dir = this.#write(params, m, v);
       } finally {
-        m.dispose();
-        v.dispose();
+        for (const a of scratch) a.dispose();
       }
     } else dir = this.saveCheckpoint();
     // Rank 0's write may take longer than a collective: the others wait up to ten watchdog periods (at least

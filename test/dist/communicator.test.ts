@@ -122,8 +122,22 @@ t.test('the sharded optimizer state over 2 ranks: reduce-scatter, f32 and bf16 g
     const mine = (i: number) => i >= offset && i < offset + count;
     t.same(r.paramsBeforeGather, iota(0, 13, (i) => (mine(i) ? shifted(i) : i + 0.5)), 'the master is a view of params: this rank\'s range moved, the rest waits for gatherMaster');
     t.same(r.params, iota(0, 13, shifted), 'gatherMaster: every rank\'s f32 shard in place');
-    t.same(r.takeRange, iota(offset, count, (i) => -i), 'takeRange: this rank\'s range of a full buffer');
+    t.same(r.takeShard, iota(offset, count, (i) => -i), 'takeShard: this rank\'s range of a full buffer');
     t.match(r.bf16Reduce, /Communicator.allReduce: buf: .*bf16 on the CPU; MPI reduces f32 or i32 CPU tensors/, 'bf16 is gathered, never reduced, over MPI');
+  }
+});
+
+t.test('a fully sharded model over 2 ranks: units gathered whole, gradients reduced into the shards, tails on the last rank', { skip: skipMpi }, async (t) => {
+  const ranks = await rankReports(t, 'fullshard');
+  for (const r of ranks) {
+    t.same(r.units.map((u: { name: string; numel: number }) => [u.name, u.numel]), [['embedding', 21], ['block.0', 114], ['final', 3]]);
+    t.same(r.units[0].range, { rank: r.rank, worldSize: 2, offset: 10 * r.rank, count: r.rank === 0 ? 10 : 11, block: 10, tail: 1 }, 'the embedding: 10 + 11');
+    t.same(r.wteGathered, r.wteRef, `rank ${r.rank}: the gathered embedding is the whole initialised one`);
+    t.match(r.gradInForward, /FullShard.grad: 'transformer.wte.weight' is entered for the forward only/);
+    // the final LayerNorm's 3 elements: rank 0 owns element 0, rank 1 elements 1 and 2 (the tail); two
+    // micro-batches of (1 + 2) * (i + 1) each
+    t.same(r.finalGrad, r.rank === 0 ? [6] : [12, 18], `rank ${r.rank}: its slice of the summed gradient, both micro-batches`);
+    t.ok(r.gatheredEqualsInit, `rank ${r.rank}: gathering the master shards gives the whole initialised model back`);
   }
 });
 

@@ -122,7 +122,7 @@ function maxWeightDiff(fileA: string, fileB: string): number {
 
 const relDiff = (x: number, y: number) => Math.abs(x - y) / Math.abs(y);
 
-t.test("(f) sharding 'optimizer': 2 ranks train as 1 process (fp32), and as 2 ranks of 'none' (bf16)", { skip }, async (t) => {
+t.test("(f) sharding 'optimizer' and 'full': 2 ranks train as 1 process (fp32), and as 2 ranks of 'none' (bf16)", { skip }, async (t) => {
   // The tolerances of (a): the same computation up to the order of the f32 additions of the ranks'
   // gradients (and of the f64 sums of squares of the two shards).
   const one = await mpi([['train', '--config', writeConfig('zero-one', { steps: 8 })]]);
@@ -143,6 +143,17 @@ t.test("(f) sharding 'optimizer': 2 ranks train as 1 process (fp32), and as 2 ra
   const worst = maxWeightDiff(path.join(dir, 'zero-one/checkpoints/step-000008/model.safetensors'), path.join(dir, 'zero-two/checkpoints/step-000008/model.safetensors'));
   t.ok(worst < 1e-4, `final weights within 1e-4 (max |diff| ${worst.toExponential(2)})`);
 
+  // 'full': the same run with the weights sharded too (each unit gathered before its forward and backward)
+  const fsdp = await twoRanks(['train', '--config', writeConfig('fsdp-two', { steps: 8, dist: { sharding: 'full' } })]);
+  t.equal(fsdp.code, 0, fsdp.err);
+  t.match(fsdp.out, /x 2 ranks \(Open MPI[^)]*, sharding 'full'\) = 64 tokens/);
+  const f = stepRecords(path.join(dir, 'fsdp-two'));
+  t.equal(f[0].loss, a[0].loss, "'full', step 1: the same loss, exactly");
+  const worstFull = Math.max(...f.map((r, i) => relDiff(r.loss, a[i].loss)), ...f.map((r, i) => relDiff(r.gradNorm, a[i].gradNorm)));
+  t.ok(worstFull < 1e-5, `'full': losses and gradient norms within 1e-5 relative (worst ${worstFull.toExponential(2)})`);
+  const wf = maxWeightDiff(path.join(dir, 'zero-one/checkpoints/step-000008/model.safetensors'), path.join(dir, 'fsdp-two/checkpoints/step-000008/model.safetensors'));
+  t.ok(wf < 1e-4, `'full': final weights within 1e-4 (max |diff| ${wf.toExponential(2)})`);
+
   // bf16: the compute copy is gathered as bf16 (16-bit words over MPI), the master stays sharded until the checkpoint
   const bf16 = { steps: 6, model: { preset: 'tiny', precision: 'bf16', overrides: { nLayers: 1 } } };
   const ddp = await twoRanks(['train', '--config', writeConfig('bf16-none', bf16)]);
@@ -155,6 +166,13 @@ t.test("(f) sharding 'optimizer': 2 ranks train as 1 process (fp32), and as 2 ra
   t.ok(worstBf16 < 1e-5, `bf16 losses within 1e-5 relative of DDP's (worst ${worstBf16.toExponential(2)})`);
   const w2 = maxWeightDiff(path.join(dir, 'bf16-none/checkpoints/step-000006/model.safetensors'), path.join(dir, 'bf16-opt/checkpoints/step-000006/model.safetensors'));
   t.ok(w2 < 1e-4, `bf16 final master weights within 1e-4 (max |diff| ${w2.toExponential(2)})`);
+  const full = await twoRanks(['train', '--config', writeConfig('bf16-full', { ...bf16, dist: { sharding: 'full' } })]);
+  t.equal(full.code, 0, full.err);
+  const e = stepRecords(path.join(dir, 'bf16-full'));
+  const worstBf16Full = Math.max(...e.map((r, i) => relDiff(r.loss, c[i].loss)));
+  t.ok(worstBf16Full < 1e-5, `bf16 'full': losses within 1e-5 relative of DDP's (worst ${worstBf16Full.toExponential(2)})`);
+  const w3 = maxWeightDiff(path.join(dir, 'bf16-none/checkpoints/step-000006/model.safetensors'), path.join(dir, 'bf16-full/checkpoints/step-000006/model.safetensors'));
+  t.ok(w3 < 1e-4, `bf16 'full': final master weights within 1e-4 (max |diff| ${w3.toExponential(2)})`);
 });
 
 /** Cuts run directory `runDir` back to its checkpoint of `step` (as latest) and the metrics up to it. */
@@ -167,17 +185,19 @@ function cutBack(runDir: string, step: number): void {
   fs.writeFileSync(file, keep.join('\n') + '\n');
 }
 
-t.test('(g) a checkpoint resumes with another number of ranks: 1 -> 2 (re-sharded) and 2 -> 1', { skip }, async (t) => {
+t.test('(g) a checkpoint resumes with another number of ranks and sharding mode: 1 -> 2 (re-sharded) and 2 -> 1', { skip }, async (t) => {
   const cfg = { steps: 8, checkpoint: { every: 4, keepLast: 3 } };
   const whole = await mpi([['train', '--config', writeConfig('n-whole', cfg)]]);
   t.equal(whole.code, 0, whole.err);
   const ref = stepRecords(path.join(dir, 'n-whole'));
   const refWeights = path.join(dir, 'n-whole/checkpoints/step-000008/model.safetensors');
-  for (const [name, fromRanks, toRanks, sharding] of [
-    ['n-1to2', 1, 2, 'optimizer'],
-    ['n-2to1', 2, 1, 'none'],
+  for (const [name, fromRanks, fromSharding, toRanks, sharding] of [
+    ['n-1to2', 1, 'none', 2, 'optimizer'],
+    ['n-2to1', 2, 'optimizer', 1, 'none'],
+    ['n-1to2full', 1, 'none', 2, 'full'],
+    ['n-2fullto1', 2, 'full', 1, 'optimizer'],
   ] as const) {
-    const config = writeConfig(name, { ...cfg, dist: { sharding: fromRanks === 2 ? 'optimizer' : 'none' } });
+    const config = writeConfig(name, { ...cfg, dist: { sharding: fromSharding } });
     const first = await mpi(Array.from({ length: fromRanks }, () => ['train', '--config', config]));
     t.equal(first.code, 0, first.err);
     cutBack(path.join(dir, name), 4);

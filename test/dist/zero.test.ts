@@ -1,8 +1,10 @@
-// Sharded optimizer state (dist.sharding 'optimizer', dist/zero.ts) in one process: the ranges cover the
-// arena once, a shard's layout is its entries clipped to the range, and in a world of one 'optimizer' trains
-// bit for bit as 'none' (fp32 and bf16), writes the same checkpoint files, resumes either's checkpoints, and
-// reports its memory. The 2-rank cases are in communicator.test.ts (the shard's collectives) and
-// train-ddp.test.ts (training, and resuming with another number of ranks).
+// Sharded training state in one process (dist.sharding 'optimizer', dist/zero.ts; 'full', dist/fsdp.ts): the
+// ranges cover the arena once, a shard's layout is its entries clipped to the range; in a world of one
+// 'optimizer' trains bit for bit as 'none' (fp32 and bf16), writes the same checkpoint files and resumes
+// either's checkpoints; 'full' trains as 'none' up to the rounding of its gradient accumulation (with and
+// without activation checkpointing) and resumes bit for bit; each reports its memory. The 2-rank cases are in
+// communicator.test.ts (the shard's collectives) and train-ddp.test.ts (training, and resuming with another
+// number of ranks and mode).
 import t from 'tap';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -48,11 +50,16 @@ t.test('shardLayout: the entries met by the range, clipped, flat, under their na
 });
 
 /** A run of 6 steps with a checkpoint after 3, under `sharding`; returns the losses and the final checkpoint. */
-async function run(name: string, sharding: string, precision: string, resumeFrom?: string): Promise<{ losses: number[]; dir: string; trainer: Trainer }> {
+async function run(name: string, sharding: string, precision: string, resumeFrom?: string, checkpointEvery = 0): Promise<{ losses: number[]; dir: string; trainer: Trainer }> {
   const runDir = path.join(dir, name);
   if (resumeFrom) fs.cpSync(resumeFrom, runDir, { recursive: true });
   const tr = await Trainer.create(
-    tinyConfig(runDir, train, { steps: 6, model: { preset: 'tiny', precision, overrides: { nLayers: 2 } }, dist: { sharding }, checkpoint: { every: 3, keepLast: 3 } }),
+    tinyConfig(runDir, train, {
+      steps: 6,
+      model: { preset: 'tiny', precision, overrides: { nLayers: 2 }, checkpointEvery },
+      dist: { sharding },
+      checkpoint: { every: 3, keepLast: 3 },
+    }),
   );
   const losses: number[] = [];
   tr.on('step', (m) => losses.push(m.loss));
@@ -63,6 +70,26 @@ async function run(name: string, sharding: string, precision: string, resumeFrom
 const same = (a: string, b: string, f: string) => fs.readFileSync(path.join(a, f)).equals(fs.readFileSync(path.join(b, f)));
 
 for (const precision of ['fp32', 'bf16']) {
+  t.test(`${precision}: in a world of one, sharding 'full' trains as 'none', with activation checkpointing too`, async (t) => {
+    // Each micro-batch's unit gradients are summed into a zeroed buffer and then added to the shard, where
+    // 'none' accumulates in place: the same values up to the rounding of that addition.
+    for (const ck of [0, 1]) {
+      const none = await run(`none-f-${precision}-${ck}`, 'none', precision, undefined, ck);
+      const full = await run(`full-${precision}-${ck}`, 'full', precision, undefined, ck);
+      t.equal(full.losses[0], none.losses[0], `checkpointEvery ${ck}, step 1: the same loss, exactly`);
+      const rel = Math.max(...full.losses.map((l, i) => Math.abs(l - none.losses[i]) / none.losses[i]));
+      t.ok(rel < 1e-5, `checkpointEvery ${ck}: losses within 1e-5 relative (worst ${rel.toExponential(2)})`);
+      const mf = full.trainer.memory();
+      const mn = none.trainer.memory();
+      const n = none.trainer.model.parameterCount;
+      t.equal(mf.optimizerState, mn.optimizerState, 'one rank holds all the moments');
+      t.equal(mf.checkpointGather, 12 * n, 'a checkpoint gathers the weights and both moments');
+      t.throws(() => full.trainer.model.params, { message: /MptModel.params: this model's parameters are sharded over the ranks \(dist.sharding 'full'\)/ });
+      t.throws(() => full.trainer.saveCheckpoint(), { message: /with dist.sharding 'full' the weights and moments are gathered from every rank first/ });
+      for (const x of [none, full]) x.trainer.dispose();
+    }
+  });
+
   t.test(`${precision}: in a world of one, sharding 'optimizer' trains bit for bit as 'none'`, async (t) => {
     const none = await run(`none-${precision}`, 'none', precision);
     const opt = await run(`opt-${precision}`, 'optimizer', precision);
@@ -83,12 +110,16 @@ for (const precision of ['fp32', 'bf16']) {
   });
 }
 
-t.test("a 'none' checkpoint resumes under 'optimizer' and the other way, bit for bit", async (t) => {
-  const whole = await run('whole', 'none', 'fp32');
+t.test("a checkpoint resumes in another mode ('none' <-> 'optimizer'), and 'full' resumes its own, bit for bit", async (t) => {
+  const whole = { none: await run('whole', 'none', 'fp32'), full: await run('whole-full', 'full', 'fp32') };
   // each start run's directory cut back to how it was after step 3 (its checkpoint of step 3 as latest)
-  for (const [from, to] of [['none', 'optimizer'], ['optimizer', 'none']]) {
-    const src = path.join(dir, `${from}-start`);
-    const first = await run(`${from}-start`, from, 'fp32');
+  for (const [from, to, ref] of [
+    ['none', 'optimizer', 'none'],
+    ['optimizer', 'none', 'none'],
+    ['full', 'full', 'full'],
+  ] as const) {
+    const src = path.join(dir, `${from}-start-${to}`);
+    const first = await run(`${from}-start-${to}`, from, 'fp32');
     first.trainer.dispose();
     const ck = path.join(src, 'checkpoints');
     fs.rmSync(path.join(ck, 'step-000006'), { recursive: true });
@@ -97,9 +128,10 @@ t.test("a 'none' checkpoint resumes under 'optimizer' and the other way, bit for
     fs.writeFileSync(path.join(src, 'metrics.jsonl'), metrics.join('\n') + '\n');
     const resumed = await run(`${from}-to-${to}`, to, 'fp32', src);
     t.equal(resumed.losses.length, 3, `${from} -> ${to}: resumed at step 3`);
-    t.same(resumed.losses, whole.losses.slice(3), `${from} -> ${to}: the last 3 losses of the uninterrupted run`);
-    for (const f of ['model.safetensors', 'optimizer.safetensors']) t.ok(same(resumed.dir, whole.dir, f), `${from} -> ${to}: ${f} is byte-identical`);
+    t.same(resumed.losses, whole[ref].losses.slice(3), `${from} -> ${to}: the last 3 losses of the uninterrupted '${ref}' run`);
+    for (const f of ['model.safetensors', 'optimizer.safetensors']) t.ok(same(resumed.dir, whole[ref].dir, f), `${from} -> ${to}: ${f} is byte-identical`);
     resumed.trainer.dispose();
   }
-  whole.trainer.dispose();
+  whole.none.trainer.dispose();
+  whole.full.trainer.dispose();
 });

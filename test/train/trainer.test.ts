@@ -101,7 +101,7 @@ t.test('config validation names the key', async (t) => {
   t.same(planBatch(ok, mptConfig('tiny'), 2), { seqLen: 32, microBatchSize: 2, accumulationSteps: 7, worldSize: 2, globalBatchTokens: 14 * 64 });
   t.throws(() => planBatch(ok, mptConfig('tiny'), 3), { message: "config: 'batch.globalBatchTokens' 896 is not a multiple of microBatchSize 2 x seqLen 32 x ranks 3 = 192 tokens" });
   t.same(resolveTrainConfig({}).dist, { sharding: 'none', bucketMB: 25, timeoutSeconds: 60 }, 'dist defaults');
-  t.throws(() => resolveTrainConfig({ dist: { sharding: 'full' } }), { message: `config: 'dist.sharding' must be 'none' or 'optimizer', got "full"` }, 'a sharding mode that does not exist yet is refused');
+  t.throws(() => resolveTrainConfig({ dist: { sharding: 'zero3' } }), { message: `config: 'dist.sharding' must be 'none', 'optimizer' or 'full', got "zero3"` }, 'an unknown sharding mode is refused, naming the three');
   t.throws(() => resolveTrainConfig({ dist: { bucketMB: 0 } }), { message: "config: 'dist.bucketMB' must be a positive number, got 0" });
   t.throws(() => resolveTrainConfig({ dist: { timeoutSeconds: -1 } }), { message: "config: 'dist.timeoutSeconds' must be a positive number, got -1" });
   const set = applyOverrides({ optimizer: { lr: 1 } }, ['optimizer.lr=0.5', 'model.preset=tiny', 'data.train=["a","b"]']);

@@ -53,6 +53,7 @@ export class FullShard implements TrainingShard, ParameterStore {
   readonly master: Arena;
   readonly grads: Arena;
   readonly computeCopy: Arena | null;
+  readonly ownsMaster = true;
   readonly #coll: ShardCollectives;
   readonly #numel: number;
   /** Gathered compute weights and gradient buffers, one per slot. */
@@ -133,15 +134,21 @@ export class FullShard implements TrainingShard, ParameterStore {
   }
 
   /** MPT's initialisation of seed `seed` (the weights MptModel(seed) starts from), this rank's slices of it. */
-  initialize(seed: number, nLayers: number): void {
+  initialize(seed: number, config: MptConfig): void {
     this.#check('initialize');
-    const full = new Arena('f32', this.layout.map((e) => [e.name, e.shape] as [string, readonly number[]]), this.master.device);
+    const full = new Arena('f32', parameterLayout(config), this.master.device);
     try {
-      initializeMptWeightsFromSeed(full, nLayers, seed);
-      this.takeShard(full.buffer, this.master.buffer);
+      if (full.numel !== this.#numel) throw invalidArg(`FullShard.initialize: the config describes ${full.numel} parameters, this shard was cut from ${this.#numel}`);
+      initializeMptWeightsFromSeed(full, config.nLayers, seed);
+      this.loadMaster(full);
     } finally {
       full.dispose();
     }
+  }
+
+  /** After the whole master weights were loaded into `full`: this rank's slices of them, and their bf16 copy. */
+  loadMaster(full: Arena): void {
+    this.takeShard(full.buffer, this.master.buffer);
     this.syncComputeCopy();
   }
 

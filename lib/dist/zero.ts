@@ -4,8 +4,9 @@
 // The parameter arena is one flat buffer of N elements; rank r of W owns the range [r * S, (r + 1) * S) with
 // S = floor(N / W), and the last rank also owns the tail [W * S, N) (fewer than W elements). A rank updates
 // only its range: its AdamW runs over shard arenas (the full layout's entries clipped to the range, under their
-// full names) whose master weights and bf16 copy are views of the model's own arenas (no copy), whose
-// gradients are the range's reduced gradient, and whose moments are 1/W of DDP's. A step:
+// full names): the f32 master weights of the range (the shard's own for a bf16 model, which then keeps no f32
+// master of its own; a view of the model's weights for an fp32 model, which computes with them), the bf16
+// copy (a view of the model's), the range's reduced gradient, and AdamW moments 1/W of DDP's. A step:
 //   1. every rank accumulates the gradient of its micro-batches into the model's full f32 gradient arena;
 //   2. reduceGradients(): a reduce-scatter of [0, W * S) gives each rank the sum of its block over the ranks
 //      (in buckets of bucketMB: each bucket takes the same slice of every rank's block, copied side by side
@@ -14,10 +15,9 @@
 //      updates the range in place (writing its bf16 copy in the same pass);
 //   4. gatherWeights(): the updated compute weights (the bf16 copy of a bf16 model, else the f32 master)
 //      are all-gathered in place, so every rank runs the next forward with the same weights.
-// The model's f32 arena outside this rank's range is up to date only after gatherMaster() (checkpoints and
-// generation call it): during training only the compute weights are gathered. Checkpoints stay one full
-// HF-MPT file set: the moments are gathered (gatherFull) before rank 0 writes them, and a checkpoint loads
-// into any world size, each rank taking its range of the moments (takeRange).
+// Checkpoints stay one full HF-MPT file set: the master weights (of a bf16 model) and the moments are
+// gathered (gatherFull) before rank 0 writes them, and a checkpoint loads into any world size, each rank
+// taking its range (takeShard, loadMaster).
 //
 // Same results as DDP: every reduction adds the same per-rank gradients (only the order of the additions
 // differs), AdamW is element-wise, and the clipping scale comes from the same global norm.
@@ -25,6 +25,8 @@ import { invalidArg } from '../core/errors';
 import { ops } from '../core/ops';
 import { Arena, Tensor, type ArenaEntry, type DeviceSpec } from '../core/tensor';
 import type { Communicator } from './communicator';
+import { initializeMptWeightsFromSeed } from '../model/mpt';
+import { parameterLayout, type MptConfig } from '../model/config';
 
 /** The part of a flat buffer of `numel` elements that one rank owns. */
 export interface ShardRange {
@@ -176,11 +178,17 @@ export interface TrainingShard {
   readonly grads: Arena;
   /** Its bf16 compute copy (a bf16 model; AdamW writes it), else null. */
   readonly computeCopy: Arena | null;
+  /** The master weights exist only in the shards (no rank holds them whole): loads and checkpoints go through full scratch arenas. */
+  readonly ownsMaster: boolean;
   readonly disposed: boolean;
   /** Bytes the shard allocates itself, by kind (views of the model's arenas are not counted). */
   readonly bytes: { weights: number; gradients: number; communication: number };
   /** Copies this rank's part of a full-layout buffer into a shard-layout buffer (re-sharding at load). */
   takeShard(full: Tensor, shard: Tensor): void;
+  /** ownsMaster: MPT's initialisation of `seed` (MptModel's), this rank's part of it, and the compute weights from it. */
+  initialize(seed: number, config: MptConfig): void;
+  /** ownsMaster: after the whole master weights were loaded into `full`: keeps this rank's part, refreshes the compute weights. */
+  loadMaster(full: Arena): void;
   /** Every rank's part of a shard-layout arena into the full-layout arena `full`, on every rank. */
   gatherFull(shard: Arena, full: Arena): Promise<void>;
   /** Zeroes the gradients the micro-batches accumulate into (before a step). */
@@ -194,8 +202,8 @@ export interface TrainingShard {
 
 /** The model arenas a shard is cut from. */
 export interface ShardedModel {
-  /** f32 master weights (full layout). */
-  readonly params: Arena;
+  /** f32 master weights (full layout), or null: a bf16 model without them (the shard keeps its range's). */
+  readonly params: Arena | null;
   /** f32 gradients (full layout), accumulated by the backward. */
   readonly grads: Arena;
   /** The bf16 compute copy (full layout) of a bf16 model, else null. */
@@ -206,28 +214,31 @@ export interface ShardedModel {
 export class OptimizerShard implements TrainingShard {
   readonly mode = 'optimizer' as const;
   readonly range: ShardRange;
-  /** f32 master weights of the range: a view of the model's params arena. */
+  /** f32 master weights of the range: the shard's own (a bf16 model), or a view of the model's params (fp32). */
   readonly master: Arena;
   /** The range's gradient summed over the ranks (reduceGradients writes it): the shard's own memory. */
   readonly grads: Arena;
   /** The range's bf16 compute copy, a view of the model's (a bf16 model; AdamW writes it); else null. */
   readonly computeCopy: Arena | null;
+  readonly ownsMaster: boolean;
   readonly #model: ShardedModel;
   readonly #coll: ShardCollectives;
   #disposed = false;
 
   /** This rank's shard of `model` over `comm`'s ranks; `bucketMB` (default 25) sizes the reduce-scatter's buckets. */
   constructor(comm: Communicator, model: ShardedModel, options: { bucketMB?: number } = {}) {
-    const p = model.params;
-    if (p.dtype !== 'f32' || model.grads.dtype !== 'f32') throw invalidArg(`OptimizerShard: params and grads must be f32 arenas, got ${p.dtype} and ${model.grads.dtype}`);
+    const { params: p, grads: g, computeParams: c } = model;
+    if (g.dtype !== 'f32' || (p && p.dtype !== 'f32')) throw invalidArg(`OptimizerShard: params and grads must be f32 arenas, got ${p?.dtype} and ${g.dtype}`);
+    if (!p && !c) throw invalidArg('OptimizerShard: a model without master weights must have a bf16 compute copy');
     this.#model = model;
-    this.range = shardRange(p.numel, comm.rank, comm.worldSize);
+    this.range = shardRange(g.numel, comm.rank, comm.worldSize);
     const { offset, count } = this.range;
-    const layout = shardLayout(p.entries, this.range);
-    this.#coll = new ShardCollectives(comm, this.range.block, options.bucketMB ?? 25, p.device);
-    this.master = new Arena('f32', layout, p.device, p.buffer.view(offset, [count]));
+    const layout = shardLayout(g.entries, this.range);
+    this.#coll = new ShardCollectives(comm, this.range.block, options.bucketMB ?? 25, g.device);
+    this.ownsMaster = p === null;
+    this.master = p ? new Arena('f32', layout, g.device, p.buffer.view(offset, [count])) : new Arena('f32', layout, g.device);
     this.grads = this.master.like('f32');
-    this.computeCopy = model.computeParams ? new Arena('bf16', layout, p.device, model.computeParams.buffer.view(offset, [count])) : null;
+    this.computeCopy = c ? new Arena('bf16', layout, g.device, c.buffer.view(offset, [count])) : null;
   }
 
   get rank(): number {
@@ -242,9 +253,9 @@ export class OptimizerShard implements TrainingShard {
     return this.#disposed;
   }
 
-  /** The reduced gradient and the staging bucket (the master and the bf16 copy are views of the model's). */
+  /** The reduced gradient, the staging bucket, and the master weights when they are the shard's own. */
   get bytes(): { weights: number; gradients: number; communication: number } {
-    return { weights: 0, gradients: this.grads.buffer.byteLength, communication: this.#coll.stagingBytes };
+    return { weights: this.ownsMaster ? this.master.buffer.byteLength : 0, gradients: this.grads.buffer.byteLength, communication: this.#coll.stagingBytes };
   }
 
   #check(where: string): void {
@@ -255,8 +266,9 @@ export class OptimizerShard implements TrainingShard {
   takeShard(full: Tensor, shard: Tensor): void {
     this.#check('takeShard');
     const { offset, count } = this.range;
-    if (full.numel !== this.#model.params.numel || shard.numel !== count || full.dtype !== shard.dtype) {
-      throw invalidArg(`OptimizerShard.takeShard: expected a full buffer of ${this.#model.params.numel} and a shard of ${count} elements of one type, got ${full.describe()} and ${shard.describe()}`);
+    const n = this.#model.grads.numel;
+    if (full.numel !== n || shard.numel !== count || full.dtype !== shard.dtype) {
+      throw invalidArg(`OptimizerShard.takeShard: expected a full buffer of ${n} and a shard of ${count} elements of one type, got ${full.describe()} and ${shard.describe()}`);
     }
     if (count === 0) return;
     const v = full.view(offset, [count]);
@@ -265,6 +277,41 @@ export class OptimizerShard implements TrainingShard {
     } finally {
       v.dispose();
     }
+  }
+
+  #ownMaster(where: string): Arena {
+    this.#check(where);
+    if (!this.ownsMaster) throw invalidArg(`OptimizerShard.${where}: the model holds the master weights (initialise or load them there)`);
+    return this.#model.computeParams!;
+  }
+
+  /** MPT's initialisation of `seed`: this rank's range of the master weights, and the whole bf16 copy. */
+  initialize(seed: number, config: MptConfig): void {
+    this.#ownMaster('initialize');
+    const full = new Arena('f32', parameterLayout(config), this.master.device);
+    try {
+      initializeMptWeightsFromSeed(full, config.nLayers, seed);
+      this.loadMaster(full);
+    } finally {
+      full.dispose();
+    }
+  }
+
+  /** After the whole master weights were loaded into `full`: this rank's range of them, and the whole bf16 copy. */
+  loadMaster(full: Arena): void {
+    const copy = this.#ownMaster('loadMaster');
+    this.takeShard(full.buffer, this.master.buffer);
+    ops.cast(copy.buffer, full.buffer);
+  }
+
+  /** Every rank's shard of a shard-layout arena (the master weights, an AdamW moment) into the full-layout arena `full`, on every rank. */
+  async gatherFull(shard: Arena, full: Arena): Promise<void> {
+    this.#check('gatherFull');
+    const n = this.#model.grads.numel;
+    if (shard.numel !== this.range.count || full.numel !== n || shard.dtype !== full.dtype) {
+      throw invalidArg(`OptimizerShard.gatherFull: expected a shard of ${this.range.count} and a full arena of ${n} elements of one type, got ${shard.buffer.describe()} and ${full.buffer.describe()}`);
+    }
+    await this.#coll.settle(this.#coll.allGather(full.buffer, shard.buffer, this.range, false));
   }
 
   /** Zeroes the model's gradient arena, which the micro-batches accumulate into before it is reduce-scattered. */
@@ -288,25 +335,9 @@ export class OptimizerShard implements TrainingShard {
   async gatherWeights(): Promise<number> {
     this.#check('gatherWeights');
     const t0 = performance.now();
-    const full = this.#model.computeParams ?? this.#model.params;
+    const full = (this.#model.computeParams ?? this.#model.params)!;
     await this.#coll.settle(this.#coll.allGather(full.buffer, (this.computeCopy ?? this.master).buffer, this.range, true));
     return (performance.now() - t0) / 1e3;
-  }
-
-  /** Every rank's f32 master weights into model.params (before a checkpoint is written or the model is used alone). */
-  async gatherMaster(): Promise<void> {
-    this.#check('gatherMaster');
-    // an fp32 model's master weights are its compute weights: gatherWeights() gathered them after the update
-    if (this.#model.computeParams) await this.#coll.settle(this.#coll.allGather(this.#model.params.buffer, this.master.buffer, this.range, true));
-  }
-
-  /** Every rank's shard of a shard-layout arena (e.g. an AdamW moment) into the full-layout arena `full`, on every rank. */
-  async gatherFull(shard: Arena, full: Arena): Promise<void> {
-    this.#check('gatherFull');
-    if (shard.numel !== this.range.count || full.numel !== this.#model.params.numel || shard.dtype !== full.dtype) {
-      throw invalidArg(`OptimizerShard.gatherFull: expected a shard of ${this.range.count} and a full arena of ${this.#model.params.numel} elements of one type, got ${shard.buffer.describe()} and ${full.buffer.describe()}`);
-    }
-    await this.#coll.settle(this.#coll.allGather(full.buffer, shard.buffer, this.range, false));
   }
 
   /** Frees the shard's gradient and staging buffer and releases its views of the model's arenas. Idempotent. */

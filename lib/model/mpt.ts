@@ -56,11 +56,20 @@ export interface MptModelOptions {
    * params, grads and computeParams refuse to be read, and it is not initialised (the store's owner does that).
    */
   store?: ParameterStore;
+  /**
+   * false: a bf16 model without f32 master weights (sharding 'optimizer' keeps each rank's shard of them and
+   * writes the bf16 copy the model computes with); its params refuse to be read and it is not initialised.
+   * Defaults to true.
+   */
+  masterWeights?: boolean;
 }
 
-/** The model's parameter arenas are not in this process: a ParameterStore holds them (sharding 'full'). */
-function storeHolds(what: string): Error {
-  return invalidArg(`MptModel.${what}: this model's parameters are sharded over the ranks (dist.sharding 'full'); gather them (the trainer's checkpoint does) or load the checkpoint into a model of its own`);
+/** The model's parameter arenas are not in this process: a ParameterStore holds them (sharding 'full'), or a shard its master weights ('optimizer'). */
+function storeHolds(what: string, mode = 'full'): Error {
+  return invalidArg(
+    `MptModel.${what}: this model's ${mode === 'full' ? 'parameters are' : 'f32 master weights are'} sharded over the ranks (dist.sharding '${mode}'); ` +
+      "gather them (the trainer's checkpoint does) or load the checkpoint into a model of its own",
+  );
 }
 
 interface BlockActs {
@@ -131,18 +140,34 @@ export class MptModel {
         throw invalidArg('MptModel: option store must be a ParameterStore (weight, grad, enter, leave)');
       }
       [this.#params, this.#grads, this.#computeParams] = [null, null, null];
+    } else if (options.masterWeights === false) {
+      if (precision !== 'bf16') throw invalidArg("MptModel: masterWeights false needs precision 'bf16' (an fp32 model computes with its master weights)");
+      this.#params = null;
+      this.#computeParams = new Arena('bf16', parameterLayout(config), this.device);
+      this.#grads = this.#computeParams.like('f32');
     } else {
       this.#params = new Arena('f32', parameterLayout(config), this.device);
       this.#grads = this.#params.like('f32');
       this.#computeParams = precision === 'bf16' ? this.#params.like('bf16') : null;
     }
     this.slopes = Tensor.from(alibiSlopes(config.nHeads, config.alibiBiasMax), [config.nHeads], 'f32', this.device);
-    if (!this.store) this.initialize(options.seed ?? 0);
+    if (this.#params) this.initialize(options.seed ?? 0);
+  }
+
+  /** Whether the model holds its f32 master weights (params): not under a store, nor with masterWeights false. */
+  get hasMasterWeights(): boolean {
+    return this.#params !== null;
+  }
+
+  /** Bytes of the model's own parameter arenas: weights (master and bf16 copy) and gradients. */
+  get arenaBytes(): { weights: number; gradients: number } {
+    const b = (a: Arena | null) => a?.buffer.byteLength ?? 0;
+    return { weights: b(this.#params) + b(this.#computeParams), gradients: b(this.#grads) };
   }
 
   /** f32 master weights under MptForCausalLM names. */
   get params(): Arena {
-    if (!this.#params) throw storeHolds('params');
+    if (!this.#params) throw storeHolds('params', this.store ? 'full' : 'optimizer');
     return this.#params;
   }
 
@@ -433,7 +458,7 @@ export class MptModel {
    */
   async lastLogits(ids: Int32Array, B: number, T: number): Promise<Float32Array> {
     this.#checkBatch(ids, null, B, T);
-    if (this.store) throw storeHolds('lastLogits');
+    if (!this.#params) throw storeHolds('lastLogits', this.store ? 'full' : 'optimizer');
     const buf = await this.#forwardTrunk(ids, B, T, 'forward');
     const C = this.config.dModel;
     const V = this.config.vocabSize;

@@ -3,8 +3,9 @@
 // them. optimizerFromConfig builds the paper's recipe from a training config: warmup + cosine to
 // optimizer.minLrRatio of the peak, and PTWD stages (or one constant stage for weightDecay.mode 'constant').
 //
-// With dist.sharding 'optimizer' (ZeRO-2) AdamW updates this rank's shard only (dist/zero.ts): its master
-// weights, gradients and moments are the shard's arenas, and the shard's pieces decay as their full entries do.
+// With dist.sharding 'optimizer' (ZeRO-2, dist/zero.ts) or 'full' (FSDP, dist/fsdp.ts: the model's store) AdamW
+// updates this rank's shard only: its master weights, gradients and moments are the shard's arenas, and the
+// shard's pieces decay as their full entries do.
 import { AdamW, PtwdController, cosineWithWarmup, defaultDecay, isEmbedding } from '../optim/index';
 import type { MptModel } from '../model/mpt';
 import { WorldOfOne, type Communicator } from '../dist/communicator';
@@ -55,10 +56,15 @@ export function optimizerFromConfig(config: TrainConfig, model: MptModel, commun
   if (config.dist.sharding === 'full') {
     if (!(model.store instanceof FullShard)) throw invalidArg("optimizerFromConfig: 'dist.sharding' is 'full' but the model holds its own parameters (build it with store: a FullShard)");
     shard = model.store;
-  } else shard = new OptimizerShard(communicator, model, { bucketMB: config.dist.bucketMB });
+  } else {
+    const own = model.hasMasterWeights;
+    shard = new OptimizerShard(communicator, { params: own ? model.params : null, grads: model.grads, computeParams: model.computeParams }, { bucketMB: config.dist.bucketMB });
+  }
   try {
+    // Master weights that exist only in the shards start here, from the seed the model would have used.
+    if (shard.ownsMaster) shard.initialize(config.seed, model.config);
     // A shard's pieces are flat: each decays as its whole entry in the model's layout does.
-    const full = new Map((shard instanceof FullShard ? shard.layout : model.params.entries).map((e) => [e.name, e]));
+    const full = new Map((shard instanceof FullShard ? shard.layout : model.grads.entries).map((e) => [e.name, e]));
     const decays = (name: string) => {
       const e = full.get(name)!;
       return defaultDecay(e) && (o.decayEmbeddings || !isEmbedding(e));

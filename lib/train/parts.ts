@@ -135,9 +135,8 @@ export async function partsFromConfig(config: TrainConfig, communicator: Communi
   let store: FullShard | null = null;
   try {
     if (config.dist.sharding === 'full') {
-      // the weights live in this rank's shard from the start: the same initialisation, each rank its slices
+      // the weights live in this rank's shard from the start (optimizerFromConfig initialises them)
       store = new FullShard(communicator, modelConfig, { precision: config.model.precision, device: config.model.device, bucketMB: config.dist.bucketMB });
-      store.initialize(config.seed, modelConfig.nLayers);
     }
     model = new MptModel(modelConfig, {
       precision: config.model.precision,
@@ -145,6 +144,8 @@ export async function partsFromConfig(config: TrainConfig, communicator: Communi
       seed: config.seed,
       device: config.model.device,
       ...(store ? { store } : {}),
+      // a bf16 model under sharding 'optimizer' computes with its bf16 copy: each rank's shard keeps its f32 master range
+      ...(config.dist.sharding === 'optimizer' && config.model.precision === 'bf16' ? { masterWeights: false } : {}),
     });
     const optimizer = optimizerFromConfig(config, model, communicator);
     return { config, model, optimizer, data, communicator, sinks, peakFlops };

@@ -40,8 +40,7 @@ import { resolveTrainConfig, type BatchPlan, type TrainConfig } from './config';
 import { RunLock } from './lock';
 import { WorldOfOne, checkCommunicator, initCommunicator, type Communicator } from '../dist/communicator';
 import { GradientAllReduce } from '../dist/ddp';
-import { OptimizerShard, type TrainingShard } from '../dist/zero';
-import { FullShard } from '../dist/fsdp';
+import type { TrainingShard } from '../dist/zero';
 import { parameterLayout } from '../model/config';
 import { checkSameRun } from '../dist/identity';
 import type { DataPlan, TrainingData } from './data';
@@ -279,7 +278,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   memory(): MemoryReport {
     const bytes = (a: Arena | null | undefined) => a?.buffer.byteLength ?? 0;
     const sh = this.#shard;
-    const own = this.model.store ? { weights: 0, gradients: 0 } : { weights: bytes(this.model.params) + bytes(this.model.computeParams), gradients: bytes(this.model.grads) };
+    const own = this.model.arenaBytes;
     const r = {
       weights: own.weights + (sh ? sh.bytes.weights : 0),
       gradients: own.gradients + (sh ? sh.bytes.gradients : 0),
@@ -287,9 +286,9 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       activations: this.model.activationBytes(this.plan.microBatchSize, this.plan.seqLen),
       communication: sh ? sh.bytes.communication : 0,
     };
-    // a sharded checkpoint gathers the moments (and under 'full' the master weights) into full f32 arenas
+    // a sharded checkpoint gathers the moments (and master weights that exist only in shards) into full f32 arenas
     const full = 4 * this.model.parameterCount;
-    return { ...r, checkpointGather: !sh ? 0 : sh.mode === 'full' ? 3 * full : 2 * full, total: r.weights + r.gradients + r.optimizerState + r.activations + r.communication };
+    return { ...r, checkpointGather: !sh ? 0 : sh.ownsMaster ? 3 * full : 2 * full, total: r.weights + r.gradients + r.optimizerState + r.activations + r.communication };
   }
 
   /** A full f32 arena of the model's layout, for gathering or loading the sharded state. */
@@ -298,21 +297,20 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   }
 
   /**
-   * Loads master weights with `load` (given a full f32 arena): into the model's own arena, or under sharding
-   * 'full' into a scratch one of which this rank keeps its slices; then refreshes the bf16 copy.
+   * Loads master weights with `load` (given a full f32 arena): into the model's own arena, or, where they
+   * exist only in the shards, into a scratch one of which this rank keeps its part; then refreshes the bf16 copy.
    */
   #loadWeights(load: (params: Arena) => void): void {
     const sh = this.#shard;
-    if (!(sh instanceof FullShard)) {
+    if (!sh?.ownsMaster) {
       load(this.model.params);
-      this.model.syncComputeParams(); // under 'optimizer' the shard's master and bf16 copy are views of these
+      this.model.syncComputeParams(); // under 'optimizer' (fp32) the shard's master is a view of these
       return;
     }
     const params = this.#fullArena();
     try {
       load(params);
-      sh.takeShard(params.buffer, sh.master.buffer);
-      sh.syncComputeCopy();
+      sh.loadMaster(params);
     } finally {
       params.dispose();
     }
@@ -564,11 +562,9 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         return a;
       };
       try {
-        let params: Arena;
-        if (sh instanceof OptimizerShard) {
-          await sh.gatherMaster();
-          params = this.model.params;
-        } else await sh.gatherFull(sh.master, (params = full()));
+        // an fp32 model's master weights are whole after every step (its compute weights, gathered)
+        let params = this.model.hasMasterWeights ? this.model.params : null;
+        if (!params) await sh.gatherFull(sh.master, (params = full()));
         const [m, v] = [full(), full()];
         await sh.gatherFull(this.optimizer.m, m);
         await sh.gatherFull(this.optimizer.v, v);

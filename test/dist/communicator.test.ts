@@ -120,8 +120,8 @@ t.test('the sharded optimizer state over 2 ranks: reduce-scatter, f32 and bf16 g
     t.same(r.grads, iota(offset, count, (i) => 3 * (i + 1)), `rank ${r.rank} holds the summed gradient of its range, tail included (3 buckets)`);
     t.same(r.computeParams, iota(0, 13, (i) => bf16(shifted(i))), `rank ${r.rank}: every rank's bf16 shard gathered into the compute copy`);
     const mine = (i: number) => i >= offset && i < offset + count;
-    t.same(r.paramsBeforeGather, iota(0, 13, (i) => (mine(i) ? shifted(i) : i + 0.5)), 'the master is a view of params: this rank\'s range moved, the rest waits for gatherMaster');
-    t.same(r.params, iota(0, 13, shifted), 'gatherMaster: every rank\'s f32 shard in place');
+    t.same(r.paramsBeforeGather, iota(0, 13, (i) => (mine(i) ? shifted(i) : i + 0.5)), 'the master is a view of params: this rank\'s range moved, the rest is not gathered by gatherWeights (bf16)');
+    t.same(r.params, iota(0, 13, shifted), 'gatherFull: every rank\'s f32 shard, whole');
     t.same(r.takeShard, iota(offset, count, (i) => -i), 'takeShard: this rank\'s range of a full buffer');
     t.match(r.bf16Reduce, /Communicator.allReduce: buf: .*bf16 on the CPU; MPI reduces f32 or i32 CPU tensors/, 'bf16 is gathered, never reduced, over MPI');
   }

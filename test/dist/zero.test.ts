@@ -98,9 +98,11 @@ for (const precision of ['fp32', 'bf16']) {
     const mn = none.trainer.memory();
     const mo = opt.trainer.memory();
     t.equal(mo.optimizerState, mn.optimizerState, 'one rank holds all the moments either way');
-    t.equal(mo.weights, mn.weights, "the shard's master weights and bf16 copy are views of the model's");
+    t.equal(mo.weights, mn.weights, "one rank: the shard's master is all the master weights, once");
     t.equal(mo.gradients - mn.gradients, 4 * none.trainer.model.params.numel, "'optimizer' adds the shard's reduced gradient (all of it, on one rank)");
-    t.equal(mo.checkpointGather, 8 * none.trainer.model.params.numel, 'and gathers both moments to write a checkpoint');
+    // a bf16 model keeps no f32 master of its own under 'optimizer' (the shard does): a checkpoint gathers it too
+    t.equal(mo.checkpointGather, (precision === 'bf16' ? 12 : 8) * none.trainer.model.parameterCount, 'and gathers both moments (and a bf16 model\'s master weights) to write a checkpoint');
+    t.equal(opt.trainer.model.hasMasterWeights, precision === 'fp32', 'a bf16 model keeps no f32 master weights of its own');
     t.equal(mn.checkpointGather, 0);
     t.equal(mo.total, mo.weights + mo.gradients + mo.optimizerState + mo.activations + mo.communication);
     t.throws(() => opt.trainer.saveCheckpoint(), { message: /with dist.sharding 'optimizer' the weights and moments are gathered from every rank first; call every rank's await trainer.saveCheckpointAsync\(\)/ });

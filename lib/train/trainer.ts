@@ -19,11 +19,13 @@
 // writes the sinks and the checkpoints (every rank waits at a barrier after each write); every rank resumes
 // from checkpoints/latest and evaluates its share of the validation batches, the sums reduced.
 //
-// Sharded optimizer state (dist.sharding 'optimizer', ZeRO-2, dist/zero.ts): instead of the all-reduce the
-// gradient is reduce-scattered, so each rank holds the global batch's gradient for its shard only; the global
-// norm is the sum of the shards' sums of squares (reduced with the loss), AdamW updates the shard, and the
-// updated compute weights are all-gathered. A checkpoint gathers the master weights and the moments first, so
-// it is the same full file set as DDP's and resumes with any number of ranks, each taking its shard.
+// Sharded state (dist.sharding 'optimizer', ZeRO-2, dist/zero.ts; 'full', FSDP, dist/fsdp.ts): instead of the
+// all-reduce the gradient is reduce-scattered (under 'full' unit by unit during the backward, the model's
+// weights being gathered unit by unit too), so each rank holds the global batch's gradient for its shard
+// only; the global norm is the sum of the shards' sums of squares (reduced with the loss), AdamW updates the
+// shard, and under 'optimizer' the updated compute weights are all-gathered. A checkpoint gathers the master
+// weights and the moments first, so it is the same full file set as DDP's and resumes with any number of
+// ranks and any mode, each rank taking its part.
 import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
 import * as path from 'node:path';

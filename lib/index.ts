@@ -22,7 +22,7 @@ export { alibiSlopes } from './model/alibi';
 export * from './optim/index';
 export * from './data/index';
 export { Trainer, type StepMetrics, type EvalMetrics, type TrainerOptions, type TrainerParts, type DataPlan, type MemoryReport } from './train/trainer';
-export { TrainingData, type TrainingDataOptions } from './train/data';
+export { TrainingData, manifestTokenizer, type TrainingDataOptions } from './train/data';
 export { optimizerFromConfig, type TrainOptimizer } from './train/optimizer';
 export {
   WorldOfOne,
@@ -63,6 +63,7 @@ export {
   latestCheckpoint,
   listCheckpoints,
   loadModelWeights,
+  checkpointTokenizer,
   CheckpointError,
 } from './train/checkpoint';
 export { mptHfConfig } from './model/hf';

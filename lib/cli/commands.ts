@@ -7,6 +7,8 @@ import { readJsonFile } from '../core/json-file';
 import { FileSystemError, describeSystemError, explainSystemError, isSystemError, writableDirectoryProblem, writableFileProblem } from '../core/fs-errors';
 import { MpiCommunicator, initCommunicator, type Communicator } from '../dist/communicator';
 import { gpt2Tokenizer } from '../data/tokenizers/gpt2';
+import { createTokenizer, type TokenizerSpec } from '../data/tokenizers/create';
+import type { Tokenizer } from '../data/tokenizers/base';
 import { tokenizeFiles } from '../data/corpus/tokenize';
 import { DEMO_MIXTURE, buildDemoCorpus, demoDataConfig } from '../data/corpus/demo';
 import { generate } from '../eval/generate';
@@ -14,7 +16,7 @@ import { writeLossCurve } from '../eval/plot';
 import { MptModel } from '../model/mpt';
 import { mptConfig, PRESETS, type MptConfig } from '../model/config';
 import { mptConfigFromHf } from '../model/hf';
-import { CheckpointError, latestCheckpoint, loadModelWeights } from '../train/checkpoint';
+import { CheckpointError, checkpointTokenizer, latestCheckpoint, loadModelWeights } from '../train/checkpoint';
 import { Trainer } from '../train/trainer';
 import { applyOverrides, resolveTrainConfig } from '../train/config';
 import { formatMixturePlan } from '../data/mixture';
@@ -183,12 +185,21 @@ async function trainRank(communicator: Communicator, config: Record<string, unkn
   return trainer;
 }
 
-/** A model loaded from a checkpoint, its directory, and where its context length (maxSeqLen) was read. */
+/** A model loaded from a checkpoint, its tokenizer, its directory, and where its context length (maxSeqLen) was read. */
 export interface CheckpointModel {
   model: MptModel;
+  /** The tokenizer given, else the one the checkpoint records, else GPT-2 (with a PAJAMA_NO_TOKENIZER warning). */
+  tokenizer: Tokenizer;
   dir: string;
   /** e.g. "max_seq_len in runs/a/checkpoints/step-000010/config.json", for messages. */
   contextSource: string;
+}
+
+/** `--tokenizer`: 'gpt2' or a tokenizer.json path. */
+function tokenizerOption(v: unknown): TokenizerSpec | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string' || v === '') throw invalidArg(`--tokenizer must be 'gpt2' or a tokenizer.json path, got ${JSON.stringify(v)}`);
+  return v === 'gpt2' ? { kind: 'gpt2' } : { kind: 'hf', path: v };
 }
 
 /** A checkpoint's JSON file as an object; unreadable, invalid or non-object contents name the file. */
@@ -214,7 +225,7 @@ function readCheckpointJson(file: string): Record<string, unknown> {
  * The model a checkpoint directory (or a run directory's latest checkpoint) holds: its architecture from
  * trainer_state.json's training config, else from config.json (HF MptConfig). Errors name the file and key.
  */
-export function loadModelFromCheckpoint(source: string, realVocabSize: number): CheckpointModel {
+export function loadModelFromCheckpoint(source: string, options: { tokenizer?: TokenizerSpec } = {}): CheckpointModel {
   let dir = source;
   if (!fs.existsSync(path.join(dir, 'model.safetensors'))) {
     let st: fs.Stats | null = null;
@@ -229,6 +240,14 @@ export function loadModelFromCheckpoint(source: string, realVocabSize: number): 
     if (!latest) throw invalidArg(`'${source}' is neither a checkpoint directory nor a run directory with checkpoints`);
     dir = latest.dir;
   }
+  const recorded = options.tokenizer ?? checkpointTokenizer(dir);
+  if (!recorded) {
+    process.emitWarning(`${dir} records no tokenizer (a checkpoint from before tokenizers were recorded, or trained on shards of unknown origin): decoding with GPT-2; give --tokenizer to use another`, {
+      code: 'PAJAMA_NO_TOKENIZER',
+    });
+  }
+  const tokenizer = createTokenizer(recorded ?? { kind: 'gpt2' });
+  const realVocabSize = tokenizer.vocabSize;
   let cfg: MptConfig;
   let contextSource: string;
   const statePath = path.join(dir, 'trainer_state.json');
@@ -257,7 +276,11 @@ export function loadModelFromCheckpoint(source: string, realVocabSize: number): 
     throw e;
   }
   model.syncComputeParams();
-  return { model, dir, contextSource };
+  if (tokenizer.vocabSize > model.config.vocabSize) {
+    model.dispose();
+    throw invalidArg(`the tokenizer's vocabulary (${tokenizer.vocabSize}) is larger than the model's (${model.config.vocabSize}, ${dir}): it is not the tokenizer the model was trained with`);
+  }
+  return { model, tokenizer, dir, contextSource };
 }
 
 /** The demo's weight decay: PTWD over these stages, each of which needs at least one step. */
@@ -330,8 +353,7 @@ export async function runDemo(options: { runDir: string; steps: number }): Promi
   trainer.dispose();
   const plot = writeLossCurve(trainDir, { title: `pajama-train demo: MPT d256 x 4 layers, ${steps} steps` });
   console.log(`pajama demo: loss curve ${plot.path} (warmup and PTWD stage boundaries marked)`);
-  const tok = gpt2Tokenizer();
-  const { model, dir } = loadModelFromCheckpoint(trainDir, tok.vocabSize);
+  const { model, tokenizer: tok, dir } = loadModelFromCheckpoint(trainDir);
   try {
     for (const prompt of ['Call me Ishmael.', 'The state of the Union is']) {
       const g = await generate(model, tok, prompt, { maxNewTokens: 40, temperature: 0.8, topK: 40, seed: 1 });
@@ -473,9 +495,11 @@ export const commands: Record<string, Command> = {
       temperature: { kind: 'number', describe: '0 (default) is greedy' },
       'top-k': { kind: 'number', describe: 'sample among the k most likely tokens' },
       seed: { kind: 'number', describe: 'sampling seed (default 0)' },
+      tokenizer: { kind: 'string', describe: "'gpt2' or a tokenizer.json path (default: the one the checkpoint records)" },
     },
     async run(o) {
       if (typeof o.checkpoint !== 'string') throw invalidArg('--checkpoint DIR is required');
+      const tokenizer = tokenizerOption(o.tokenizer);
       if (typeof o.prompt !== 'string') throw invalidArg('--prompt TEXT is required');
       // Checked before the model is loaded; --max-tokens again against the model's context after.
       const maxTokens = o['max-tokens'] as number | undefined;
@@ -486,8 +510,7 @@ export const commands: Record<string, Command> = {
       if (topK !== undefined && (!Number.isSafeInteger(topK) || topK < 1)) throw invalidArg(`--top-k must be a positive integer, got ${topK}`);
       const seed = (o.seed as number | undefined) ?? 0;
       if (!Number.isSafeInteger(seed)) throw invalidArg(`--seed must be an integer, got ${seed}`);
-      const tok = gpt2Tokenizer();
-      const { model, contextSource } = loadModelFromCheckpoint(o.checkpoint, tok.vocabSize);
+      const { model, tokenizer: tok, contextSource } = loadModelFromCheckpoint(o.checkpoint, tokenizer ? { tokenizer } : {});
       try {
         // Generation slides a window of the model's context (maxSeqLen) over the text; past that many new
         // tokens the prompt has left the window and the output no longer continues it, so that is the bound.

@@ -20,7 +20,7 @@ export {
 } from './shard';
 export type { Tokenizer } from './tokenizers/base';
 export { gpt2Tokenizer, GPT2_VOCAB_SIZE, GPT2_EOS_ID } from './tokenizers/gpt2';
-export { createTokenizer, type TokenizerSpec } from './tokenizers/create';
+export { createTokenizer, TOKENIZER_FILE, type TokenizerSpec } from './tokenizers/create';
 export { loadHfTokenizer, HfTokenizer, type HfTokenizerOptions } from './tokenizers/hf';
 export { TokenizerPool } from './tokenizers/pool';
 export {

@@ -36,6 +36,10 @@ export const DATA_MANIFEST_KIND = 'pajama-data-manifest';
 export const DATA_MANIFEST_VERSION = 1;
 
 export interface DataManifestTokenizer {
+  /**
+   * The tokenizer's name; `spec` (written by pajama prepare) says how to rebuild it: 'gpt2', or a
+   * tokenizer.json file relative to the manifest's folder (prepare copies it there as tokenizer.json).
+   */
   name: string;
   /** Every token id is below it. */
   vocabSize: number;

@@ -8,6 +8,9 @@
 //       model.safetensors         parameters under their HF names, f32 master weights by default
 //       optimizer.safetensors     AdamW moments 'm.<name>' and 'v.<name>', in the moments' dtype (f32)
 //       trainer_state.json        step, schedule and data position, RNG state... (whatever the trainer saves)
+//       tokenizer.json            the run's Hugging Face tokenizer, copied (when it was trained with one)
+//       tokenizer_config.json     which tokenizer decodes the model: {"pajama_tokenizer": {"kind": "gpt2"} or
+//                                 {"kind": "hf", "file": "tokenizer.json", ...options}} (when the run knew it)
 //     step-000300/
 //     step-000400.tmp-<pid>-<hex>/  an unfinished save (crash): never listed, deleted by the next save
 //
@@ -26,6 +29,7 @@ import { readJsonFile } from '../core/json-file';
 import { TMP_MARKER, fsyncDir, tmpPathFor, writeTextAtomic } from '../core/atomic';
 import { checkConfigFitsArena, type MptHfConfig } from '../model/hf';
 import { arenaTensorsToWrite, loadArenasSafetensors, writeSafetensors, type ArenaTarget } from './safetensors';
+import { TOKENIZER_FILE, type TokenizerSpec } from '../data/tokenizers/create';
 
 // The config.json mapping moved to model/hf.ts; these names stay importable from here.
 export { mptHfConfig, mptParamLayout, type MptShape, type MptHfConfig, type MptHfConfigOptions } from '../model/hf';
@@ -89,6 +93,7 @@ export const MODEL_FILE = 'model.safetensors';
 export const MODEL_INDEX_FILE = 'model.safetensors.index.json';
 export const OPTIMIZER_FILE = 'optimizer.safetensors';
 export const TRAINER_STATE_FILE = 'trainer_state.json';
+export const TOKENIZER_CONFIG_FILE = 'tokenizer_config.json';
 
 const STEP_DIR = /^step-(\d+)$/;
 
@@ -121,6 +126,19 @@ export interface SaveCheckpointOptions {
   modelDtype?: 'F32' | 'BF16';
   /** Bytes copied out of native memory per piece. Defaults to 64 MiB. */
   chunkBytes?: number;
+  /**
+   * The tokenizer the model was trained with: recorded in tokenizer_config.json, and a tokenizer.json copied
+   * next to the weights (as Hugging Face keeps them). Omitted or null: none is recorded.
+   */
+  tokenizer?: TokenizerSpec | null;
+}
+
+/** tokenizer_config.json for `spec`: Hugging Face's class name, and the spec relative to the checkpoint. */
+function tokenizerConfig(spec: TokenizerSpec): Record<string, unknown> {
+  if (spec.kind === 'gpt2') return { tokenizer_class: 'GPT2TokenizerFast', pajama_tokenizer: { kind: 'gpt2' } };
+  const { path: _file, ...options } = spec;
+  void _file;
+  return { tokenizer_class: 'PreTrainedTokenizerFast', pajama_tokenizer: { ...options, file: TOKENIZER_FILE } };
 }
 
 /** Throws naming the first value that JSON would drop or change (undefined, NaN, Infinity, a Date, a class...). */
@@ -194,6 +212,10 @@ export function saveCheckpoint(runDir: string, step: number, options: SaveCheckp
   if (typeof runDir !== 'string' || runDir === '') throw invalidArg(`${where}: runDir must be a non-empty path`);
   if (!Number.isSafeInteger(step) || step < 0) throw invalidArg(`${where}: step must be a non-negative integer, got ${step}`);
   const { config, trainerState, keepLast, optimizerState } = options ?? ({} as SaveCheckpointOptions);
+  const tokenizer = options?.tokenizer ?? null;
+  if (tokenizer !== null && !(tokenizer.kind === 'gpt2' || (tokenizer.kind === 'hf' && typeof tokenizer.path === 'string' && tokenizer.path !== ''))) {
+    throw invalidArg(`${where}: tokenizer must be {kind: 'gpt2'} or {kind: 'hf', path}, got ${JSON.stringify(tokenizer)}`);
+  }
   const params = checkLiveArena(options?.params, 'params', where);
   if (!(keepLast === Infinity || (Number.isSafeInteger(keepLast) && keepLast >= 1))) {
     throw invalidArg(`${where}: keepLast must be a positive integer or Infinity, got ${keepLast}`);
@@ -244,6 +266,10 @@ export function saveCheckpoint(runDir: string, step: number, options: SaveCheckp
     try {
       writeTextAtomic(path.join(tmpDir, CONFIG_FILE), jsonText(config));
       writeTextAtomic(path.join(tmpDir, TRAINER_STATE_FILE), jsonText(trainerState));
+      if (tokenizer) {
+        if (tokenizer.kind === 'hf') fs.copyFileSync(tokenizer.path, path.join(tmpDir, TOKENIZER_FILE));
+        writeTextAtomic(path.join(tmpDir, TOKENIZER_CONFIG_FILE), jsonText(tokenizerConfig(tokenizer)));
+      }
       writeSafetensors(path.join(tmpDir, MODEL_FILE), modelTensors, metadata);
       if (optimizerTensors) writeSafetensors(path.join(tmpDir, OPTIMIZER_FILE), optimizerTensors, metadata);
       fsyncDir(tmpDir);
@@ -316,6 +342,36 @@ export function latestCheckpoint(runDir: string): CheckpointInfo | null {
   const all = listIn(ckptDir);
   const named = pointer !== undefined ? all.find((c) => path.basename(c.dir) === pointer) : undefined;
   return named ?? all[all.length - 1] ?? null;
+}
+
+/**
+ * The tokenizer checkpoint `dir` records (tokenizer_config.json's pajama_tokenizer, with its tokenizer.json),
+ * or a tokenizer.json alone (a Hugging Face directory); null when it records none. Errors name the file and key.
+ */
+export function checkpointTokenizer(dir: string): TokenizerSpec | null {
+  const configFile = path.join(dir, TOKENIZER_CONFIG_FILE);
+  const json = path.join(dir, TOKENIZER_FILE);
+  if (!fs.existsSync(configFile)) return fs.existsSync(json) ? { kind: 'hf', path: json } : null;
+  const c = readJson(configFile, 'the tokenizer', dir);
+  const t = c.pajama_tokenizer as Record<string, unknown> | undefined;
+  if (t === undefined) return fs.existsSync(json) ? { kind: 'hf', path: json } : null;
+  const bad = (msg: string) => new CheckpointError(configFile, `'pajama_tokenizer' ${msg}`);
+  if (t === null || typeof t !== 'object' || Array.isArray(t)) throw bad(`must be an object, got ${JSON.stringify(t)}`);
+  if (t.kind === 'gpt2') return { kind: 'gpt2' };
+  if (t.kind !== 'hf') throw bad(`kind must be 'gpt2' or 'hf', got ${JSON.stringify(t.kind)}`);
+  if (typeof t.file !== 'string' || t.file === '' || path.basename(t.file) !== t.file) throw bad(`file must name a file in the checkpoint, got ${JSON.stringify(t.file)}`);
+  const file = path.join(dir, t.file);
+  if (!fs.existsSync(file)) throw new CheckpointError(dir, `${TOKENIZER_CONFIG_FILE} names ${t.file}, which the checkpoint lacks`);
+  const spec: TokenizerSpec = { kind: 'hf', path: file };
+  if (t.allowSpecial !== undefined) {
+    if (typeof t.allowSpecial !== 'boolean') throw bad(`allowSpecial must be a boolean, got ${JSON.stringify(t.allowSpecial)}`);
+    spec.allowSpecial = t.allowSpecial;
+  }
+  if (t.eosToken !== undefined) {
+    if (typeof t.eosToken !== 'string') throw bad(`eosToken must be a string, got ${JSON.stringify(t.eosToken)}`);
+    spec.eosToken = t.eosToken;
+  }
+  return spec;
 }
 
 /** A JSON object from a checkpoint file; problems are CheckpointErrors naming the checkpoint `where`. */

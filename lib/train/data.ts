@@ -7,11 +7,14 @@
 // The validation policy: a shard must hold one evaluation batch; one named in data.validation that does not
 // is an error, a manifest source's is left out with a warning (PAJAMA_VALIDATION_TOO_SMALL); and eval.every
 // needs at least one shard left.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { invalidArg } from '../core/errors';
-import type { MptConfig } from '../model/config';
+import { GPT2_VOCAB, type MptConfig } from '../model/config';
 import { openShard } from '../data/shard';
 import { TokenLoader, evalBatchCount, type MixtureSource } from '../data/loader';
-import { readDataManifest } from '../data/manifest';
+import { readDataManifest, type LoadedDataManifest } from '../data/manifest';
+import type { TokenizerSpec } from '../data/tokenizers/create';
 import { resolveMixture, type MixturePlan } from '../data/mixture';
 import type { BatchPlan, TrainConfig } from './config';
 
@@ -42,6 +45,8 @@ export interface TrainingDataOptions {
   notInLoader?: string[];
   /** Sources the mixture named that the data lacks, with their weights. Defaults to none. */
   missing?: { name: string; weight: number }[];
+  /** The tokenizer the shards were made with (checkpoints record it), or null when unknown. Defaults to null. */
+  tokenizer?: TokenizerSpec | null;
 }
 
 export class TrainingData {
@@ -50,6 +55,12 @@ export class TrainingData {
   readonly validation: Readonly<Record<string, string>>;
   /** The manifest the data comes from (absolute), or null. */
   readonly manifest: string | null;
+  /**
+   * The tokenizer the shards were made with, which checkpoints record: the manifest's (GPT-2, or the
+   * tokenizer.json prepare copied next to it); for data.train, GPT-2 when the shards have its vocabulary
+   * (50,257); else null.
+   */
+  readonly tokenizer: TokenizerSpec | null;
   readonly #preset: string | null;
   readonly #citation: string | null;
   readonly #notInLoader: readonly string[];
@@ -64,6 +75,7 @@ export class TrainingData {
     this.loader = options.loader;
     this.validation = Object.freeze({ ...validation });
     this.manifest = options.manifest ?? null;
+    this.tokenizer = options.tokenizer ?? null;
     this.#preset = options.preset ?? null;
     this.#citation = options.citation ?? null;
     this.#notInLoader = [...(options.notInLoader ?? [])];
@@ -92,7 +104,9 @@ export class TrainingData {
       loader.close();
       throw e;
     }
-    return new TrainingData({ ...data, loader, validation });
+    // data.train shards record only their vocabulary size and EOS: GPT-2's are taken as GPT-2
+    const tokenizer = data.tokenizer !== undefined ? data.tokenizer : loader.vocabSize === GPT2_VOCAB ? ({ kind: 'gpt2' } as const) : null;
+    return new TrainingData({ ...data, loader, validation, tokenizer });
   }
 
   /** Expected tokens and epochs per source over a run of `totalSequences` draws, with where they come from. */
@@ -138,6 +152,8 @@ interface ResolvedData {
   manifest: string | null;
   preset: string | null;
   citation: string | null;
+  /** The manifest's tokenizer (null: it names none that can be rebuilt); undefined for data.train. */
+  tokenizer?: TokenizerSpec | null;
   /** Sources the mixture names that the manifest lacks (data.mixtureMissing 'renormalize'). */
   missing?: { name: string; weight: number }[];
 }
@@ -175,6 +191,7 @@ function resolveTrainingData(config: TrainConfig): ResolvedData {
     preset: mixture.preset,
     citation: mixture.citation,
     missing: mixture.missing,
+    tokenizer: manifestTokenizer(manifest),
   };
 }
 
@@ -200,4 +217,17 @@ function usableValidation(data: ResolvedData, seqLen: number, batchSize: number)
     });
   }
   return out;
+}
+
+/**
+ * The tokenizer a manifest's shards were made with, when it can be rebuilt: GPT-2, or the tokenizer.json its
+ * `tokenizer.spec` names next to the manifest (pajama prepare copies it there). Null when it names neither
+ * (manifests of older prepare runs recorded only the original file's name, without a copy).
+ */
+export function manifestTokenizer(m: LoadedDataManifest): TokenizerSpec | null {
+  const spec = m.tokenizer.spec;
+  if (spec === 'gpt2') return { kind: 'gpt2' };
+  if (typeof spec !== 'string' || spec === '') return null;
+  const file = path.resolve(path.dirname(m.file), spec);
+  return fs.existsSync(file) ? { kind: 'hf', path: file } : null;
 }

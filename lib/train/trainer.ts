@@ -540,6 +540,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       optimizerState: { m, v },
       trainerState: state,
       keepLast: this.config.checkpoint.keepLast,
+      tokenizer: this.data.tokenizer,
     });
     this.#record({ type: 'checkpoint', step: this.#step, dir: info.dir });
     this.emit('checkpoint', { step: this.#step, dir: info.dir });

@@ -21,3 +21,6 @@ export function createTokenizer(spec: TokenizerSpec): Tokenizer {
   if (spec.kind === 'gpt2') return gpt2Tokenizer();
   return loadHfTokenizer(spec.path, { allowSpecial: spec.allowSpecial, eosToken: spec.eosToken });
 }
+
+/** The file name a tokenizer.json gets when it is recorded next to prepared data (manifest) or weights (checkpoint), as Hugging Face names it. */
+export const TOKENIZER_FILE = 'tokenizer.json';

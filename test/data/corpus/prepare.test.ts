@@ -9,6 +9,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { prepareData, resolvePrepareConfig, splitDraw, formatPrepareReport, DOC_STATUS } from '../../../lib/data/corpus/prepare/prepare';
 import { ST_DECONTAMINATED, ST_DUPLICATE, ST_SHORT, ST_TEST, ST_TRAIN, ST_VALIDATION } from '../../../lib/data/corpus/prepare/doc-status';
 import { readDataManifest } from '../../../lib/data/manifest';
+import { manifestTokenizer } from '../../../lib/train/data';
 import { openShard } from '../../../lib/data/shard';
 import { gpt2Tokenizer } from '../../../lib/data/tokenizers/gpt2';
 import { makeRng, seed } from '../../helpers/reference';
@@ -259,6 +260,9 @@ t.test('GPT-NeoX tokenizer.json, tokenised by worker threads, gives the same sha
   const m2 = readDataManifest(two.manifest!);
   t.equal(m1.tokenizer.vocabSize, 50277);
   t.equal(m1.tokenizer.eosId, 0);
+  t.equal(m1.tokenizer.spec, 'tokenizer.json', 'the manifest names its tokenizer file');
+  t.ok(fs.readFileSync(path.join(path.dirname(one.manifest!), 'tokenizer.json')).equals(fs.readFileSync(NEOX)), 'copied next to the manifest');
+  t.same(manifestTokenizer(m1), { kind: 'hf', path: path.join(path.dirname(one.manifest!), 'tokenizer.json') }, 'so runs on the data know their tokenizer');
   t.ok(m1.sources.RedPajamaC4.train.length > 1, 'shardTokens splits the training shards');
   for (const [name, s] of Object.entries(m1.sources)) {
     const bytes = (files: string[]) => files.map((f) => fs.readFileSync(f).toString('hex')).join();

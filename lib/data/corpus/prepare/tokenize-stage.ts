@@ -8,11 +8,12 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { invalidArg } from '../../../core/errors';
+import { withFsContext } from '../../../core/fs-errors';
 import { PajamaDataError } from '../../errors';
 import { JsonlDocumentReader } from '../jsonl';
 import { ShardWriter } from '../../shard';
 import { TokenizerPool } from '../../tokenizers/pool';
-import { createTokenizer } from '../../tokenizers/create';
+import { createTokenizer, TOKENIZER_FILE } from '../../tokenizers/create';
 import { writeDataManifest, type DataManifest } from '../../manifest';
 import { tokenizerSpecOf, type PrepareConfig } from './config';
 import { ST_TEST, ST_TRAIN, ST_VALIDATION, VALIDATION_BYTES_PER_TOKEN } from './doc-status';
@@ -137,7 +138,8 @@ export async function runTokenize(config: PrepareConfig, files: string[], out: s
   const manifest: DataManifest = {
     version: 1,
     kind: 'pajama-data-manifest',
-    tokenizer: { ...result.tokenizer, spec: config.tokenizer === 'gpt2' ? 'gpt2' : path.basename(config.tokenizer) },
+    // a tokenizer.json is copied next to the manifest, so the data (and runs trained on it) carry their tokenizer
+    tokenizer: { ...result.tokenizer, spec: config.tokenizer === 'gpt2' ? 'gpt2' : TOKENIZER_FILE },
     sources: {},
     created: new Date().toISOString(),
     config: { ...config, inputs: config.inputs, output: config.output } as unknown as Record<string, unknown>,
@@ -156,6 +158,7 @@ export async function runTokenize(config: PrepareConfig, files: string[], out: s
       stats: {},
     };
   }
+  if (config.tokenizer !== 'gpt2') withFsContext('copying the tokenizer to', path.join(out, TOKENIZER_FILE), () => fs.copyFileSync(config.tokenizer, path.join(out, TOKENIZER_FILE)));
   writeDataManifest(path.join(out, 'manifest.json'), manifest);
   writeJsonFile(path.join(work, 'tokenize.json'), result);
   for (const s of scan.sources) {

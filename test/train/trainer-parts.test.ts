@@ -12,16 +12,17 @@ import { Trainer } from '../../lib/train/trainer';
 import { TrainingData } from '../../lib/train/data';
 import { optimizerFromConfig, type TrainOptimizer } from '../../lib/train/optimizer';
 import { WorldOfOne, type Communicator } from '../../lib/dist/communicator';
-import { Tensor } from '../../lib/core/tensor';
+import { Arena, Tensor } from '../../lib/core/tensor';
 import { localWorld } from '../helpers/local-world';
 import { JsonlMetricSink, type MetricRecord, type MetricSink, type StepMetrics } from '../../lib/train/metrics';
 import { resolveTrainConfig, type TrainConfig } from '../../lib/train/config';
 import { measurePeakFlops } from '../../lib/core/backend';
-import { mptConfig } from '../../lib/model/config';
+import { mptConfig, parameterLayout, type MptConfig } from '../../lib/model/config';
 import { MptModel, type Precision } from '../../lib/model/mpt';
 import { AdamW, PtwdController, cosineWithWarmup } from '../../lib/optim/index';
 import { TokenLoader } from '../../lib/data/loader';
 import { writeTinyShard } from '../helpers/tiny-run';
+import { loadModelWeights } from '../../lib/train/checkpoint';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pajama-trainer-parts-'));
 t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -230,8 +231,19 @@ async function trainRanks(comms: Communicator[], cfg: Record<string, unknown>, o
     tr.on('checkpoint', () => checkpoints[r]++);
   });
   const fits = await Promise.all(trainers.map((tr) => tr.fit()));
-  const weights = trainers.map((tr) => tr.model.params.buffer.toFloat32());
+  // a model whose master weights exist only in the shards (sharding 'full'): the final checkpoint's, gathered
+  const weights = trainers.map((tr, r) => (tr.model.hasMasterWeights ? tr.model.params.buffer.toFloat32() : checkpointWeights(fits[r].checkpoint, tr.modelConfig)));
   return { trainers, steps, fits, weights, checkpoints };
+}
+
+function checkpointWeights(dir: string, cfg: MptConfig): Float32Array {
+  const a = new Arena('f32', parameterLayout(cfg));
+  try {
+    loadModelWeights(dir, a);
+    return a.buffer.toFloat32();
+  } finally {
+    a.dispose();
+  }
 }
 
 function maxAbsDiff(a: Float32Array, b: Float32Array): number {
@@ -287,17 +299,22 @@ t.test('the bucket size does not change the all-reduced gradients', async (t) =>
   for (const x of [...big.trainers, ...tiny.trainers]) x.dispose();
 });
 
-for (const sharding of ['none', 'optimizer']) {
+for (const sharding of ['none', 'optimizer', 'full']) {
   t.test(`sharding '${sharding}': a NaN on one rank reaches every rank through the reduction: every rank skips that step`, async (t) => {
     const extra = { eval: { every: 0, batches: 1 }, data: { train: [train] }, checkpoint: { every: 0, keepLast: 1 }, dist: { sharding } };
-    let gradCalls = 0;
+    let stepsDone = 0; // the float64 round [loss, tokens, stop, sum of squares, non-finite] ends each step
+    let tampered = false;
     const world = localWorld(2, {
       tamper: (rank, call, values) => {
         if (rank !== 1) return;
-        // the step's gradient collective: the all-reduce (one bucket), or the reduce-scatter of the shards
+        // a gradient collective: the all-reduce (one bucket), or a reduce-scatter of the shards (under 'full',
+        // one per unit)
         const gradient = call.buffer instanceof Tensor && (sharding === 'none' || call.kind === 'reduceScatter');
-        if (gradient && ++gradCalls === 2) values[17] = NaN; // step 2: one gradient value
-        if (call.buffer instanceof Float64Array && values.length === 5 && gradCalls === 4) values[0] = NaN; // step 4: the loss sum (of [loss, tokens, stop, sum of squares, non-finite])
+        if (gradient && stepsDone === 1 && !tampered && values.length > 17) {
+          values[17] = NaN; // step 2: one gradient value
+          tampered = true;
+        }
+        if (call.buffer instanceof Float64Array && values.length === 5 && ++stepsDone === 4) values[0] = NaN; // step 4: the loss sum
       },
     });
     const two = await trainRanks(world, config(path.join(dir, `nan-${sharding}`), 'fp32', extra));

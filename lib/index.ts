@@ -34,7 +34,7 @@ export {
   type ReduceOp,
 } from './dist/communicator';
 export { GradientAllReduce, gradientBuckets, type GradientBucket } from './dist/ddp';
-export { OptimizerShard, ShardCollectives, shardRange, shardLayout, type ShardRange, type ShardedModel, type TrainingShard } from './dist/zero';
+export { OptimizerShard, ShardCollectives, loadShardMaster, shardRange, shardLayout, type ShardRange, type ShardedModel, type TrainingShard } from './dist/zero';
 export { FullShard, type FullShardOptions, type ShardedUnit } from './dist/fsdp';
 export { checkSameRun, RankMismatchError, type RunIdentity } from './dist/identity';
 export {

@@ -20,7 +20,7 @@
 import { invalidArg } from '../core/errors';
 import { ops } from '../core/ops';
 import { Arena, Tensor, type ArenaEntry, type DeviceSpec } from '../core/tensor';
-import { initializeMptWeightsFromSeed, type ParameterStore, type Precision } from '../model/mpt';
+import type { ParameterStore, Precision } from '../model/mpt';
 import { parameterLayout, parameterUnits, type MptConfig, type ParameterUnit } from '../model/config';
 import type { Communicator } from './communicator';
 import { ShardCollectives, shardLayout, shardRange, type ShardRange, type TrainingShard } from './zero';
@@ -131,19 +131,6 @@ export class FullShard implements TrainingShard, ParameterStore {
 
   #check(where: string): void {
     if (this.#disposed) throw invalidArg(`FullShard.${where}: used after dispose()`);
-  }
-
-  /** MPT's initialisation of seed `seed` (the weights MptModel(seed) starts from), this rank's slices of it. */
-  initialize(seed: number, config: MptConfig): void {
-    this.#check('initialize');
-    const full = new Arena('f32', parameterLayout(config), this.master.device);
-    try {
-      if (full.numel !== this.#numel) throw invalidArg(`FullShard.initialize: the config describes ${full.numel} parameters, this shard was cut from ${this.#numel}`);
-      initializeMptWeightsFromSeed(full, config.nLayers, seed);
-      this.loadMaster(full);
-    } finally {
-      full.dispose();
-    }
   }
 
   /** After the whole master weights were loaded into `full`: this rank's slices of them, and their bf16 copy. */

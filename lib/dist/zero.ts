@@ -25,7 +25,6 @@ import { invalidArg } from '../core/errors';
 import { ops } from '../core/ops';
 import { Arena, Tensor, type ArenaEntry, type DeviceSpec } from '../core/tensor';
 import type { Communicator } from './communicator';
-import { initializeMptWeightsFromSeed } from '../model/mpt';
 import { parameterLayout, type MptConfig } from '../model/config';
 
 /** The part of a flat buffer of `numel` elements that one rank owns. */
@@ -185,8 +184,6 @@ export interface TrainingShard {
   readonly bytes: { weights: number; gradients: number; communication: number };
   /** Copies this rank's part of a full-layout buffer into a shard-layout buffer (re-sharding at load). */
   takeShard(full: Tensor, shard: Tensor): void;
-  /** ownsMaster: MPT's initialisation of `seed` (MptModel's), this rank's part of it, and the compute weights from it. */
-  initialize(seed: number, config: MptConfig): void;
   /** ownsMaster: after the whole master weights were loaded into `full`: keeps this rank's part, refreshes the compute weights. */
   loadMaster(full: Arena): void;
   /** Every rank's part of a shard-layout arena into the full-layout arena `full`, on every rank. */
@@ -198,6 +195,21 @@ export interface TrainingShard {
   /** After the update: the updated weights where the next forward reads them; returns the seconds it took. */
   gatherWeights(): Promise<number>;
   dispose(): void;
+}
+
+/**
+ * Master weights that exist only in shards (shard.ownsMaster), set from a whole model's: `fill` writes them
+ * into a full f32 scratch arena of `config`'s layout (an initialisation, a checkpoint's weights), of which
+ * `shard` keeps this rank's part (loadMaster); the scratch is freed after.
+ */
+export function loadShardMaster(shard: TrainingShard, config: MptConfig, fill: (full: Arena) => void): void {
+  const full = new Arena('f32', parameterLayout(config), shard.master.device);
+  try {
+    fill(full);
+    shard.loadMaster(full);
+  } finally {
+    full.dispose();
+  }
 }
 
 /** The model arenas a shard is cut from. */
@@ -286,17 +298,6 @@ export class OptimizerShard implements TrainingShard {
   }
 
   /** MPT's initialisation of `seed`: this rank's range of the master weights, and the whole bf16 copy. */
-  initialize(seed: number, config: MptConfig): void {
-    this.#ownMaster('initialize');
-    const full = new Arena('f32', parameterLayout(config), this.master.device);
-    try {
-      initializeMptWeightsFromSeed(full, config.nLayers, seed);
-      this.loadMaster(full);
-    } finally {
-      full.dispose();
-    }
-  }
-
   /** After the whole master weights were loaded into `full`: this rank's range of them, and the whole bf16 copy. */
   loadMaster(full: Arena): void {
     const copy = this.#ownMaster('loadMaster');

@@ -9,7 +9,8 @@
 import { AdamW, PtwdController, cosineWithWarmup, defaultDecay, isEmbedding } from '../optim/index';
 import type { MptModel } from '../model/mpt';
 import { WorldOfOne, type Communicator } from '../dist/communicator';
-import { OptimizerShard, type TrainingShard } from '../dist/zero';
+import { OptimizerShard, loadShardMaster, type TrainingShard } from '../dist/zero';
+import { initializeMptWeightsFromSeed } from '../model/mpt';
 import { FullShard } from '../dist/fsdp';
 import { invalidArg } from '../core/errors';
 import type { TrainConfig } from './config';
@@ -62,7 +63,7 @@ export function optimizerFromConfig(config: TrainConfig, model: MptModel, commun
   }
   try {
     // Master weights that exist only in the shards start here, from the seed the model would have used.
-    if (shard.ownsMaster) shard.initialize(config.seed, model.config);
+    if (shard.ownsMaster) loadShardMaster(shard, model.config, (full) => initializeMptWeightsFromSeed(full, model.config.nLayers, config.seed));
     // A shard's pieces are flat: each decays as its whole entry in the model's layout does.
     const full = new Map((shard instanceof FullShard ? shard.layout : model.grads.entries).map((e) => [e.name, e]));
     const decays = (name: string) => {

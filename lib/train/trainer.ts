@@ -42,7 +42,7 @@ import { resolveTrainConfig, type BatchPlan, type TrainConfig } from './config';
 import { RunLock } from './lock';
 import { WorldOfOne, checkCommunicator, initCommunicator, type Communicator } from '../dist/communicator';
 import { GradientAllReduce } from '../dist/ddp';
-import type { TrainingShard } from '../dist/zero';
+import { loadShardMaster, type TrainingShard } from '../dist/zero';
 import { parameterLayout } from '../model/config';
 import { checkSameRun } from '../dist/identity';
 import type { DataPlan, TrainingData } from './data';
@@ -309,13 +309,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       this.model.syncComputeParams(); // under 'optimizer' (fp32) the shard's master is a view of these
       return;
     }
-    const params = this.#fullArena();
-    try {
-      load(params);
-      sh.loadMaster(params);
-    } finally {
-      params.dispose();
-    }
+    loadShardMaster(sh, this.modelConfig, load);
   }
 
   #restore(dir: string): void {

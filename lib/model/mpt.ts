@@ -457,25 +457,52 @@ export class MptModel {
    * -Infinity.
    */
   async lastLogits(ids: Int32Array, B: number, T: number): Promise<Float32Array> {
+    const last = new Int32Array(B);
+    for (let b = 0; b < B; b++) last[b] = b * T + T - 1;
+    return this.positionLogits(ids, B, T, last);
+  }
+
+  /**
+   * Logits at chosen positions of a batch (for scoring and generation): `positions` are flat indices b*T + t
+   * into the (B, T) batch, in any order and repeats allowed; returns (positions.length, vocabSize) f32 rows in
+   * that order, padded ids at -Infinity. One forward of the trunk; the LM head runs only on those rows, with
+   * the f32 master embedding (no bf16 rounding of the logits).
+   */
+  async positionLogits(ids: Int32Array, B: number, T: number, positions: Int32Array): Promise<Float32Array> {
     this.#checkBatch(ids, null, B, T);
-    if (!this.#params) throw storeHolds('lastLogits', this.store ? 'full' : 'optimizer');
-    const buf = await this.#forwardTrunk(ids, B, T, 'forward');
+    if (!this.#params) throw storeHolds('positionLogits', this.store ? 'full' : 'optimizer');
+    if (!(positions instanceof Int32Array)) throw invalidArg('MptModel.positionLogits: positions must be an Int32Array of flat indices b*T + t');
+    positions.forEach((p, i) => {
+      if (!(p >= 0 && p < B * T)) throw invalidArg(`MptModel.positionLogits: positions[${i}] is ${p}, outside the batch's [0, ${B * T})`);
+    });
+    const n = positions.length;
     const C = this.config.dModel;
     const V = this.config.vocabSize;
-    const logits = Tensor.zeros('f32', [B, V], this.device);
-    const lastF = Tensor.zeros('f32', [B, C], this.device);
+    const out = new Float32Array(n * V);
+    if (n === 0) return out;
+    const buf = await this.#forwardTrunk(ids, B, T, 'forward');
+    const all = buf.lnf.toFloat32();
+    // The LM head in chunks of rows, so that a long list of positions does not hold one huge logits tensor.
+    const chunk = Math.max(1, Math.min(n, Math.floor((64 << 20) / (4 * V))));
+    const logits = Tensor.zeros('f32', [chunk, V], this.device);
+    const rowsT = Tensor.zeros('f32', [chunk, C], this.device);
     try {
-      const all = buf.lnf.toFloat32();
-      const rows = new Float32Array(B * C);
-      for (let b = 0; b < B; b++) rows.set(all.subarray((b * T + T - 1) * C, (b * T + T) * C), b * C);
-      lastF.copyFrom(rows);
-      // the f32 master embedding: no per-call copy of the (V, C) matrix, and no bf16 rounding of the logits
-      await ops.matmulForwardAsync(logits, lastF, this.params.get('transformer.wte.weight'));
-      const out = logits.toFloat32();
-      for (let b = 0; b < B; b++) out.fill(-Infinity, b * V + this.config.realVocabSize, (b + 1) * V);
+      const wte = this.params.get('transformer.wte.weight');
+      for (let start = 0; start < n; start += chunk) {
+        const m = Math.min(chunk, n - start);
+        const rows = new Float32Array(chunk * C);
+        for (let r = 0; r < m; r++) {
+          const p = positions[start + r];
+          rows.set(all.subarray(p * C, (p + 1) * C), r * C);
+        }
+        rowsT.copyFrom(rows);
+        await ops.matmulForwardAsync(logits, rowsT, wte);
+        out.set(logits.toFloat32().subarray(0, m * V), start * V);
+      }
+      for (let r = 0; r < n; r++) out.fill(-Infinity, r * V + this.config.realVocabSize, (r + 1) * V);
       return out;
     } finally {
-      for (const t of [logits, lastF]) t.dispose();
+      for (const t of [logits, rowsT]) t.dispose();
     }
   }
 

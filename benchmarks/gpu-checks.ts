@@ -439,6 +439,53 @@ const residualCheck: GpuCheck = {
     }),
 };
 
+/** attentionCachedForward: a prefill (past 0: attention.cu's forward) then new positions over the cache (its own kernel). */
+function attentionCachedCheck(dtype: FloatType): GpuCheck {
+  return {
+    name: `attention over a KV cache ${dtype}`,
+    run: (log) =>
+      withTensors(async (ts) => {
+        // [B, past, Tq, H, D, maxLen]: decode steps, several new positions, odd head dims, a prefill alone.
+        const cases: [number, number, number, number, number, number][] = [
+          [1, 5, 1, 3, 64, 8],
+          [2, 130, 1, 4, 64, 140],
+          [2, 37, 5, 3, 40, 50],
+          [1, 70, 9, 2, 128, 79],
+          [1, 0, 70, 5, 64, 80],
+        ];
+        for (const [B, past, Tq, H, D, L] of cases) {
+          const at = `B=${B} past=${past} Tq=${Tq} H=${H} D=${D} maxLen=${L}`;
+          const C = H * D;
+          const T = past + Tq;
+          const slopes = alibiSlopes(H);
+          const full = ts.pair(randn(B * T * 3 * C), [B, T, 3 * C], dtype);
+          const rowsOf = (t0: number, t1: number) => {
+            const x = new Float64Array(B * (t1 - t0) * 3 * C);
+            for (let b = 0; b < B; b++) x.set(full.x.subarray((b * T + t0) * 3 * C, (b * T + t1) * 3 * C), b * (t1 - t0) * 3 * C);
+            return x;
+          };
+          const s = ts.keep(Tensor.from(slopes, [H], 'f32'));
+          const sl = { cpu: s, gpu: ts.keep(s.to(DEVICE)) };
+          const k = ts.zerosPair(dtype, [B, H, L, D]);
+          const v = ts.zerosPair(dtype, [B, H, L, D]);
+          const out = ts.zerosPair(dtype, [B, Tq, C], 7);
+          const head = past > 0 ? ts.pair(rowsOf(0, past), [B, past, 3 * C], dtype) : null;
+          const tail = ts.pair(rowsOf(past, T), [B, Tq, 3 * C], dtype);
+          for (const d of ['cpu', 'gpu'] as const) {
+            if (head) ops.attentionCachedForward(ts.zeros(dtype, [B, past, C], d === 'gpu' ? DEVICE : 'cpu'), k[d], v[d], head[d], sl[d], H, 0);
+            await ops.attentionCachedForwardAsync(out[d], k[d], v[d], tail[d], sl[d], H, past);
+          }
+          const r = ref.attentionForwardRef(full.x, slopes, B, T, H, D);
+          const want = new Float64Array(B * Tq * C);
+          for (let b = 0; b < B; b++) want.set(r.out.subarray((b * T + past) * C, (b * T + T) * C), b * Tq * C);
+          agree(log, `${at} out`, out.gpu, out.cpu, want, TOL[dtype]);
+          const same = (a: Uint32Array | Uint16Array, b: Uint32Array | Uint16Array) => a.length === b.length && a.every((x, i) => x === b[i]);
+          log.ok(same(bitsOf(k.gpu), bitsOf(k.cpu)) && same(bitsOf(v.gpu), bitsOf(v.cpu)), `${at}: the caches hold the CPU's bits`);
+        }
+      }),
+  };
+}
+
 function attentionCheck(dtype: FloatType): GpuCheck {
   return {
     name: `attention ${dtype}`,
@@ -805,6 +852,7 @@ function opArgs(ts: Tensors): Record<string, unknown[]> {
     residualForward: [z('f32', [8]), z('f32', [8]), z('bf16', [8])],
     attentionForward: [z('bf16', [1, T, H * D]), z('f32', [1, H, T]), z('bf16', [1, T, 3 * H * D]), z('f32', [H]), H],
     attentionBackward: [z('bf16', [1, T, 3 * H * D]), z('bf16', [1, T, H * D]), z('bf16', [1, T, 3 * H * D]), z('bf16', [1, T, H * D]), z('f32', [1, H, T]), z('f32', [H]), H],
+    attentionCachedForward: [z('bf16', [1, 1, H * D]), z('bf16', [1, H, T, D]), z('bf16', [1, H, T, D]), z('bf16', [1, 1, 3 * H * D]), z('f32', [H]), H, 2],
     crossEntropyForward: [z('f32', [N]), z('f32', [N, C]), z('f32', [V, C]), z('i32', [N]), V, IGNORE],
     crossEntropyForwardBackward: [z('f32', [N]), z('f32', [N, C]), z('f32', [V, C]), z('f32', [N, C]), z('f32', [V, C]), z('i32', [N]), V, IGNORE, 1],
     adamwUpdate: [z('f32', [V]), z('f32', [V]), z('f32', [V]), z('f32', [V]), z('bf16', [V]), Int32Array.from([0, V, 1]), 1e-3, 0.9, 0.95, 1e-8, 0.1, 1, 1],
@@ -1149,6 +1197,8 @@ export const GPU_CHECKS: readonly GpuCheck[] = [
   residualCheck,
   attentionCheck('f32'),
   attentionCheck('bf16'),
+  attentionCachedCheck('f32'),
+  attentionCachedCheck('bf16'),
   crossEntropyCheck('f32'),
   crossEntropyCheck('bf16'),
   crossEntropyBadTargets,

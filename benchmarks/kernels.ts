@@ -1,6 +1,7 @@
-// Kernel microbenchmarks: GEMM at the transformer shapes, attention, the LM head, and the element-wise kernels
-// (LayerNorm, GELU, residual, casts, AdamW). Each result is reported against a reference measured in the same
-// run, so ratios stay meaningful on a noisy machine: GEMM-like rows against a large square GEMM of their dtype
+// Kernel microbenchmarks: GEMM at the transformer shapes, attention (and one decode step over a KV cache), the LM
+// head, and the element-wise kernels (LayerNorm, GELU, residual, casts, AdamW). Each result is reported against a
+// reference measured in the same run, so ratios stay meaningful on a noisy machine: GEMM-like rows against a
+// large square GEMM of their dtype
 // (peakShare), element-wise rows against a native copy of the same bytes (memcpyShare: the row's GB/s over
 // the copy's, both counting bytes read plus bytes written). Element-wise rows also give elements per second,
 // so bf16 and f32 compare per element.
@@ -116,6 +117,24 @@ function benchAttention(engine: 'tiles' | 'gemm', dtype: DType, B: number, H: nu
   record({ name: `attention fwd+bwd (${engine})`, dtype, shape, ms: fwd + bwd, gflops: (3.5 * fwdFlops) / (fwd + bwd) / 1e6 });
   for (const x of [qkv, out, lse, dout, dqkv, slopes]) x.dispose();
   setAttentionEngine(before);
+}
+
+/**
+ * One decode step of attention over a K/V cache (attentionCachedForward): B sequences, one new position after
+ * `past` cached ones. Memory-bound: GB/s counts the cached K and V it reads.
+ */
+function benchAttentionDecode(dtype: DType, B: number, H: number, past: number, D: number): void {
+  const C = H * D;
+  const L = past + 1;
+  const qkv = rand(dtype, [B, 1, 3 * C]);
+  const out = Tensor.zeros(dtype, [B, 1, C]);
+  const kCache = rand(dtype, [B, H, L, D]);
+  const vCache = rand(dtype, [B, H, L, D]);
+  const slopes = Tensor.from(alibiSlopes(H), [H]);
+  const ms = time(() => ops.attentionCachedForward(out, kCache, vCache, qkv, slopes, H, past));
+  const bytes = 2 * B * H * L * D * (dtype === 'bf16' ? 2 : 4);
+  record({ name: 'attention decode (cached)', dtype, shape: `B${B} H${H} past${past} D${D}`, ms, gbps: bytes / ms / 1e6 });
+  for (const x of [qkv, out, kCache, vCache, slopes]) x.dispose();
 }
 
 const copyGbps = new Map<number, number>();
@@ -377,7 +396,10 @@ function main(): void {
       record(benchGemm('gemm lm head', dtype, 4096, 512, 50432));
     }
   }
-  if (runs('attention')) for (const engine of ['tiles', 'gemm'] as const) for (const dtype of dtypes) benchAttention(engine, dtype, 8, 8, 512, 64);
+  if (runs('attention')) {
+    for (const engine of ['tiles', 'gemm'] as const) for (const dtype of dtypes) benchAttention(engine, dtype, 8, 8, 512, 64);
+    for (const dtype of dtypes) benchAttentionDecode(dtype, 1, 8, 511, 64);
+  }
   if (runs('layernorm')) for (const dtype of dtypes) benchLayerNorm(dtype, 4096, 512);
   if (runs('gelu')) for (const dtype of dtypes) benchGelu(dtype, 4096 * 2048);
   if (runs('residual')) for (const dtype of dtypes) benchResidual(dtype, 4096 * 512);

@@ -130,6 +130,9 @@ export interface NativeOpSignatures {
   // attention.cc: qkv (B, T, 3, H, D); out (B, T, H, D); lse (B, H, T) f32; slopes (H) f32
   attentionForward: [[out: T, lse: T, qkv: T, slopes: T, nHeads: number]];
   attentionBackward: [[dqkv: T, dout: T, qkv: T, out: T, lse: T, slopes: T, nHeads: number]];
+  // attention_cached.cc: inference over a K/V cache; qkv (B, Tq, 3, H, D) of new positions [past, past + Tq);
+  // kCache, vCache (B, H, maxLen, D) get their k, v there; out (B, Tq, H, D)
+  attentionCachedForward: [[out: T, kCache: T, vCache: T, qkv: T, slopes: T, nHeads: number, past: number]];
   // cross_entropy.cc: fused LM head + softmax cross-entropy; see ops.ts for the contract
   crossEntropyForward: [[losses: T, inp: T, wte: T, targets: T, vocabSize: number, ignoreIndex: number], number];
   crossEntropyForwardBackward: [

@@ -33,6 +33,7 @@ export const OP_NAMES = [
   'residualForward',
   'attentionForward',
   'attentionBackward',
+  'attentionCachedForward',
   'crossEntropyForward',
   'crossEntropyForwardBackward',
   'adamwUpdate',

@@ -293,6 +293,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   RegisterReduce(env, exports);
   RegisterCast(env, exports);
   RegisterAttention(env, exports);
+  RegisterAttentionCached(env, exports);
   RegisterMinHash(env, exports);
   RegisterComm(env, exports);
   return exports;

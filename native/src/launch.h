@@ -98,6 +98,25 @@ struct AttentionArgs {
   int b = 0, t = 0, h = 0, d = 0;
 };
 
+// attentionCachedForward: attention of Tq new positions [past, past + Tq) of each of B sequences over a key/value
+// cache, for inference (forward only). qkv (B, Tq, 3, H, D) is the packed projection of the new tokens, as for
+// attentionForward. First their k and v are written into kCache and vCache (B, H, maxLen, D) at positions
+// [past, past + Tq); then out (B, Tq, H, D) row i = softmax over the cached keys j in [0, past + i] of
+// q_i.k_j / sqrt(D) + slope[h] * (j - (past + i)), times the cached values: exactly attentionForward's query
+// past + i of the whole sequence (ALiBi needs no position ids). qkv, out and both caches share `dtype`
+// (f32 or bf16; the caches hold the values of qkv exactly); slopes (H) f32; math in f32. Positions >= past + Tq of
+// the caches are neither read nor written; past == 0 runs attentionForward's engine (the same bits as it).
+// 0 <= past and past + Tq <= maxLen; no argument overlaps another.
+struct AttentionCachedArgs {
+  void* out = nullptr;     // (B, Tq, H, D)
+  void* kCache = nullptr;  // (B, H, maxLen, D)
+  void* vCache = nullptr;  // (B, H, maxLen, D)
+  const void* qkv = nullptr;  // (B, Tq, 3, H, D)
+  const float* slopes = nullptr;  // (H)
+  DType dtype = DType::F32;
+  int b = 0, tq = 0, h = 0, d = 0, maxLen = 0, past = 0;
+};
+
 // crossEntropy: the LM head fused with the loss. For each of N rows: logits = inp[r] (C) @ wte (Vp, C)^T over
 // the first V rows of wte only; losses[r] = logsumexp(logits) - logits[target] (f32), or 0 where target ==
 // ignoreIndex. Returns the sum of the losses (double). Every target must be in [0, V) or be ignoreIndex (an
@@ -176,6 +195,7 @@ void MatmulBackward(const MatmulArgs& a);
 void ResidualForward(const ResidualArgs& a);
 void AttentionForward(const AttentionArgs& a);
 void AttentionBackward(const AttentionArgs& a);
+void AttentionCachedForward(const AttentionCachedArgs& a);
 double CrossEntropy(const CrossEntropyArgs& a, const std::string& op);
 void AdamWUpdate(const AdamWArgs& a);
 SumSquaresResult SumSquares(const ReduceArgs& a);
@@ -198,6 +218,7 @@ void Gemm(const GemmArgs& g, cudaStream_t stream);              // cuBLASLt; the
 void ResidualForward(const ResidualArgs& a, cudaStream_t stream);
 void AttentionForward(const AttentionArgs& a, cudaStream_t stream);
 void AttentionBackward(const AttentionArgs& a, cudaStream_t stream);
+void AttentionCachedForward(const AttentionCachedArgs& a, cudaStream_t stream);
 double CrossEntropy(const CrossEntropyArgs& a, const std::string& op, cudaStream_t stream);  // cuBLASLt
 void AdamWUpdate(const AdamWArgs& a, cudaStream_t stream);
 SumSquaresResult SumSquares(const ReduceArgs& a, cudaStream_t stream);

@@ -9,6 +9,7 @@ void RegisterEmbedding(Napi::Env env, Napi::Object exports);
 void RegisterLayerNorm(Napi::Env env, Napi::Object exports);
 void RegisterLinear(Napi::Env env, Napi::Object exports);
 void RegisterAttention(Napi::Env env, Napi::Object exports);
+void RegisterAttentionCached(Napi::Env env, Napi::Object exports);
 void RegisterGelu(Napi::Env env, Napi::Object exports);
 void RegisterResidual(Napi::Env env, Napi::Object exports);
 void RegisterCrossEntropy(Napi::Env env, Napi::Object exports);

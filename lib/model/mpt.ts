@@ -18,12 +18,18 @@
 // elsewhere (data-parallel sharding 'full', dist/fsdp.ts): the model then enters each unit of parameters
 // (the embedding, each block, the final LayerNorm; parameterUnits) before its ops read the unit's weights or
 // write its gradients, and leaves it after, in the same order on every rank.
+// Inference (option inference): no gradient arena and no activation-gradient buffers; the forward keeps one
+// block's scratch and two residual-stream tensors that alternate, and forwardBackward is refused. Generation
+// decodes through a key/value cache (createCache, kv-cache.ts): forwardCached runs only the new tokens, with
+// attention over each block's cached keys and values (attentionCachedForward), in buffers of its own sized for
+// (B, Tq) (decode's kept, plus the last other size).
 import { Arena, checkDevice, Tensor, type DeviceSpec, type DType } from '../core/tensor';
 import { ops } from '../core/ops';
 import { DisposedError, invalidArg } from '../core/errors';
 import { seededNormal } from '../core/rng';
 import { alibiSlopes } from './alibi';
 import { parameterCount, parameterLayout, validateConfig, type MptConfig } from './config';
+import { MptKvCache, type KvCacheOptions, type KvTensors } from './kv-cache';
 
 /**
  * Where a model's weights and gradients live when they are not its own arenas (MptModelOptions.store). Units
@@ -62,6 +68,13 @@ export interface MptModelOptions {
    * Defaults to true.
    */
   masterWeights?: boolean;
+  /**
+   * true: a model for inference only (generation, scoring): no gradient arena and no activation-gradient
+   * buffers; a forward keeps one block's scratch and the residual stream; forwardBackward is refused. Its
+   * weights are its own (no store, master weights kept: the LM head of positionLogits reads them). Defaults to
+   * false.
+   */
+  inference?: boolean;
 }
 
 /** The model's parameter arenas are not in this process: a ParameterStore holds them (sharding 'full'), or a shard its master weights ('optimizer'). */
@@ -87,24 +100,43 @@ interface BlockActs {
   act: Tensor; // (B, T, F) after GELU
 }
 
-interface Buffers {
-  B: number;
-  T: number;
-  ids: Tensor; // (B*T) i32
-  targets: Tensor; // (B*T) i32
-  xs: Tensor[]; // nLayers + 1 residual-stream tensors (B, T, C): x0 and every block's output
-  blocks: (BlockActs | null)[]; // saved activations, null for checkpointed blocks
-  scratch: BlockActs | null; // recompute space for checkpointed blocks
-  lnf: Tensor; // (B, T, C)
-  meanf: Tensor;
-  rstdf: Tensor;
-  losses: Tensor; // (B*T) f32
-  // activation gradients
+/** Activation gradients (training models only). */
+interface GradBuffers {
   dx: Tensor; // (B, T, C) gradient of the residual stream
   dtmp: Tensor; // (B, T, C)
   dln: Tensor; // (B, T, C)
   dqkv: Tensor; // (B, T, 3C)
   dff: Tensor; // (B, T, F)
+}
+
+interface Buffers {
+  B: number;
+  T: number;
+  ids: Tensor; // (B*T) i32
+  targets: Tensor; // (B*T) i32
+  // nLayers + 1 residual-stream tensors (B, T, C): x0 and every block's output; an inference model's alternate
+  // between two tensors (xs[l] and xs[l + 1] are never the same one).
+  xs: Tensor[];
+  blocks: (BlockActs | null)[]; // saved activations, null for checkpointed blocks (every block of an inference model)
+  scratch: BlockActs | null; // recompute space for checkpointed blocks; an inference model's one block scratch
+  lnf: Tensor; // (B, T, C)
+  meanf: Tensor;
+  rstdf: Tensor;
+  losses: Tensor; // (B*T) f32
+  grad: GradBuffers | null; // null for an inference model
+  all: Tensor[];
+}
+
+/** What one cached forward step works in: Buffers for (B, Tq) rows without the loss and gradient parts. */
+interface StepBuffers {
+  B: number;
+  T: number;
+  ids: Tensor; // (B*Tq) i32
+  x: [Tensor, Tensor]; // (B, Tq, C) residual stream, alternating
+  scratch: BlockActs;
+  lnf: Tensor; // (B, Tq, C)
+  meanf: Tensor;
+  rstdf: Tensor;
   all: Tensor[];
 }
 
@@ -120,7 +152,12 @@ export class MptModel {
   readonly #grads: Arena | null;
   readonly #computeParams: Arena | null;
   readonly slopes: Tensor;
+  /** Built for inference only (option inference): no gradients, forwardBackward refused. */
+  readonly inference: boolean;
   #buf: Buffers | null = null;
+  #head: { rows: number; hidden: Tensor; logits: Tensor } | null = null;
+  #steps = new Map<number, StepBuffers>(); // cached-forward buffers by rows (B * Tq): decode's kept, one other
+  #headOut: Tensor | null = null; // (rows, vocabSize) f32 logits of the cached steps' LM head, kept for the next
   #disposed = false;
 
   constructor(config: MptConfig, options: MptModelOptions = {}) {
@@ -134,6 +171,13 @@ export class MptModel {
     this.checkpointEvery = ck;
     this.device = checkDevice(options.device ?? 'cpu', 'MptModel');
     this.store = options.store ?? null;
+    const inference = options.inference ?? false;
+    if (typeof inference !== 'boolean') throw invalidArg(`MptModel: inference must be a boolean, got ${inference}`);
+    this.inference = inference;
+    if (inference && (this.store || options.masterWeights === false)) {
+      throw invalidArg('MptModel: an inference model holds its own master weights (no store, masterWeights true): load the checkpoint into it');
+    }
+    if (inference && ck !== 0) throw invalidArg(`MptModel: checkpointEvery is for training; an inference model keeps no activations to checkpoint (got ${ck})`);
     if (this.store) {
       const st = this.store as Partial<ParameterStore>;
       if (typeof st.weight !== 'function' || typeof st.grad !== 'function' || typeof st.enter !== 'function' || typeof st.leave !== 'function') {
@@ -147,7 +191,7 @@ export class MptModel {
       this.#grads = this.#computeParams.like('f32');
     } else {
       this.#params = new Arena('f32', parameterLayout(config), this.device);
-      this.#grads = this.#params.like('f32');
+      this.#grads = inference ? null : this.#params.like('f32');
       this.#computeParams = precision === 'bf16' ? this.#params.like('bf16') : null;
     }
     this.slopes = Tensor.from(alibiSlopes(config.nHeads, config.alibiBiasMax), [config.nHeads], 'f32', this.device);
@@ -173,6 +217,7 @@ export class MptModel {
 
   /** f32 parameter gradients, same layout; backward accumulates into it. */
   get grads(): Arena {
+    if (this.inference) throw invalidArg('MptModel.grads: an inference model (option inference) has no gradients');
     if (!this.#grads) throw storeHolds('grads');
     return this.#grads;
   }
@@ -279,24 +324,35 @@ export class MptModel {
       return t;
     };
     const blocks: (BlockActs | null)[] = [];
-    for (let l = 0; l < L; l++) blocks.push(this.#isCheckpointed(l) ? null : this.#blockActs(B, T, all));
+    for (let l = 0; l < L; l++) blocks.push(this.inference || this.#isCheckpointed(l) ? null : this.#blockActs(B, T, all));
+    let xs: Tensor[];
+    if (this.inference) {
+      const pair = [mk(dt, [B, T, C]), mk(dt, [B, T, C])];
+      xs = Array.from({ length: L + 1 }, (_, l) => pair[l % 2]);
+    } else {
+      xs = Array.from({ length: L + 1 }, () => mk(dt, [B, T, C]));
+    }
     this.#buf = {
       B,
       T,
       ids: mk('i32', [B * T]),
       targets: mk('i32', [B * T]),
-      xs: Array.from({ length: L + 1 }, () => mk(dt, [B, T, C])),
+      xs,
       blocks,
       scratch: blocks.some((b) => b === null) ? this.#blockActs(B, T, all) : null,
       lnf: mk(dt, [B, T, C]),
       meanf: mk('f32', [B * T]),
       rstdf: mk('f32', [B * T]),
       losses: mk('f32', [B * T]),
-      dx: mk(dt, [B, T, C]),
-      dtmp: mk(dt, [B, T, C]),
-      dln: mk(dt, [B, T, C]),
-      dqkv: mk(dt, [B, T, 3 * C]),
-      dff: mk(dt, [B, T, F]),
+      grad: this.inference
+        ? null
+        : {
+            dx: mk(dt, [B, T, C]),
+            dtmp: mk(dt, [B, T, C]),
+            dln: mk(dt, [B, T, C]),
+            dqkv: mk(dt, [B, T, 3 * C]),
+            dff: mk(dt, [B, T, F]),
+          },
       all,
     };
     return this.#buf;
@@ -308,6 +364,10 @@ export class MptModel {
   }
 
   #freeBuffers(): void {
+    for (const s of this.#steps.values()) for (const t of s.all) t.dispose();
+    this.#steps.clear();
+    this.#headOut?.dispose();
+    this.#headOut = null;
     if (!this.#buf) return;
     for (const t of this.#buf.all) t.dispose();
     this.#buf = null;
@@ -320,14 +380,16 @@ export class MptModel {
     if (targets && targets.length !== B * T) throw invalidArg(`MptModel: targets has ${targets.length} tokens, expected B*T = ${B * T}`);
   }
 
-  // out null: a recompute, which needs the saved activations only, not the block's output.
-  async #blockForward(l: number, x: Tensor, a: BlockActs, out: Tensor | null): Promise<void> {
+  // out null: a recompute, which needs the saved activations only, not the block's output. kv: attention over
+  // block l's K/V cache (a cached forward step at position `past`) instead of over the batch alone.
+  async #blockForward(l: number, x: Tensor, a: BlockActs, out: Tensor | null, kv?: { k: Tensor; v: Tensor; past: number }): Promise<void> {
     const p = `transformer.blocks.${l}`;
     const H = this.config.nHeads;
     const eps = this.config.layerNormEps;
     await ops.layerNormForwardAsync(a.ln1, a.mean1, a.rstd1, x, this.weight(`${p}.norm_1.weight`), eps);
     await ops.matmulForwardAsync(a.qkv, a.ln1, this.weight(`${p}.attn.Wqkv.weight`));
-    await ops.attentionForwardAsync(a.att, a.lse, a.qkv, this.slopes, H);
+    if (kv) await ops.attentionCachedForwardAsync(a.att, kv.k, kv.v, a.qkv, this.slopes, H, kv.past);
+    else await ops.attentionForwardAsync(a.att, a.lse, a.qkv, this.slopes, H);
     await ops.matmulForwardAsync(a.h, a.att, this.weight(`${p}.attn.out_proj.weight`));
     await ops.residualForwardAsync(a.h, a.h, x);
     await ops.layerNormForwardAsync(a.ln2, a.mean2, a.rstd2, a.h, this.weight(`${p}.norm_2.weight`), eps);
@@ -391,16 +453,20 @@ export class MptModel {
     gradScale: number,
     ignoreIndex = -100,
   ): Promise<{ lossSum: number; tokens: number }> {
+    if (this.inference) {
+      throw invalidArg('MptModel.forwardBackward: this model was built for inference (option inference: true) and has no gradient buffers; build one without it to train');
+    }
     this.#checkBatch(ids, targets, B, T);
     if (!Number.isFinite(gradScale)) throw invalidArg(`MptModel: gradScale must be finite, got ${gradScale}`);
     const buf = await this.#forwardTrunk(ids, B, T, 'backward');
+    const gb = buf.grad!;
     buf.targets.copyFrom(targets);
     const cfg = this.config;
     const g = (name: string) => this.#grad(name);
     const wteName = 'transformer.wte.weight';
     const lossSum = await ops.crossEntropyForwardBackwardAsync(
       buf.losses,
-      buf.dln,
+      gb.dln,
       g(wteName),
       buf.lnf,
       this.weight(wteName),
@@ -409,7 +475,7 @@ export class MptModel {
       ignoreIndex,
       gradScale,
     );
-    await ops.layerNormBackwardAsync(buf.dx, g('transformer.norm_f.weight'), buf.dln, buf.xs[cfg.nLayers], this.weight('transformer.norm_f.weight'), buf.meanf, buf.rstdf);
+    await ops.layerNormBackwardAsync(gb.dx, g('transformer.norm_f.weight'), gb.dln, buf.xs[cfg.nLayers], this.weight('transformer.norm_f.weight'), buf.meanf, buf.rstdf);
     await this.#leave(cfg.nLayers + 1, 'backward');
     // The forward pass wrote the scratch last for the highest checkpointed block: it needs no recompute.
     const inScratch = buf.blocks.lastIndexOf(null);
@@ -421,23 +487,22 @@ export class MptModel {
         // recompute this block's activations from its saved input (its output xs[l+1] is already known)
         if (l !== inScratch) await this.#blockForward(l, buf.xs[l], a, null);
       }
-      await this.#blockBackward(l, buf, a);
+      await this.#blockBackward(l, buf.xs[l], gb, a);
       await this.#leave(1 + l, 'backward');
     }
-    await ops.embeddingBackwardAsync(g(wteName), buf.ids, buf.dx);
+    await ops.embeddingBackwardAsync(g(wteName), buf.ids, gb.dx);
     await this.#leave(0, 'backward');
     let tokens = 0;
     for (const t of targets) if (t !== ignoreIndex) tokens++;
     return { lossSum, tokens };
   }
 
-  // buf.dx holds d(block output) on entry and d(block input) on exit.
-  async #blockBackward(l: number, buf: Buffers, a: BlockActs): Promise<void> {
+  // buf.dx holds d(block output) on entry and d(block input) on exit; x is the block's input.
+  async #blockBackward(l: number, x: Tensor, buf: GradBuffers, a: BlockActs): Promise<void> {
     const p = `transformer.blocks.${l}`;
     const H = this.config.nHeads;
     const g = (name: string) => this.#grad(`${p}.${name}`);
     const w = (name: string) => this.weight(`${p}.${name}`);
-    const x = buf.xs[l];
     // MLP branch: out = h + down(gelu(up(ln2(h))))
     await ops.matmulBackwardAsync(buf.dff, g('ffn.down_proj.weight'), buf.dx, a.act, w('ffn.down_proj.weight'));
     await ops.geluBackwardAsync(buf.dff, a.fc, buf.dff);
@@ -482,34 +547,162 @@ export class MptModel {
     if (n === 0) return out;
     const buf = await this.#forwardTrunk(ids, B, T, 'forward');
     const all = buf.lnf.toFloat32();
-    // The LM head in chunks of rows, so that a long list of positions does not hold one huge logits tensor.
+    // The LM head in chunks of rows, so that a long list of positions does not hold one huge logits tensor. The
+    // chunk's tensors are kept between calls: scoring calls this once per batch, and fresh 64 MB buffers cost
+    // more in page faults than the product itself.
     const chunk = Math.max(1, Math.min(n, Math.floor((64 << 20) / (4 * V))));
-    const logits = Tensor.zeros('f32', [chunk, V], this.device);
-    const rowsT = Tensor.zeros('f32', [chunk, C], this.device);
+    const head = this.#headBuffers(chunk);
+    const wte = this.params.get('transformer.wte.weight');
+    const rows = new Float32Array(head.rows * C);
+    for (let start = 0; start < n; start += head.rows) {
+      const m = Math.min(head.rows, n - start);
+      for (let r = 0; r < m; r++) {
+        const p = positions[start + r];
+        rows.set(all.subarray(p * C, (p + 1) * C), r * C);
+      }
+      const hidden = head.hidden.view(0, [m, C]);
+      const logits = head.logits.view(0, [m, V]);
+      try {
+        hidden.copyFrom(rows.subarray(0, m * C));
+        await ops.matmulForwardAsync(logits, hidden, wte);
+        logits.copyTo(out.subarray(start * V, (start + m) * V));
+      } finally {
+        hidden.dispose();
+        logits.dispose();
+      }
+    }
+    for (let r = 0; r < n; r++) out.fill(-Infinity, r * V + this.config.realVocabSize, (r + 1) * V);
+    return out;
+  }
+
+  /** The LM head's buffers of positionLogits for chunks of at least `rows` rows: (rows, C) hidden states and (rows, V) logits. */
+  #headBuffers(rows: number): { rows: number; hidden: Tensor; logits: Tensor } {
+    if (this.#disposed) throw new DisposedError('MptModel: used after dispose()');
+    if (this.#head && this.#head.rows >= rows) return this.#head;
+    this.#freeHead();
+    const { dModel: C, vocabSize: V } = this.config;
+    this.#head = { rows, hidden: Tensor.zeros('f32', [rows, C], this.device), logits: Tensor.zeros('f32', [rows, V], this.device) };
+    return this.#head;
+  }
+
+  #freeHead(): void {
+    if (!this.#head) return;
+    this.#head.hidden.dispose();
+    this.#head.logits.dispose();
+    this.#head = null;
+  }
+
+  /**
+   * A key/value cache session over this model (generation): prefill, then append one or more tokens per
+   * sequence at a time, each step running only the new tokens (see kv-cache.ts). Logits come from the LM head
+   * on the weights the model computes with: the f32 master for fp32, the bf16 copy (f32 products) for bf16.
+   * The cache is the caller's to dispose, before the model.
+   */
+  createCache(options: KvCacheOptions = {}): MptKvCache {
+    if (this.#disposed) throw new DisposedError('MptModel: used after dispose()');
+    if (this.store || !this.#params) throw storeHolds('createCache', this.store ? 'full' : 'optimizer');
+    return new MptKvCache(this, options);
+  }
+
+  #stepBuffers(B: number, T: number): StepBuffers {
+    if (this.#disposed) throw new DisposedError('MptModel: used after dispose()');
+    const key = B * 1_000_003 + T;
+    const have = this.#steps.get(key);
+    if (have) return have;
+    // Keep decode's buffers (T = 1) and at most one other size (the last prefill's).
+    for (const [k, s] of this.#steps) {
+      if (s.T === 1) continue;
+      for (const t of s.all) t.dispose();
+      this.#steps.delete(k);
+    }
+    const C = this.config.dModel;
+    const dt = this.actDType;
+    const all: Tensor[] = [];
+    const mk = (d: DType, shape: number[]) => {
+      const t = Tensor.zeros(d, shape, this.device);
+      all.push(t);
+      return t;
+    };
+    const s: StepBuffers = {
+      B,
+      T,
+      ids: mk('i32', [B * T]),
+      x: [mk(dt, [B, T, C]), mk(dt, [B, T, C])],
+      scratch: this.#blockActs(B, T, all),
+      lnf: mk(dt, [B, T, C]),
+      meanf: mk('f32', [B * T]),
+      rstdf: mk('f32', [B * T]),
+      all,
+    };
+    this.#steps.set(key, s);
+    return s;
+  }
+
+  /**
+   * One cached forward step (MptKvCache calls it): ids (B*Tq) at positions [past, past + Tq) of each sequence,
+   * their keys and values appended to kv; returns (rows.length, vocabSize) f32 logits of rows b*Tq + t.
+   */
+  async forwardCached(kv: KvTensors, ids: Int32Array, B: number, Tq: number, past: number, rows: Int32Array): Promise<Float32Array> {
+    if (this.store || !this.#params) throw storeHolds('forwardCached', this.store ? 'full' : 'optimizer');
+    const L = this.config.nLayers;
+    if (kv.k.length !== L || kv.v.length !== L) throw invalidArg(`MptModel.forwardCached: the cache has ${kv.k.length} blocks, the model ${L}`);
+    const s = this.#stepBuffers(B, Tq);
+    s.ids.copyFrom(ids);
+    await ops.embeddingForwardAsync(s.x[0], s.ids, this.weight('transformer.wte.weight'), this.config.realVocabSize);
+    for (let l = 0; l < L; l++) {
+      await this.#blockForward(l, s.x[l % 2], s.scratch, s.x[(l + 1) % 2], { k: kv.k[l], v: kv.v[l], past });
+    }
+    await ops.layerNormForwardAsync(s.lnf, s.meanf, s.rstdf, s.x[L % 2], this.weight('transformer.norm_f.weight'), this.config.layerNormEps);
+    return this.#headLogits(s.lnf, rows);
+  }
+
+  // The LM head on rows of lnf (N, C): (rows.length, vocabSize) f32, padded ids at -Infinity. fp32: the master
+  // embedding through matmulForward (as positionLogits); bf16: the bf16 copy with f32 products and output.
+  async #headLogits(lnf: Tensor, rows: Int32Array): Promise<Float32Array> {
+    const C = this.config.dModel;
+    const V = this.config.vocabSize;
+    const n = rows.length;
+    const out = new Float32Array(n * V);
+    if (n === 0) return out;
+    const chunk = Math.max(1, Math.min(n, Math.floor((64 << 20) / (4 * V))));
+    if (this.#headOut?.shape[0] !== chunk) {
+      this.#headOut?.dispose();
+      this.#headOut = Tensor.zeros('f32', [chunk, V], this.device);
+    }
+    const logits = this.#headOut;
+    const gathered = chunk > 1 ? Tensor.zeros(lnf.dtype, [chunk, C], this.device) : null;
     try {
-      const wte = this.params.get('transformer.wte.weight');
       for (let start = 0; start < n; start += chunk) {
         const m = Math.min(chunk, n - start);
-        const rows = new Float32Array(chunk * C);
-        for (let r = 0; r < m; r++) {
-          const p = positions[start + r];
-          rows.set(all.subarray(p * C, (p + 1) * C), r * C);
+        const views: Tensor[] = [];
+        const view = (t: Tensor, at: number, shape: number[]) => {
+          const v = t.view(at, shape);
+          views.push(v);
+          return v;
+        };
+        try {
+          let inp = gathered;
+          if (!inp) inp = view(lnf, rows[start] * C, [1, C]);
+          else for (let r = 0; r < m; r++) ops.copy(view(inp, r * C, [C]), view(lnf, rows[start + r] * C, [C]));
+          if (this.precision === 'bf16') await ops.gemmAsync(logits, inp, this.#computeParams!.get('transformer.wte.weight'), false, true, 1, 0);
+          else await ops.matmulForwardAsync(logits, inp, this.#params!.get('transformer.wte.weight'));
+        } finally {
+          for (const v of views) v.dispose();
         }
-        rowsT.copyFrom(rows);
-        await ops.matmulForwardAsync(logits, rowsT, wte);
         out.set(logits.toFloat32().subarray(0, m * V), start * V);
       }
-      for (let r = 0; r < n; r++) out.fill(-Infinity, r * V + this.config.realVocabSize, (r + 1) * V);
-      return out;
     } finally {
-      for (const t of [logits, rowsT]) t.dispose();
+      gathered?.dispose();
     }
+    for (let r = 0; r < n; r++) out.fill(-Infinity, r * V + this.config.realVocabSize, (r + 1) * V);
+    return out;
   }
 
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
     this.#freeBuffers();
+    this.#freeHead();
     this.#params?.dispose();
     this.#grads?.dispose();
     this.#computeParams?.dispose();

@@ -6,21 +6,12 @@
 import t from 'tap';
 import { MptModel } from '../../lib/model/mpt';
 import { mptConfig, type MptConfig } from '../../lib/model/config';
-import { alibiSlopes } from '../../lib/model/alibi';
-import { attentionForwardRef, geluRef, layerNormForwardRef, matmulRef } from '../helpers/op-references';
+import { mptLogitsRef, weightsOf, type Weights } from '../helpers/mpt-reference';
 import { makeRng, randInt, randn, relErr, seed, TOL } from '../helpers/reference';
 
 t.comment(`seed ${seed}`);
 
 const IGNORE = -100;
-
-type Weights = Map<string, Float64Array>;
-
-/** x (N, C) -> LayerNorm without bias, biased variance. */
-const layerNorm = (x: Float64Array, w: Float64Array, N: number, C: number, eps: number) => layerNormForwardRef(x, w, N, C, eps).out;
-
-/** x (N, IC) @ W (OC, IC)^T -> (N, OC). */
-const linear = (x: Float64Array, W: Float64Array, N: number, IC: number, OC: number) => matmulRef(x, W, N, OC, IC, false, true);
 
 interface RefOut {
   lossSum: number;
@@ -31,27 +22,9 @@ interface RefOut {
 
 /** The MPT forward in float64: summed cross-entropy over non-ignored targets. */
 function referenceForward(cfg: MptConfig, w: Weights, ids: Int32Array, targets: Int32Array, B: number, T: number): RefOut {
-  const { dModel: C, nHeads: H, nLayers: L, layerNormEps: eps, realVocabSize: V } = cfg;
-  const F = cfg.expansionRatio * C;
-  const D = C / H;
+  const V = cfg.realVocabSize;
   const N = B * T;
-  const slopes = alibiSlopes(H, cfg.alibiBiasMax);
-  const get = (name: string) => w.get(name)!;
-  const wte = get('transformer.wte.weight');
-  let x = new Float64Array(N * C);
-  for (let n = 0; n < N; n++) x.set(wte.subarray(ids[n] * C, ids[n] * C + C), n * C);
-  for (let l = 0; l < L; l++) {
-    const p = `transformer.blocks.${l}`;
-    const qkv = linear(layerNorm(x, get(`${p}.norm_1.weight`), N, C, eps), get(`${p}.attn.Wqkv.weight`), N, C, 3 * C);
-    const att = linear(attentionForwardRef(qkv, slopes, B, T, H, D).out, get(`${p}.attn.out_proj.weight`), N, C, C);
-    const h = x.map((v, i) => v + att[i]);
-    const fc = linear(layerNorm(h, get(`${p}.norm_2.weight`), N, C, eps), get(`${p}.ffn.up_proj.weight`), N, C, F);
-    const mlp = linear(fc.map(geluRef), get(`${p}.ffn.down_proj.weight`), N, F, C);
-    x = h.map((v, i) => v + mlp[i]);
-  }
-  const lnf = layerNorm(x, get('transformer.norm_f.weight'), N, C, eps);
-  // Tied head over the real vocabulary only: padded rows of wte never become logits.
-  const logits = linear(lnf, wte, N, C, V);
+  const logits = mptLogitsRef(cfg, w, ids, B, T);
   let lossSum = 0;
   let tokens = 0;
   for (let n = 0; n < N; n++) {
@@ -66,11 +39,6 @@ function referenceForward(cfg: MptConfig, w: Weights, ids: Int32Array, targets: 
   const lastLogits = new Float64Array(B * V);
   for (let b = 0; b < B; b++) lastLogits.set(logits.subarray((b * T + T - 1) * V, (b * T + T) * V), b * V);
   return { lossSum, tokens, lastLogits };
-}
-
-/** The model's f32 master weights as float64 (the exact values the native fp32 path computes with). */
-function weightsOf(model: MptModel): Weights {
-  return new Map(model.params.entries.map((e) => [e.name, Float64Array.from(model.params.get(e.name).toFloat32())]));
 }
 
 // Dims chosen so that a bug has somewhere to show: 2 heads (slopes 2^-4, 2^-8) and 3 heads (MPT's interleaved

@@ -2,7 +2,8 @@
 // corpus/ (prepare/ runs the pipeline over files.ts + jsonl.ts, clean.ts, minhash.ts + dedup.ts; tokenize.ts
 // and demo.ts, the default corpus of `npm start`), tokenizers/ (GPT-2, Hugging Face tokenizer.json, the
 // worker pool) and the training data here: shard.ts, manifest.ts, mixture.ts and loader.ts, which draws
-// seeded, resumable, rank-disjoint training batches and sequential validation batches.
+// seeded, resumable, rank-disjoint training batches and sequential validation batches; chat.ts (ShareGPT
+// conversations and the chat template) and chat-loader.ts (their packed, resumable batches for `pajama sft`).
 export { PajamaDataError } from './errors';
 export {
   ShardWriter,
@@ -60,6 +61,42 @@ export {
   type TrainBatch,
   type EvalBatch,
 } from './loader';
+export {
+  readConversations,
+  readConversationsSync,
+  parseConversations,
+  renderConversation,
+  renderChatPrompt,
+  renderExchanges,
+  checkTurns,
+  CHAT_STOP_STRINGS,
+  CHAT_USER_PREFIX,
+  CHAT_ASSISTANT_PREFIX,
+  DEFAULT_SYSTEM_PROMPT,
+  SHAREGPT_ROLES,
+  type ChatTurn,
+  type ChatTokenizer,
+  type ChatTemplateOptions,
+  type RenderedConversation,
+  type ConversationExchanges,
+} from './chat';
+export {
+  ChatLoader,
+  chatItems,
+  chatItemsDigest,
+  chatEvalBatches,
+  IGNORE_INDEX,
+  CHAT_OVERFLOW_RULES,
+  CHAT_SOURCE,
+  type ChatOverflow,
+  type ChatItem,
+  type ChatItemOptions,
+  type ChatItemStats,
+  type ChatLoaderOptions,
+  type ChatLoaderState,
+  type ChatBatch,
+  type ChatRow,
+} from './chat-loader';
 export {
   MIXTURE_PRESETS,
   REDPAJAMA_SETS,

@@ -11,6 +11,8 @@ import { PRESETS, mptConfig, type MptConfig } from '../model/config';
 import { MIXTURE_MISSING, MIXTURE_PRESETS, isMixturePreset, normaliseWeights } from '../data/mixture';
 import { ADAMW_OPTIONS_SCHEMA } from '../optim/adamw';
 import { COSINE_OPTIONS_SCHEMA, PTWD_DEFAULT_VALUES } from '../optim/schedule';
+import { DEFAULT_SYSTEM_PROMPT } from '../data/chat';
+import { CHAT_OVERFLOW_RULES, type ChatOverflow } from '../data/chat-loader';
 
 export interface TrainConfig {
   model: {
@@ -85,6 +87,8 @@ export interface TrainConfig {
      * present in proportion to their weights; the plan prints the effective shares). Defaults to 'error'.
      */
     mixtureMissing: 'error' | 'renormalize';
+    /** Instruction tuning on ShareGPT conversations (lib/data/chat.ts, chat-loader.ts); not with `train` or `manifest`. */
+    chat: TrainChatConfig;
   };
   eval: {
     /** Evaluate every this many steps (0: only at the end). Defaults to 0. */
@@ -137,6 +141,24 @@ export interface TrainConfig {
      */
     timeoutSeconds: number;
   };
+}
+
+/** data.chat: conversations for instruction tuning (`pajama sft`). */
+export interface TrainChatConfig {
+  /** ShareGPT files (a JSON array of {"conversations": [...]} or JSON Lines) to train on. Defaults to [] (not a chat run). */
+  train: string[];
+  /** A ShareGPT file of validation conversations. Defaults to null (none, or `validationFraction` of `train`). */
+  validation: string | null;
+  /** Share of the training conversations held out for validation when `validation` is null. Defaults to 0. */
+  validationFraction: number;
+  /** The system line of conversations without a system turn ('' for none). Defaults to Vicuna's (DEFAULT_SYSTEM_PROMPT). */
+  system: string;
+  /** A conversation longer than a row: 'split' at exchange boundaries, or 'truncate'. Defaults to 'split'. */
+  overflow: ChatOverflow;
+  /** Pack whole conversations greedily into each row (else one a row, padded). Defaults to true. */
+  pack: boolean;
+  /** 'gpt2', a tokenizer.json, or null: the tokenizer that model.init's checkpoint records. Defaults to null. */
+  tokenizer: string | null;
 }
 
 /** The sharding modes the trainer runs. */
@@ -288,6 +310,35 @@ export const TRAIN_CONFIG_SCHEMA: ObjectField<TrainConfig> = schema.object<Train
           default: 'error',
           doc: "When the mixture names sources the manifest lacks: 'error', or 'renormalize' over the sources present.",
         }),
+        chat: schema.object<TrainChatConfig>(
+          {
+            train: schema.array(schema.pathField({}), {
+              default: [],
+              expected: 'an array of ShareGPT file paths',
+              doc: 'ShareGPT conversation files (JSON array or JSON Lines) to instruction-tune on (`pajama sft`). Not with `train` or `manifest`.',
+            }),
+            validation: schema.nullable(schema.pathField({ nonEmpty: true }), {
+              default: null,
+              expected: 'a ShareGPT file path or null',
+              doc: 'A ShareGPT file of validation conversations, evaluated as source `chat`.',
+            }),
+            validationFraction: schema.number({ min: 0, max: 1, maxOpen: true, default: 0, doc: 'Share of the `train` conversations held out for validation (a fixed split) when `validation` is null.' }),
+            system: schema.string({ default: DEFAULT_SYSTEM_PROMPT, defaultDoc: "Vicuna's", doc: "The system line of conversations without a system turn ('' for none)." }),
+            overflow: schema.oneOf(CHAT_OVERFLOW_RULES, {
+              default: 'split',
+              expected: "'split' or 'truncate'",
+              doc: "A conversation longer than seqLen + 1 tokens: 'split' at exchange boundaries (each piece with the system line), or 'truncate'.",
+            }),
+            pack: schema.boolean({ default: true, doc: 'Pack whole conversations greedily into each sequence (the rest EOS padding, not trained); false: one a sequence.' }),
+            tokenizer: schema.nullable(schema.pathField({ nonEmpty: true, literals: ['gpt2'] }), {
+              default: null,
+              defaultDoc: "null (model.init's)",
+              expected: "'gpt2', a tokenizer.json path or null",
+              doc: "The tokenizer of the template: 'gpt2' or a tokenizer.json; null takes the one model.init's checkpoint records.",
+            }),
+          },
+          { doc: 'Instruction tuning.' },
+        ),
       },
       { doc: 'The training data.', check: checkDataSources },
     ),
@@ -347,7 +398,8 @@ export const TRAIN_CONFIG_SCHEMA: ObjectField<TrainConfig> = schema.object<Train
     doc: 'The training config.',
     check: (c) => {
       checkPtwdFitsSteps(c);
-      if (c.eval.every > 0 && c.data.manifest === null && Object.keys(c.data.validation).length === 0) {
+      const chatValidation = c.data.chat.validation !== null || c.data.chat.validationFraction > 0;
+      if (c.eval.every > 0 && c.data.manifest === null && Object.keys(c.data.validation).length === 0 && !chatValidation) {
         throw invalidArg(`config: 'eval.every' is ${c.eval.every} but there is no validation data ('data.validation' is empty); set 'eval.every' to 0 or name validation shards`);
       }
     },
@@ -400,6 +452,16 @@ function parseMixture(m: unknown, ctx: CheckContext): string | Record<string, nu
 
 /** The data keys that contradict each other. */
 function checkDataSources(d: TrainConfig['data']): void {
+  const chat = d.chat;
+  if (chat.train.length > 0) {
+    const other = d.manifest !== null ? 'data.manifest' : d.train.length > 0 ? 'data.train' : Object.keys(d.validation).length > 0 ? 'data.validation' : null;
+    if (other !== null) throw invalidArg(`config: 'data.chat.train' (instruction tuning) and '${other}' (token shards) both name data; give one`);
+  } else if (chat.validation !== null || chat.validationFraction > 0) {
+    throw invalidArg(`config: 'data.chat.${chat.validation !== null ? 'validation' : 'validationFraction'}' needs 'data.chat.train' (the conversations to train on)`);
+  }
+  if (chat.validation !== null && chat.validationFraction > 0) {
+    throw invalidArg(`config: 'data.chat.validation' and 'data.chat.validationFraction' both give validation conversations; give one`);
+  }
   if (d.manifest !== null) {
     if (d.train.length > 0) {
       throw invalidArg(`config: 'data.train' and 'data.manifest' both name training shards; give one (the manifest lists shards by source)`);

@@ -5,6 +5,7 @@ import { invalidArg } from '../core/errors';
 import { canonicalJson } from '../core/json-file';
 import { mptConfig } from '../model/config';
 import type { TokenLoaderMixtureState, TokenLoaderState } from '../data/loader';
+import type { ChatLoaderState } from '../data/chat-loader';
 import type { PtwdControllerState } from '../optim/index';
 import { CheckpointError } from './checkpoint';
 import { DEFAULT_TRAIN_CONFIG, type TrainConfig } from './config';
@@ -14,7 +15,7 @@ export interface TrainerState {
   step: number;
   elapsedSec: number;
   tokens: number;
-  loader: TokenLoaderState | TokenLoaderMixtureState;
+  loader: TokenLoaderState | TokenLoaderMixtureState | ChatLoaderState;
   ptwd: PtwdControllerState;
   optimizerStep: number;
   seed: number;

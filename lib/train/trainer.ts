@@ -36,7 +36,6 @@ import { flopsPerToken, type MptConfig } from '../model/config';
 import { clipFromSums, clipGradNormAsync, type AdamW, type ClipResult, type PtwdController } from '../optim/index';
 import { ops } from '../core/ops';
 import { Arena } from '../core/tensor';
-import { evalBatches, type TokenLoader } from '../data/loader';
 import { CHECKPOINTS_DIR, CheckpointError, checkpointName, latestCheckpoint, listCheckpoints, loadCheckpoint, loadModelWeights, mptHfConfig, saveCheckpoint, TRAINER_STATE_FILE } from './checkpoint';
 import { resolveTrainConfig, type BatchPlan, type TrainConfig } from './config';
 import { RunLock } from './lock';
@@ -45,7 +44,7 @@ import { GradientAllReduce } from '../dist/ddp';
 import { loadShardMaster, type TrainingShard } from '../dist/zero';
 import { parameterLayout } from '../model/config';
 import { checkSameRun } from '../dist/identity';
-import type { DataPlan, TrainingData } from './data';
+import type { DataPlan, TrainingData, TrainingLoader } from './data';
 import { JsonlMetricSink, METRICS_FILE, lastFiniteLossInMetrics, type MemoryReport, type EvalMetrics, type FiniteLoss, type MetricRecord, type MetricSink, type StepMetrics } from './metrics';
 import { checkParts, isTrainerParts, partsFromConfig, peakFlopsFor, releaseParts, type TrainerParts } from './parts';
 import { runIdentity } from './identity';
@@ -121,8 +120,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   readonly optimizer: AdamW;
   readonly ptwd: PtwdController;
   readonly data: TrainingData;
-  /** The data's loader. */
-  readonly loader: TokenLoader;
+  /** The data's loader: a TokenLoader (token shards) or, for instruction tuning, a ChatLoader. */
+  readonly loader: TrainingLoader;
   /** Validation shards by source: data.validation, or each manifest source's validation shard. */
   readonly validation: Readonly<Record<string, string>>;
   /** Expected tokens and epochs per source over the whole run. */
@@ -345,7 +344,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     };
     restoring('optimizerStep', () => this.optimizer.loadState({ step: s.optimizerStep, m: this.optimizer.m, v: this.optimizer.v }));
     try {
-      this.loader.restore(s.loader);
+      this.data.restoreLoader(s.loader);
     } catch (e) {
       throw invalidArg(`cannot resume from ${dir}: ${(e as Error).message} (start a new runDir, or train without resuming, to use other data)`);
     }
@@ -374,17 +373,22 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   async #step1(): Promise<StepMetrics> {
     const t0 = performance.now();
     const { seqLen: T, microBatchSize: B, accumulationSteps, worldSize } = this.plan;
-    // Every rank scales by the global batch's tokens: the sum over ranks is then the global batch's mean gradient.
+    // Every rank scales by the global batch's tokens that carry a loss: the sum over ranks is then the global
+    // batch's mean gradient. Pretraining: every position (B x T x accumulation x ranks). Instruction tuning:
+    // the trained (assistant) tokens of every rank's rows, which each chat batch reports for its whole block.
     const tokens = B * T * accumulationSteps * worldSize;
+    const batches = Array.from({ length: accumulationSteps }, () => this.loader.next());
+    const lossScale = batches.reduce((a, b) => a + ('blockTrainedTokens' in b ? b.blockTrainedTokens : B * T * worldSize), 0);
+    if (lossScale === 0) throw invalidArg(`Trainer: the global batch of step ${this.#step + 1} has no target that carries a loss`);
     if (this.#shard) this.#shard.zeroGradients();
     else this.model.grads.zero();
     let lossSum = 0;
-    for (let i = 0; i < accumulationSteps; i++) {
-      const batch = this.loader.next();
-      const r = await this.model.forwardBackward(batch.inputs, batch.targets, B, T, 1 / tokens);
+    let lossTokens = 0;
+    for (const batch of batches) {
+      const r = await this.model.forwardBackward(batch.inputs, batch.targets, B, T, 1 / lossScale);
       lossSum += r.lossSum;
+      lossTokens += r.tokens;
     }
-    let lossTokens = B * T * accumulationSteps;
     const sh = this.#shard;
     // The gradient: all-reduced (sharding 'none') or reduce-scattered (each rank gets its shard's sum).
     let commSeconds = sh ? await sh.reduceGradients() : await this.#gradReduce!.reduce();
@@ -481,7 +485,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const names = Object.keys(this.validation);
     const sums = new Float64Array(2 * names.length); // [loss sum, tokens] per source
     for (const [i, name] of names.entries()) {
-      const batches = [...evalBatches(this.validation[name], T, B, this.config.eval.batches)];
+      const batches = this.data.evalBatches(name, this.config.eval.batches);
       // Under sharding 'full' every forward gathers weights from every rank: each rank runs as many forwards
       // as the busiest one, and a rank without a batch left runs one of the batches again, not counted.
       for (let k = 0; k < Math.ceil(batches.length / worldSize); k++) {

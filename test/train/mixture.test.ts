@@ -210,7 +210,8 @@ t.test('no mixture: sources in proportion to their training tokens; presets need
 
 t.test('config: data.manifest and data.mixture, and what contradicts them', async (t) => {
   const c = resolveTrainConfig({});
-  t.same(c.data, { train: [], validation: {}, manifest: null, mixture: null, mixtureMissing: 'error' });
+  t.same(c.data, { train: [], validation: {}, manifest: null, mixture: null, mixtureMissing: 'error', chat: c.data.chat });
+  t.same(c.data.chat.train, [], 'not a chat run by default');
   t.equal(resolveTrainConfig({ data: { manifest: 'm.json', mixture: 'slimpajama-dc-7b' } }).data.mixture, 'slimpajama-dc-7b');
   t.same(resolveTrainConfig({ data: { manifest: 'm.json', mixture: { a: 1, b: 0 } } }).data.mixture, { a: 1, b: 0 });
   t.throws(() => resolveTrainConfig({ data: { manifest: 'm.json', train: ['a.bin'] } }), /'data.train' and 'data.manifest' both name training shards; give one/);

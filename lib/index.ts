@@ -19,10 +19,11 @@ export { DisposedError, PajamaEngineError } from './core/errors';
 export * from './model/config';
 export { MptModel, initializeMptWeights, initializeMptWeightsFromSeed, type MptModelOptions, type ParameterStore, type Precision } from './model/mpt';
 export { alibiSlopes } from './model/alibi';
+export { MptKvCache, type KvCacheOptions, type AppendOptions } from './model/kv-cache';
 export * from './optim/index';
 export * from './data/index';
 export { Trainer, type StepMetrics, type EvalMetrics, type TrainerOptions, type TrainerParts, type DataPlan, type MemoryReport } from './train/trainer';
-export { TrainingData, manifestTokenizer, type TrainingDataOptions } from './train/data';
+export { TrainingData, manifestTokenizer, chatTokenizerSpec, splitChatValidation, type TrainingDataOptions, type TrainingLoader, type TrainingLoaderState, type ChatDataStats } from './train/data';
 export { optimizerFromConfig, type TrainOptimizer } from './train/optimizer';
 export {
   WorldOfOne,
@@ -56,7 +57,7 @@ export {
   type PlanOptionNamer,
 } from './dist/planner';
 export { JsonlMetricSink, type MetricSink, type MetricRecord } from './train/metrics';
-export { resolveTrainConfig, planBatch, applyOverrides, DEFAULT_TRAIN_CONFIG, TRAIN_SHARDING_MODES, type TrainConfig, type BatchPlan, type TrainShardingMode } from './train/config';
+export { resolveTrainConfig, planBatch, applyOverrides, DEFAULT_TRAIN_CONFIG, TRAIN_SHARDING_MODES, type TrainConfig, type BatchPlan, type TrainShardingMode, type TrainChatConfig } from './train/config';
 export {
   saveCheckpoint,
   loadCheckpoint,

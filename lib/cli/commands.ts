@@ -12,7 +12,12 @@ import type { Tokenizer } from '../data/tokenizers/base';
 import { tokenizeFiles } from '../data/corpus/tokenize';
 import { DEMO_MIXTURE, buildDemoCorpus, demoDataConfig } from '../data/corpus/demo';
 import { generate } from '../eval/generate';
+import { ChatSession, runChatSession } from './chat';
 import { writeLossCurve } from '../eval/plot';
+import { evaluateTasks, type EvalProgress } from '../eval/harness';
+import { loadTaskInputs } from '../eval/task-files';
+import { reportText, writeEvalReport, type EvalReport } from '../eval/report';
+import { TASK_NAMES, type TaskName } from '../eval/tasks';
 import { MptModel } from '../model/mpt';
 import { mptConfig, PRESETS, type MptConfig } from '../model/config';
 import { mptConfigFromHf } from '../model/hf';
@@ -196,6 +201,13 @@ export interface CheckpointModel {
 }
 
 /** `--tokenizer`: 'gpt2' or a tokenizer.json path. */
+/** --top-p: a number in (0, 1], or undefined when not given. */
+function topPOption(v: unknown): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !(v > 0 && v <= 1)) throw invalidArg(`--top-p must be a number in (0, 1], got ${v}`);
+  return v;
+}
+
 function tokenizerOption(v: unknown): TokenizerSpec | undefined {
   if (v === undefined) return undefined;
   if (typeof v !== 'string' || v === '') throw invalidArg(`--tokenizer must be 'gpt2' or a tokenizer.json path, got ${JSON.stringify(v)}`);
@@ -225,7 +237,7 @@ function readCheckpointJson(file: string): Record<string, unknown> {
  * The model a checkpoint directory (or a run directory's latest checkpoint) holds: its architecture from
  * trainer_state.json's training config, else from config.json (HF MptConfig). Errors name the file and key.
  */
-export function loadModelFromCheckpoint(source: string, options: { tokenizer?: TokenizerSpec } = {}): CheckpointModel {
+export function loadModelFromCheckpoint(source: string, options: { tokenizer?: TokenizerSpec; inference?: boolean } = {}): CheckpointModel {
   let dir = source;
   if (!fs.existsSync(path.join(dir, 'model.safetensors'))) {
     let st: fs.Stats | null = null;
@@ -268,7 +280,7 @@ export function loadModelFromCheckpoint(source: string, options: { tokenizer?: T
     cfg = mptConfigFromHf(readCheckpointJson(configPath), realVocabSize, (msg) => new CheckpointError(configPath, msg));
     contextSource = `max_seq_len in ${configPath}`;
   }
-  const model = new MptModel(cfg, { precision: 'fp32' });
+  const model = new MptModel(cfg, { precision: 'fp32', inference: options.inference ?? false });
   try {
     loadModelWeights(dir, model.params);
   } catch (e) {
@@ -394,6 +406,149 @@ export async function runPrepare(input: Record<string, unknown>, baseDir: string
   else console.log(`pajama ${options.name}: report ${path.join(config.output, 'dedup-report.json')}`);
 }
 
+/** The example task set shipped with the package (examples/tasks), from lib/cli or dist/lib/cli. */
+export function shippedExampleTasks(): string {
+  const candidates = [path.resolve(__dirname, '../../examples/tasks'), path.resolve(__dirname, '../../../examples/tasks')];
+  return candidates.find((d) => fs.existsSync(path.join(d, 'README.md'))) ?? candidates[0];
+}
+
+export interface EvalCommandOptions {
+  checkpoint: string;
+  /** Defaults to all four. */
+  tasks?: TaskName[];
+  /** Defaults to the shipped example set (shippedExampleTasks()). */
+  data?: string;
+  limit?: number;
+  batchTokens?: number;
+  /** Where results.json and results.md go; defaults to <run>/eval/<checkpoint name>/ for a checkpoint inside a run directory. */
+  out?: string;
+  tokenizer?: TokenizerSpec;
+  /** Print the JSON report to stdout (the tables then go to stderr). */
+  json?: boolean;
+}
+
+/** `--tasks a,b`: known task names, each once. */
+export function parseTaskList(v: string): TaskName[] {
+  const names = v.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (names.length === 0) throw invalidArg(`--tasks needs at least one task (tasks: ${TASK_NAMES.join(', ')})`);
+  const unknown = names.filter((n) => !TASK_NAMES.includes(n as TaskName));
+  if (unknown.length > 0) throw invalidArg(`--tasks: unknown task${unknown.length === 1 ? '' : 's'} ${unknown.map((n) => `'${n}'`).join(', ')} (tasks: ${TASK_NAMES.join(', ')})`);
+  const twice = names.filter((n, i) => names.indexOf(n) !== i);
+  if (twice.length > 0) throw invalidArg(`--tasks: '${twice[0]}' is listed twice`);
+  return names as TaskName[];
+}
+
+/** The checkpoint directory `source` names (itself, or a run directory's latest checkpoint), or null when neither. */
+function checkpointDirOf(source: string): string | null {
+  if (fs.existsSync(path.join(source, 'model.safetensors'))) return source;
+  if (!fs.statSync(source, { throwIfNoEntry: false })?.isDirectory()) return null;
+  return latestCheckpoint(source)?.dir ?? null;
+}
+
+/** The training step a checkpoint directory is at: its step-N name, else trainer_state.json's step; null when neither says. */
+function checkpointStep(dir: string): number | null {
+  const m = /^step-(\d+)$/.exec(path.basename(path.resolve(dir)));
+  if (m) return Number(m[1]);
+  try {
+    const step = (JSON.parse(fs.readFileSync(path.join(dir, 'trainer_state.json'), 'utf8')) as { step?: unknown }).step;
+    return Number.isSafeInteger(step) ? (step as number) : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * `pajama eval`: reads the tasks' files, loads the checkpoint as an inference model, scores the tasks with a
+ * progress line, prints the tables (Table 13's and Table 9's layouts) and writes results.json and results.md
+ * into `out`, by default `<run>/eval/<checkpoint name>/` (the checkpoint inside `<run>/checkpoints/`).
+ */
+export async function runEval(options: EvalCommandOptions): Promise<EvalReport> {
+  const tasks = options.tasks ?? [...TASK_NAMES];
+  const limit = options.limit;
+  if (limit !== undefined && (!Number.isSafeInteger(limit) || limit < 1)) throw invalidArg(`--limit must be a positive integer, got ${limit}`);
+  const batchTokens = options.batchTokens;
+  if (batchTokens !== undefined && (!Number.isSafeInteger(batchTokens) || batchTokens < 1)) throw invalidArg(`--batch-tokens must be a positive integer, got ${batchTokens}`);
+  const data = options.data ?? shippedExampleTasks();
+  const say = options.json ? (line: string) => console.error(line) : (line: string) => console.log(line);
+  if (options.data === undefined) say(`pajama eval: no --data: the example task set shipped in ${data} (made-up questions, not the benchmarks)`);
+  const inputs = await loadTaskInputs(data, tasks);
+
+  // Where the results go, checked before the model is loaded.
+  const ckptDir = checkpointDirOf(options.checkpoint);
+  let out = options.out;
+  if (out === undefined && ckptDir !== null && path.basename(path.dirname(path.resolve(ckptDir))) === 'checkpoints') {
+    out = path.join(path.dirname(path.dirname(path.resolve(ckptDir))), 'eval', path.basename(path.resolve(ckptDir)));
+  }
+  if (out === undefined && ckptDir !== null) {
+    throw invalidArg(`--out DIR is required: ${ckptDir} is not inside a run directory (<run>/checkpoints/step-N), so there is no <run>/eval/ to write the results into`);
+  }
+  if (out !== undefined) checkOutputDirectory(options.out !== undefined ? '--out' : 'the results directory', out);
+
+  const { model, tokenizer, dir } = loadModelFromCheckpoint(options.checkpoint, { ...(options.tokenizer ? { tokenizer: options.tokenizer } : {}), inference: true });
+  try {
+    const spec = options.tokenizer ?? checkpointTokenizer(dir) ?? { kind: 'gpt2' as const };
+    const step = checkpointStep(dir);
+    const runName = path.basename(path.dirname(path.dirname(path.resolve(dir))));
+    const label = path.basename(path.dirname(path.resolve(dir))) === 'checkpoints' ? `${runName}${step === null ? '' : ` step ${step}`}` : path.basename(path.resolve(dir));
+    say(
+      `pajama eval: ${dir}: ${model.config.nLayers} layers, d_model ${model.config.dModel}, context ${model.config.maxSeqLen}; ` +
+        `tasks ${inputs.map((i) => `${i.name} (${i.eval.length} docs${limit === undefined ? '' : `, --limit ${limit}${i.name === 'mmlu' ? ' per subject' : ''}`})`).join(', ')}`,
+    );
+    const progress = new ProgressLine();
+    let taskIndex = 0;
+    let current: TaskName | null = null;
+    let t0 = Date.now();
+    const started = Date.now();
+    const results = await evaluateTasks(model, tokenizer, inputs, {
+      ...(limit !== undefined ? { limit } : {}),
+      ...(batchTokens !== undefined ? { batchTokens } : {}),
+      onProgress: (p: EvalProgress) => {
+        if (p.task !== current) {
+          current = p.task;
+          taskIndex++;
+          t0 = Date.now();
+        }
+        // The ETA is the current task's: its requests left at its rate so far.
+        const secs = (Date.now() - t0) / 1000;
+        const eta = p.done > 0 && p.done < p.total ? `, ETA ${formatSeconds((secs * (p.total - p.done)) / p.done)}` : '';
+        progress.update(`eval ${p.task} (${taskIndex}/${inputs.length}) ${bar(p.total > 0 ? p.done / p.total : 0)} ${p.done}/${p.total} requests, ${formatSeconds(secs)}${eta}`, p.done === p.total);
+      },
+    }).finally(() => progress.done());
+    const report: EvalReport = {
+      model: { label, checkpoint: dir, step, tokenizer: spec.kind === 'gpt2' ? 'gpt2' : spec.path, parameters: model.parameterCount },
+      date: new Date().toISOString(),
+      seconds: (Date.now() - started) / 1000,
+      settings: {
+        limit: limit ?? null,
+        numFewshot: Object.fromEntries(results.map((r) => [r.task, r.numFewshot])),
+        batchTokens: batchTokens ?? null,
+        data,
+        files: Object.fromEntries(inputs.map((i) => [i.name, i.where])),
+      },
+      tasks,
+      results,
+    };
+    say('');
+    say(reportText(report));
+    if (out !== undefined) {
+      fs.mkdirSync(out, { recursive: true });
+      const files = writeEvalReport(out, report);
+      say(`\npajama eval: ${files.json} and ${files.markdown}`);
+    }
+    if (options.json) console.log(JSON.stringify(report, null, 2));
+    return report;
+  } finally {
+    model.dispose();
+  }
+}
+
+function formatSeconds(s: number): string {
+  if (!Number.isFinite(s)) return '?';
+  if (s < 60) return `${s.toFixed(1)} s`;
+  const m = Math.floor(s / 60);
+  return m < 60 ? `${m} min ${Math.round(s - 60 * m)} s` : `${Math.floor(m / 60)} h ${m % 60} min`;
+}
+
 export const commands: Record<string, Command> = {
   prepare: {
     summary: '--config DATA.json [--set key=value ...] [--force]: jsonl(.zst) shards -> filter -> dedup -> split -> tokenize -> per-source shards + manifest',
@@ -449,6 +604,32 @@ export const commands: Record<string, Command> = {
       trainer.dispose();
     },
   },
+  sft: {
+    summary: '--config FILE.json [--from CHECKPOINT] [--set key=value ...]: instruction-tune a pretrained model on ShareGPT conversations (data.chat)',
+    options: {
+      config: { kind: 'string', describe: "training config (JSON) with 'data.chat'; see README, Instruction tuning" },
+      from: { kind: 'string', describe: "the pretrained checkpoint (or a run directory: its latest); sets 'model.init'" },
+      set: { kind: 'list', describe: 'override a config key, e.g. optimizer.lr=2e-5 (repeatable)' },
+      'no-resume': { kind: 'flag', describe: 'start fresh even if the run directory has checkpoints' },
+    },
+    async run(o) {
+      if (typeof o.config !== 'string') throw invalidArg('pajama sft: --config FILE.json is required');
+      const config = applyOverrides(readJson(o.config), (o.set as string[]) ?? []);
+      if (typeof o.from === 'string') {
+        const from = o.from;
+        const dir = fs.existsSync(path.join(from, 'model.safetensors')) || !fs.existsSync(from) || !fs.statSync(from).isDirectory() ? from : latestCheckpoint(from)?.dir;
+        if (dir === undefined) throw invalidArg(`pajama sft: --from '${from}' is neither a checkpoint directory nor a run directory with checkpoints`);
+        const model = (config.model ?? {}) as Record<string, unknown>;
+        if (model === null || typeof model !== 'object' || Array.isArray(model)) throw invalidArg(`pajama sft: the config's 'model' must be an object`);
+        config.model = { ...model, init: dir };
+      }
+      const c = resolveTrainConfig(config);
+      if (c.data.chat.train.length === 0) throw invalidArg("pajama sft: the config names no conversations in 'data.chat.train' (ShareGPT files); pajama train trains on token shards");
+      if (c.model.init === null) throw invalidArg("pajama sft: give --from CHECKPOINT or 'model.init': instruction tuning starts from a pretrained model");
+      const trainer = await runTraining(config, { resume: !o['no-resume'] });
+      trainer.dispose();
+    },
+  },
   tokenize: {
     summary: '--out SHARD.bin INPUT...: tokenize .txt/.jsonl files and folders into a token shard (GPT-2 BPE)',
     options: {
@@ -487,13 +668,16 @@ export const commands: Record<string, Command> = {
     },
   },
   generate: {
-    summary: '--checkpoint DIR --prompt TEXT: continue a prompt with a trained model (greedy, temperature, top-k)',
+    summary: '--checkpoint DIR --prompt TEXT: continue a prompt with a trained model (greedy, temperature, top-k, top-p, stop strings; KV cache)',
     options: {
       checkpoint: { kind: 'string', describe: 'a checkpoint directory, or a run directory (its latest checkpoint)' },
       prompt: { kind: 'string', describe: 'the text to continue' },
       'max-tokens': { kind: 'number', describe: "tokens to generate, at most the model's context (default 64)" },
       temperature: { kind: 'number', describe: '0 (default) is greedy' },
       'top-k': { kind: 'number', describe: 'sample among the k most likely tokens' },
+      'top-p': { kind: 'number', describe: 'nucleus sampling: among the most likely tokens whose probability reaches p, in (0, 1] (default 1)' },
+      stop: { kind: 'list', describe: 'stop when the text contains this string (repeatable; the output ends before it)' },
+      'no-cache': { kind: 'flag', describe: 'recompute the whole window for every token instead of using the KV cache' },
       seed: { kind: 'number', describe: 'sampling seed (default 0)' },
       tokenizer: { kind: 'string', describe: "'gpt2' or a tokenizer.json path (default: the one the checkpoint records)" },
     },
@@ -510,7 +694,10 @@ export const commands: Record<string, Command> = {
       if (topK !== undefined && (!Number.isSafeInteger(topK) || topK < 1)) throw invalidArg(`--top-k must be a positive integer, got ${topK}`);
       const seed = (o.seed as number | undefined) ?? 0;
       if (!Number.isSafeInteger(seed)) throw invalidArg(`--seed must be an integer, got ${seed}`);
-      const { model, tokenizer: tok, contextSource } = loadModelFromCheckpoint(o.checkpoint, tokenizer ? { tokenizer } : {});
+      const topP = topPOption(o['top-p']);
+      const stop = (o.stop as string[] | undefined) ?? [];
+      if (stop.some((s) => s === '')) throw invalidArg('--stop must not be empty');
+      const { model, tokenizer: tok, contextSource } = loadModelFromCheckpoint(o.checkpoint, { ...(tokenizer ? { tokenizer } : {}), inference: true });
       try {
         // Generation slides a window of the model's context (maxSeqLen) over the text; past that many new
         // tokens the prompt has left the window and the output no longer continues it, so that is the bound.
@@ -522,10 +709,62 @@ export const commands: Record<string, Command> = {
           maxNewTokens: maxTokens ?? Math.min(64, context),
           temperature,
           ...(topK !== undefined ? { topK } : {}),
+          ...(topP !== undefined ? { topP } : {}),
+          ...(stop.length > 0 ? { stop } : {}),
+          cache: o['no-cache'] !== true,
           seed,
         });
         console.log(o.prompt + g.text);
       } finally {
+        model.dispose();
+      }
+    },
+  },
+  chat: {
+    summary: '--checkpoint DIR: talk with a model: each line of input is a user turn, rendered with the chat template; replies through the KV cache',
+    options: {
+      checkpoint: { kind: 'string', describe: 'a checkpoint directory, or a run directory (its latest checkpoint)' },
+      'max-tokens': { kind: 'number', describe: "tokens per reply at most (default 256, below the model's context)" },
+      temperature: { kind: 'number', describe: '0 is greedy (default 0.7)' },
+      'top-k': { kind: 'number', describe: 'sample among the k most likely tokens (default 40)' },
+      'top-p': { kind: 'number', describe: 'nucleus sampling in (0, 1] (default 0.95)' },
+      seed: { kind: 'number', describe: 'sampling seed of the first reply, + 1 for each next one (default 0)' },
+      system: { kind: 'string', describe: "the system line ('' for none; default: the template's)" },
+      tokenizer: { kind: 'string', describe: "'gpt2' or a tokenizer.json path (default: the one the checkpoint records)" },
+    },
+    async run(o) {
+      if (typeof o.checkpoint !== 'string') throw invalidArg('--checkpoint DIR is required');
+      const tokenizer = tokenizerOption(o.tokenizer);
+      const maxTokens = o['max-tokens'] as number | undefined;
+      if (maxTokens !== undefined && (!Number.isSafeInteger(maxTokens) || maxTokens < 1)) throw invalidArg(`--max-tokens must be a positive integer, got ${maxTokens}`);
+      const temperature = (o.temperature as number | undefined) ?? 0.7;
+      if (temperature < 0) throw invalidArg(`--temperature must be >= 0 (0 is greedy), got ${temperature}`);
+      const topK = (o['top-k'] as number | undefined) ?? 40;
+      if (!Number.isSafeInteger(topK) || topK < 1) throw invalidArg(`--top-k must be a positive integer, got ${topK}`);
+      const topP = topPOption(o['top-p']) ?? 0.95;
+      const seed = (o.seed as number | undefined) ?? 0;
+      if (!Number.isSafeInteger(seed)) throw invalidArg(`--seed must be an integer, got ${seed}`);
+      const system = o.system as string | undefined;
+      const { model, tokenizer: tok, contextSource } = loadModelFromCheckpoint(o.checkpoint, { ...(tokenizer ? { tokenizer } : {}), inference: true });
+      let session: ChatSession | null = null;
+      try {
+        const context = model.config.maxSeqLen;
+        if (maxTokens !== undefined && maxTokens >= context) {
+          throw invalidArg(`--max-tokens ${maxTokens} leaves no room for the conversation in the model's context of ${context} tokens (${contextSource}): ask for fewer`);
+        }
+        session = new ChatSession(model, tok, {
+          maxTokens: maxTokens ?? Math.min(256, Math.floor(context / 2)),
+          temperature,
+          topK,
+          topP,
+          seed,
+          ...(system !== undefined ? { system } : {}),
+        });
+        const interactive = process.stdin.isTTY === true;
+        if (interactive) console.log('pajama chat: type a message and press Enter; /reset starts over; Ctrl-D ends');
+        await runChatSession(session, process.stdin, (text) => process.stdout.write(text), interactive);
+      } finally {
+        session?.dispose();
         model.dispose();
       }
     },
@@ -539,6 +778,34 @@ export const commands: Record<string, Command> = {
     async run(o) {
       // runDemo checks the options before it builds the corpus.
       await runDemo({ runDir: (o['run-dir'] as string | undefined) ?? 'runs/demo', steps: (o.steps as number | undefined) ?? 150 });
+    },
+  },
+  eval: {
+    summary:
+      '--checkpoint DIR [--tasks arc_challenge,hellaswag,mmlu,truthfulqa_mc2] [--data DIR] [--limit N] [--json]: score a checkpoint on the Open LLM Leaderboard tasks with the evaluation harness\'s rules; tables in the paper\'s Table 13 and Table 9 layouts, results.json and results.md in <run>/eval/',
+    options: {
+      checkpoint: { kind: 'string', describe: 'a checkpoint directory, or a run directory (its latest checkpoint)' },
+      tasks: { kind: 'string', describe: `comma-separated, from ${TASK_NAMES.join(', ')} (default all four)` },
+      data: { kind: 'string', describe: 'the task data directory (see README, "Evaluation"; default: the example set shipped in examples/tasks)' },
+      limit: { kind: 'number', describe: 'score the first N documents of each task (of each subject for mmlu): quick checks' },
+      'batch-tokens': { kind: 'number', describe: 'most token ids in one forward batch (default 4096)' },
+      out: { kind: 'string', describe: 'where results.json and results.md go (default <run>/eval/<checkpoint>/)' },
+      json: { kind: 'flag', describe: 'print the results as JSON on stdout (the tables on stderr)' },
+      tokenizer: { kind: 'string', describe: "'gpt2' or a tokenizer.json path (default: the one the checkpoint records)" },
+    },
+    async run(o) {
+      if (typeof o.checkpoint !== 'string') throw invalidArg('--checkpoint DIR is required');
+      const tokenizer = tokenizerOption(o.tokenizer);
+      await runEval({
+        checkpoint: o.checkpoint,
+        ...(typeof o.tasks === 'string' ? { tasks: parseTaskList(o.tasks) } : {}),
+        ...(typeof o.data === 'string' ? { data: o.data } : {}),
+        ...(o.limit !== undefined ? { limit: o.limit as number } : {}),
+        ...(o['batch-tokens'] !== undefined ? { batchTokens: o['batch-tokens'] as number } : {}),
+        ...(typeof o.out === 'string' ? { out: o.out } : {}),
+        ...(tokenizer ? { tokenizer } : {}),
+        json: Boolean(o.json),
+      });
     },
   },
   bench: {

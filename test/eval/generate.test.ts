@@ -1,12 +1,14 @@
-// generate: greedy decoding is the argmax loop over lastLogits (context cut to maxSeqLen), top-k 1 is
-// greedy, seeded sampling reproduces and follows the tempered softmax, padded and undecodable ids are never
-// drawn, EOS stops, and bad options are TypeErrors.
+// generate: greedy decoding is the argmax loop over lastLogits (uncached: context cut to maxSeqLen, sliding by
+// one; cached: the documented context shift), the cached generator gives exactly the tokens of the uncached one
+// (fp32, greedy and sampled) and keeps a chat's cache across calls, top-k 1 is greedy, seeded sampling reproduces
+// and follows the tempered softmax narrowed by top-k and top-p, padded and undecodable ids are never drawn, EOS
+// and stop strings stop, and bad options are TypeErrors.
 import t from 'tap';
 import { MptModel } from '../../lib/model/mpt';
 import { mptConfig } from '../../lib/model/config';
 import { Xoshiro128 } from '../../lib/core/rng';
 import type { Tokenizer } from '../../lib/data/tokenizers/base';
-import { generate, pickToken, type LogitsModel } from '../../lib/eval/generate';
+import { generate, generateFromIds, pickToken, type LogitsModel } from '../../lib/eval/generate';
 
 /** One id per character (code mod 200), so every prompt id is a real token of the tiny model. */
 function charTokenizer(vocabSize = 256, eosId = 199): Tokenizer {
@@ -41,8 +43,8 @@ async function greedyReference(promptIds: number[], n: number): Promise<number[]
 
 t.test('greedy: deterministic, the argmax loop, context cut to maxSeqLen', async (t) => {
   const n = cfg.maxSeqLen + 12 - prompt.length + 8; // runs past maxSeqLen, so the window slides
-  const a = await generate(model, tok, prompt, { maxNewTokens: n, stopAtEos: false });
-  const b = await generate(model, tok, prompt, { maxNewTokens: n, stopAtEos: false });
+  const a = await generate(model, tok, prompt, { maxNewTokens: n, stopAtEos: false, cache: false });
+  const b = await generate(model, tok, prompt, { maxNewTokens: n, stopAtEos: false, cache: false });
   t.equal(a.tokens.length, n);
   t.equal(a.stop, 'length');
   t.same(a.tokens, b.tokens, 'same tokens twice');
@@ -52,6 +54,86 @@ t.test('greedy: deterministic, the argmax loop, context cut to maxSeqLen', async
   t.ok(a.tokens.every((id) => id < cfg.realVocabSize));
   const seeded = await generate(model, tok, prompt, { maxNewTokens: 10, temperature: 0, seed: 99, stopAtEos: false });
   t.same(seeded.tokens, a.tokens.slice(0, 10), 'the seed does not matter when greedy');
+});
+
+t.test('cached generation gives exactly the tokens of the uncached one (fp32) within the context', async (t) => {
+  const n = cfg.maxSeqLen - prompt.length; // prompt + generated fill the context exactly
+  const runs: [string, { temperature?: number; topK?: number; topP?: number; seed?: number }][] = [
+    ['greedy', {}],
+    ['T 1', { temperature: 1, seed: 3 }],
+    ['T 1.5 top-k 50', { temperature: 1.5, topK: 50, seed: 1 }],
+    ['T 0.8 top-p 0.9', { temperature: 0.8, topP: 0.9, seed: 7 }],
+    ['T 2 top-k 100 top-p 0.95', { temperature: 2, topK: 100, topP: 0.95, seed: 11 }],
+  ];
+  for (const [name, o] of runs) {
+    const cached = await generate(model, tok, prompt, { maxNewTokens: n, stopAtEos: false, ...o });
+    const uncached = await generate(model, tok, prompt, { maxNewTokens: n, stopAtEos: false, cache: false, ...o });
+    t.equal(cached.tokens.length, n);
+    t.same(cached.tokens, uncached.tokens, `${name}: the same ${n} tokens`);
+    t.equal(cached.text, uncached.text);
+  }
+});
+
+t.test('past the context, the cached generator shifts: the last ceil(maxSeqLen / 2) tokens are prefilled again', async (t) => {
+  const M = cfg.maxSeqLen;
+  const keep = Math.ceil(M / 2);
+  const n = 2 * M + 5; // three shifts
+  const got = await generate(model, tok, prompt, { maxNewTokens: n, stopAtEos: false });
+  // The reference: the argmax over lastLogits of the window the policy defines.
+  const seq = Array.from(tok.encode(prompt));
+  let start = Math.max(0, seq.length - M);
+  const want: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const window = seq.slice(start);
+    const logits = await model.lastLogits(Int32Array.from(window), 1, window.length);
+    let best = 0;
+    for (let v = 1; v < cfg.realVocabSize; v++) if (logits[v] > logits[best]) best = v;
+    want.push(best);
+    seq.push(best);
+    if (seq.length - start > M) start = seq.length - keep;
+  }
+  t.same(got.tokens, want);
+});
+
+t.test('a cache passed in is kept across calls and reused for the prefix it holds (a chat)', async (t) => {
+  const cache = model.createCache({ maxLen: cfg.maxSeqLen });
+  t.teardown(() => cache.dispose());
+  const o = { maxNewTokens: 8, temperature: 1, topK: 20, seed: 4, stopAtEos: false };
+  const first = Array.from(tok.encode('Hi there.'));
+  const a = await generateFromIds(model, tok, first, o, cache);
+  const a0 = await generateFromIds(model, tok, first, { ...o, cache: false });
+  t.same(a.tokens, a0.tokens);
+  t.equal(cache.length, first.length + o.maxNewTokens - 1, 'the cache holds the prompt and every token but the last');
+  const second = [...first, ...a.tokens, ...tok.encode(' And?')];
+  const b = await generateFromIds(model, tok, second, o, cache);
+  const b0 = await generateFromIds(model, tok, second, { ...o, cache: false });
+  t.same(b.tokens, b0.tokens, 'the second turn, from the cache, as from scratch');
+  t.same(cache.ids(), [...second, ...b.tokens.slice(0, -1)]);
+  // A prompt that departs from what the cache holds: truncated to the shared prefix, then the rest.
+  const other = [...first.slice(0, 3), ...tok.encode('xyz')];
+  const c = await generateFromIds(model, tok, other, o, cache);
+  t.same(c.tokens, (await generateFromIds(model, tok, other, { ...o, cache: false })).tokens);
+});
+
+t.test('stop strings end generation; the text stops before the earliest one', async (t) => {
+  const m = scriptedModel(8, (step) => 10 + step);
+  const r = await generate(m, tok, 'ab', { maxNewTokens: 20, stop: [tok.decode([13, 14]), tok.decode([12, 13, 14, 15])] });
+  t.same(r.tokens, [10, 11, 12, 13, 14]);
+  t.equal(r.stop, 'stop');
+  t.equal(r.stopString, tok.decode([13, 14]));
+  t.equal(r.text, tok.decode([10, 11, 12]));
+  const early = await generate(scriptedModel(8, (step) => 10 + step), tok, 'ab', { maxNewTokens: 20, stop: [tok.decode([15]), tok.decode([12, 13])] });
+  t.equal(early.text, tok.decode([10, 11]), 'the earliest occurrence wins');
+  t.equal(early.stopString, tok.decode([12, 13]));
+  const none = await generate(scriptedModel(8, (step) => 10 + step), tok, 'ab', { maxNewTokens: 3, stop: ['zzz'] });
+  t.equal(none.stop, 'length');
+  t.equal(none.text, tok.decode([10, 11, 12]));
+  // On the model, cached: the greedy text cut before a piece of itself.
+  const full = await generate(model, tok, prompt, { maxNewTokens: 12, stopAtEos: false });
+  const piece = tok.decode(full.tokens.slice(6, 8));
+  const cut = await generate(model, tok, prompt, { maxNewTokens: 12, stopAtEos: false, stop: [piece] });
+  t.equal(cut.text, full.text.slice(0, full.text.indexOf(piece)));
+  t.same(cut.tokens, full.tokens.slice(0, full.text.indexOf(piece) + piece.length), 'every token up to the one that completed it');
 });
 
 t.test('top-k 1 is greedy at any temperature', async (t) => {
@@ -89,10 +171,10 @@ t.test('padded ids (-Infinity) and ids the tokenizer lacks are never sampled', a
 t.test('pickToken follows softmax(logits / temperature) over the top k', async (t) => {
   const logits = [1, 2, 3, -Infinity, NaN, 0.5];
   const draws = 40000;
-  const count = (temperature: number, topK?: number) => {
+  const count = (temperature: number, topK?: number, topP?: number) => {
     const rng = Xoshiro128.fromSeed(42);
     const c = new Array(logits.length).fill(0);
-    for (let i = 0; i < draws; i++) c[pickToken(logits, logits.length, temperature, topK, rng)]++;
+    for (let i = 0; i < draws; i++) c[pickToken(logits, logits.length, temperature, topK, rng, topP)]++;
     return c;
   };
   const expect = (temperature: number, ids: number[]) => {
@@ -102,17 +184,21 @@ t.test('pickToken follows softmax(logits / temperature) over the top k', async (
     ids.forEach((id, k) => (p[id] = w[k] / z));
     return p;
   };
-  for (const [temperature, topK, ids] of [
+  for (const [temperature, topK, ids, topP] of [
     [1, undefined, [0, 1, 2, 5]],
     [0.5, undefined, [0, 1, 2, 5]],
     [2, 2, [1, 2]],
     [1, 3, [0, 1, 2]],
-  ] as [number, number | undefined, number[]][]) {
-    const c = count(temperature, topK);
+    // probabilities at T 1: id 2 0.631, id 1 0.232, id 0 0.085, id 5 0.052: top-p 0.8 keeps {2, 1}, 0.9 {2, 1, 0}
+    [1, undefined, [1, 2], 0.8],
+    [1, undefined, [0, 1, 2], 0.9],
+    [1, 2, [2], 0.6],
+  ] as [number, number | undefined, number[], number?][]) {
+    const c = count(temperature, topK, topP);
     const p = expect(temperature, ids);
     c.forEach((n, i) => {
       const sd = Math.sqrt(draws * p[i] * (1 - p[i]));
-      t.ok(Math.abs(n - draws * p[i]) <= 5 * sd + 1e-9, `T ${temperature} k ${topK}: id ${i} drawn ${n} times, expected ${(draws * p[i]).toFixed(0)}`);
+      t.ok(Math.abs(n - draws * p[i]) <= 5 * sd + 1e-9, `T ${temperature} k ${topK} p ${topP}: id ${i} drawn ${n} times, expected ${(draws * p[i]).toFixed(0)}`);
     });
   }
   t.equal(pickToken(logits, logits.length, 0, undefined, Xoshiro128.fromSeed(1)), 2, 'greedy: the largest logit');
@@ -170,6 +256,12 @@ t.test('bad arguments are TypeErrors', async (t) => {
   await bad(g({ maxNewTokens: 2, seed: 0.5 }), /seed must be a safe integer/);
   await bad(g({ maxNewTokens: 2, stopAtEos: 'no' }), /stopAtEos must be a boolean/);
   await bad(g({ maxNewTokens: 2, top_k: 5 }), /unknown option 'top_k'/);
+  await bad(g({ maxNewTokens: 2, topP: 0 }), /topP must be a number in \(0, 1\], got 0/);
+  await bad(g({ maxNewTokens: 2, topP: 1.5 }), /topP must be a number in \(0, 1\], got 1.5/);
+  await bad(g({ maxNewTokens: 2, stop: [''] }), /stop must be an array of non-empty strings/);
+  await bad(g({ maxNewTokens: 2, stop: 'x' }), /stop must be an array of non-empty strings/);
+  await bad(g({ maxNewTokens: 2, cache: 'yes' }), /cache must be a boolean/);
+  await bad(generate(scriptedModel(4, () => 1), tok, 'x', { maxNewTokens: 1, cache: true }), /cache true needs a model with createCache/);
   await bad(g(null), /options must be an object/);
   await bad(g({ maxNewTokens: 2 }, 42), /prompt must be a string/);
   const wideTok = { ...tok, encode: (s: string) => Array.from(s, (c) => c.charCodeAt(0)) };

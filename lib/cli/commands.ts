@@ -11,12 +11,14 @@ import { createTokenizer, type TokenizerSpec } from '../data/tokenizers/create';
 import type { Tokenizer } from '../data/tokenizers/base';
 import { tokenizeFiles } from '../data/corpus/tokenize';
 import { DEMO_MIXTURE, buildDemoCorpus, demoDataConfig } from '../data/corpus/demo';
-import { generate } from '../eval/generate';
+import { generate, generateFromIds } from '../eval/generate';
+import { demoConversations, demoConversationsJsonl } from '../data/corpus/demo-chat';
+import { CHAT_STOP_STRINGS, renderChatPrompt } from '../data/chat';
 import { ChatSession, runChatSession } from './chat';
 import { writeLossCurve } from '../eval/plot';
 import { evaluateTasks, type EvalProgress } from '../eval/harness';
 import { loadTaskInputs } from '../eval/task-files';
-import { reportText, writeEvalReport, type EvalReport } from '../eval/report';
+import { leaderboardTable, mmluSubjectTable, reportText, writeEvalReport, type EvalReport } from '../eval/report';
 import { TASK_NAMES, type TaskName } from '../eval/tasks';
 import { MptModel } from '../model/mpt';
 import { mptConfig, PRESETS, type MptConfig } from '../model/config';
@@ -365,7 +367,7 @@ export async function runDemo(options: { runDir: string; steps: number }): Promi
   trainer.dispose();
   const plot = writeLossCurve(trainDir, { title: `pajama-train demo: MPT d256 x 4 layers, ${steps} steps` });
   console.log(`pajama demo: loss curve ${plot.path} (warmup and PTWD stage boundaries marked)`);
-  const { model, tokenizer: tok, dir } = loadModelFromCheckpoint(trainDir);
+  const { model, tokenizer: tok, dir } = loadModelFromCheckpoint(trainDir, { inference: true });
   try {
     for (const prompt of ['Call me Ishmael.', 'The state of the Union is']) {
       const g = await generate(model, tok, prompt, { maxNewTokens: 40, temperature: 0.8, topK: 40, seed: 1 });
@@ -375,6 +377,68 @@ export async function runDemo(options: { runDir: string; steps: number }): Promi
     model.dispose();
   }
   console.log(`pajama demo: metrics in ${path.join(trainDir, 'metrics.jsonl')}`);
+  await runDemoSftAndEval(options.runDir, dir, steps);
+}
+
+/** The demo's instruction tuning: `steps` steps of pajama sft from the pretrained checkpoint `init` on the demo's conversations. */
+function demoSftConfig(sftDir: string, init: string, chatFile: string, steps: number): Record<string, unknown> {
+  return {
+    model: {
+      preset: 'tiny',
+      overrides: { dModel: 256, nHeads: 4, nLayers: 4, maxSeqLen: 256, vocabSize: 50304, realVocabSize: 50257 },
+      precision: 'bf16',
+      init,
+    },
+    batch: { seqLen: 256, microBatchSize: 4, globalBatchTokens: 4 * 256 },
+    optimizer: { lr: 5e-4, warmupSteps: 2, minLrRatio: 0.1 },
+    weightDecay: { mode: 'constant', value: 0 },
+    steps,
+    data: { chat: { train: [chatFile], validationFraction: 0.15 } },
+    eval: { every: Math.max(1, Math.round(steps / 4)), batches: 1 },
+    checkpoint: { every: 0, keepLast: 1 },
+    runDir: sftDir,
+    seed: 1234,
+    logEvery: Math.max(1, Math.round(steps / 10)),
+  };
+}
+
+/** The demo's instruction-tuning steps for `steps` of pretraining: two thirds as many, at least 3 (each step is 4 packed rows; 100 go over the conversations about 60 times). */
+function demoSftSteps(steps: number): number {
+  return Math.max(3, Math.round((2 * steps) / 3));
+}
+
+/**
+ * The demo's last stage: instruction tuning (pajama sft) on conversations it writes, a chat reply from the
+ * tuned model, then pajama eval of the pretrained and the tuned checkpoint on the shipped example tasks, with
+ * the paper's Table 13 and Table 9 layouts for both.
+ */
+async function runDemoSftAndEval(runDir: string, pretrained: string, steps: number): Promise<void> {
+  const chatFile = path.join(runDir, 'chat', 'conversations.jsonl');
+  fs.mkdirSync(path.dirname(chatFile), { recursive: true });
+  fs.writeFileSync(chatFile, demoConversationsJsonl());
+  const sftDir = path.join(runDir, 'sft');
+  fs.rmSync(sftDir, { recursive: true, force: true }); // the demo always starts fresh
+  console.log(`\npajama demo: instruction tuning (pajama sft) from ${pretrained} on ${demoConversations().length} ShareGPT conversations it wrote to ${chatFile}`);
+  const trainer = await runTraining(demoSftConfig(sftDir, pretrained, chatFile, demoSftSteps(steps)), { resume: false });
+  trainer.dispose();
+  const { model, tokenizer, dir: tuned } = loadModelFromCheckpoint(sftDir, { inference: true });
+  try {
+    const question = 'Who is the captain of the Pequod?';
+    const ids = renderChatPrompt(tokenizer, [{ role: 'user', text: question }]);
+    const g = await generateFromIds(model, tokenizer, Array.from(ids), { maxNewTokens: 40, temperature: 0, stop: CHAT_STOP_STRINGS });
+    console.log(`pajama demo: chat with ${tuned} (pajama chat --checkpoint ${tuned})\n  USER: ${question}\n  ASSISTANT:${g.text}`);
+  } finally {
+    model.dispose();
+  }
+  console.log(`\npajama demo: pajama eval of both checkpoints on the example tasks shipped in ${shippedExampleTasks()} (made-up questions in the benchmarks' formats, not the benchmarks)`);
+  const rows = [];
+  for (const [label, checkpoint] of [['pretrained', pretrained], ['instruction-tuned', tuned]]) {
+    const report = await runEval({ checkpoint, quiet: true });
+    rows.push({ label, results: report.results });
+  }
+  console.log(`\nThe paper's Table 13 layout (accuracy in percent; a model this small scores near chance):\n${leaderboardTable(rows, 'text')}`);
+  const subjects = mmluSubjectTable(rows, 'text');
+  if (subjects) console.log(`\nThe paper's Table 9 layout (MMLU 5-shot accuracy per subject):\n${subjects}`);
 }
 
 /** Runs `pajama prepare` (or `pajama dedup`: until 'dedup') with a progress line and prints the report. */
@@ -425,6 +489,8 @@ export interface EvalCommandOptions {
   tokenizer?: TokenizerSpec;
   /** Print the JSON report to stdout (the tables then go to stderr). */
   json?: boolean;
+  /** Leave the tables out of the output (the caller prints its own: the demo's before/after table). */
+  quiet?: boolean;
 }
 
 /** `--tasks a,b`: known task names, each once. */
@@ -528,8 +594,10 @@ export async function runEval(options: EvalCommandOptions): Promise<EvalReport> 
       tasks,
       results,
     };
-    say('');
-    say(reportText(report));
+    if (!options.quiet) {
+      say('');
+      say(reportText(report));
+    }
     if (out !== undefined) {
       fs.mkdirSync(out, { recursive: true });
       const files = writeEvalReport(out, report);

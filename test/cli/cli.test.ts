@@ -98,6 +98,17 @@ t.test('demo: the embedded default runs end to end and writes its files', async 
   t.ok(fs.existsSync(path.join(train, 'loss.svg')), 'loss curve');
   t.ok(fs.existsSync(path.join(train, 'metrics.jsonl')), 'metrics');
   t.ok(fs.existsSync(path.join(train, 'checkpoints', 'step-000003', 'model.safetensors')), 'checkpoint');
+  // The last stage: pajama sft on the conversations the demo writes, a chat reply, pajama eval before and after.
+  t.match(r.out, /instruction tuning \(pajama sft\) from \S+step-000003 on 27 ShareGPT conversations/);
+  t.match(r.out, /eval @ step 3: chat [\d.]+/, 'validation loss on held-out conversations');
+  t.match(r.out, /USER: Who is the captain of the Pequod\?\n +ASSISTANT:/, 'a chat reply from the tuned model');
+  t.match(r.out, /Table 13 layout[\s\S]*\npretrained +\d+\.\d\d +\d+\.\d\d +\d+\.\d\d +\d+\.\d\d +\d+\.\d\d\ninstruction-tuned +\d+\.\d\d/, 'both models in the Table 13 layout');
+  t.match(r.out, /Table 9 layout[\s\S]*astronomy +8 +\d+\.\d\d +\d+\.\d\d/, 'MMLU per subject for both');
+  for (const run of ['train', 'sft']) {
+    const results = JSON.parse(fs.readFileSync(path.join(runDir, run, 'eval', 'step-000003', 'results.json'), 'utf8'));
+    t.same(results.results.map((x: { task: string }) => x.task), ['arc_challenge', 'hellaswag', 'mmlu', 'truthfulqa_mc2'], `${run}: results.json`);
+  }
+  t.ok(fs.existsSync(path.join(runDir, 'sft', 'checkpoints', 'step-000003', 'tokenizer_config.json')), 'the tuned checkpoint records its tokenizer');
   const gen = await run(['generate', '--checkpoint', train, '--prompt', 'Whale', '--max-tokens', '5']);
   t.equal(gen.code, 0, gen.err);
   t.match(gen.out, /^Whale/);

@@ -23,7 +23,6 @@ import sys
 import time
 
 TORCH_MISSING_EXIT = 3
-REFERENCE_BLAS_EXIT = 4
 
 
 def parse_args():
@@ -48,32 +47,8 @@ except ImportError as e:  # the caller reads the exit status
     sys.exit(TORCH_MISSING_EXIT)
 
 
-def blas_libraries():
-    try:
-        with open('/proc/self/maps') as maps:
-            paths = {line.split()[-1] for line in maps if '/' in line}
-    except OSError:
-        return []
-    return sorted(p for p in paths if any(k in p.rsplit('/', 1)[-1] for k in ('blas', 'blis', 'mkl')))
-
-
-def check_blas():
-    libs = blas_libraries()
-    reference = [p for p in libs if '/blas/libblas.so' in p]
-    if reference:
-        sys.stderr.write(
-            f'torch_decode.py: this PyTorch computes fp32 products with the reference BLAS ({reference[0]}); '
-            f'install an optimized one: `apt-get install -y libopenblas0-pthread`.\n')
-        sys.exit(REFERENCE_BLAS_EXIT)
-    return libs
-
-
-def alibi_slopes(n_heads, alibi_bias_max):
-    n = 1 << math.ceil(math.log2(n_heads))
-    slopes = [1 / 2 ** ((i + 1) * alibi_bias_max / n) for i in range(n)]
-    if n != n_heads:
-        slopes = slopes[1::2] + slopes[0::2]
-    return torch.tensor(slopes[:n_heads], dtype=torch.float32)
+# The BLAS check and MPT's ALiBi slopes are torch_mpt.py's (this script's folder is on sys.path).
+from torch_mpt import alibi_slopes, check_blas  # noqa: E402
 
 
 class Mpt:

@@ -210,6 +210,26 @@ function topPOption(v: unknown): number | undefined {
   return v;
 }
 
+/**
+ * The sampling options of `generate` and `chat` (--max-tokens, --temperature, --top-k, --top-p, --seed),
+ * checked before the model is loaded, with each command's defaults for what is not given.
+ */
+function samplingOptions(
+  o: Record<string, unknown>,
+  defaults: { temperature: number; topK?: number; topP?: number },
+): { maxTokens: number | undefined; temperature: number; topK: number | undefined; topP: number | undefined; seed: number } {
+  const maxTokens = o['max-tokens'] as number | undefined;
+  if (maxTokens !== undefined && (!Number.isSafeInteger(maxTokens) || maxTokens < 1)) throw invalidArg(`--max-tokens must be a positive integer, got ${maxTokens}`);
+  const temperature = (o.temperature as number | undefined) ?? defaults.temperature;
+  if (temperature < 0) throw invalidArg(`--temperature must be >= 0 (0 is greedy), got ${temperature}`);
+  const topK = (o['top-k'] as number | undefined) ?? defaults.topK;
+  if (topK !== undefined && (!Number.isSafeInteger(topK) || topK < 1)) throw invalidArg(`--top-k must be a positive integer, got ${topK}`);
+  const topP = topPOption(o['top-p']) ?? defaults.topP;
+  const seed = (o.seed as number | undefined) ?? 0;
+  if (!Number.isSafeInteger(seed)) throw invalidArg(`--seed must be an integer, got ${seed}`);
+  return { maxTokens, temperature, topK, topP, seed };
+}
+
 function tokenizerOption(v: unknown): TokenizerSpec | undefined {
   if (v === undefined) return undefined;
   if (typeof v !== 'string' || v === '') throw invalidArg(`--tokenizer must be 'gpt2' or a tokenizer.json path, got ${JSON.stringify(v)}`);
@@ -754,15 +774,7 @@ export const commands: Record<string, Command> = {
       const tokenizer = tokenizerOption(o.tokenizer);
       if (typeof o.prompt !== 'string') throw invalidArg('--prompt TEXT is required');
       // Checked before the model is loaded; --max-tokens again against the model's context after.
-      const maxTokens = o['max-tokens'] as number | undefined;
-      if (maxTokens !== undefined && (!Number.isSafeInteger(maxTokens) || maxTokens < 1)) throw invalidArg(`--max-tokens must be a positive integer, got ${maxTokens}`);
-      const temperature = (o.temperature as number | undefined) ?? 0;
-      if (temperature < 0) throw invalidArg(`--temperature must be >= 0 (0 is greedy), got ${temperature}`);
-      const topK = o['top-k'] as number | undefined;
-      if (topK !== undefined && (!Number.isSafeInteger(topK) || topK < 1)) throw invalidArg(`--top-k must be a positive integer, got ${topK}`);
-      const seed = (o.seed as number | undefined) ?? 0;
-      if (!Number.isSafeInteger(seed)) throw invalidArg(`--seed must be an integer, got ${seed}`);
-      const topP = topPOption(o['top-p']);
+      const { maxTokens, temperature, topK, topP, seed } = samplingOptions(o, { temperature: 0 });
       const stop = (o.stop as string[] | undefined) ?? [];
       if (stop.some((s) => s === '')) throw invalidArg('--stop must not be empty');
       const { model, tokenizer: tok, contextSource } = loadModelFromCheckpoint(o.checkpoint, { ...(tokenizer ? { tokenizer } : {}), inference: true });
@@ -803,15 +815,7 @@ export const commands: Record<string, Command> = {
     async run(o) {
       if (typeof o.checkpoint !== 'string') throw invalidArg('--checkpoint DIR is required');
       const tokenizer = tokenizerOption(o.tokenizer);
-      const maxTokens = o['max-tokens'] as number | undefined;
-      if (maxTokens !== undefined && (!Number.isSafeInteger(maxTokens) || maxTokens < 1)) throw invalidArg(`--max-tokens must be a positive integer, got ${maxTokens}`);
-      const temperature = (o.temperature as number | undefined) ?? 0.7;
-      if (temperature < 0) throw invalidArg(`--temperature must be >= 0 (0 is greedy), got ${temperature}`);
-      const topK = (o['top-k'] as number | undefined) ?? 40;
-      if (!Number.isSafeInteger(topK) || topK < 1) throw invalidArg(`--top-k must be a positive integer, got ${topK}`);
-      const topP = topPOption(o['top-p']) ?? 0.95;
-      const seed = (o.seed as number | undefined) ?? 0;
-      if (!Number.isSafeInteger(seed)) throw invalidArg(`--seed must be an integer, got ${seed}`);
+      const { maxTokens, temperature, topK, topP, seed } = samplingOptions(o, { temperature: 0.7, topK: 40, topP: 0.95 });
       const system = o.system as string | undefined;
       const { model, tokenizer: tok, contextSource } = loadModelFromCheckpoint(o.checkpoint, { ...(tokenizer ? { tokenizer } : {}), inference: true });
       let session: ChatSession | null = null;
@@ -823,8 +827,8 @@ export const commands: Record<string, Command> = {
         session = new ChatSession(model, tok, {
           maxTokens: maxTokens ?? Math.min(256, Math.floor(context / 2)),
           temperature,
-          topK,
-          topP,
+          topK: topK!,
+          topP: topP!,
           seed,
           ...(system !== undefined ? { system } : {}),
         });
@@ -841,7 +845,7 @@ export const commands: Record<string, Command> = {
     summary: ': the embedded default (npm start): train a small MPT on text shipped in npm packages',
     options: {
       'run-dir': { kind: 'string', describe: "where data, checkpoints and metrics go (default 'runs/demo')" },
-      steps: { kind: 'number', describe: `optimizer steps, at least ${DEMO_MIN_STEPS} (default 150: about three minutes on 2 cores)` },
+      steps: { kind: 'number', describe: `pretraining steps, at least ${DEMO_MIN_STEPS} (default 150; with the instruction-tuning and eval stage about 2.5 minutes on 2 cores)` },
     },
     async run(o) {
       // runDemo checks the options before it builds the corpus.

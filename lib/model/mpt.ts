@@ -77,6 +77,15 @@ export interface MptModelOptions {
   inference?: boolean;
 }
 
+/** Makes zeroed tensors on `device` and lists each in `all`, so that a set of buffers is freed in one loop. */
+function tensorMaker(device: DeviceSpec, all: Tensor[]): (dtype: DType, shape: number[]) => Tensor {
+  return (dtype, shape) => {
+    const t = Tensor.zeros(dtype, shape, device);
+    all.push(t);
+    return t;
+  };
+}
+
 /** The model's parameter arenas are not in this process: a ParameterStore holds them (sharding 'full'), or a shard its master weights ('optimizer'). */
 function storeHolds(what: string, mode = 'full'): Error {
   return invalidArg(
@@ -289,11 +298,7 @@ export class MptModel {
     const { dModel: C, nHeads: H } = this.config;
     const F = this.config.expansionRatio * C;
     const dt = this.actDType;
-    const mk = (d: DType, shape: number[]) => {
-      const t = Tensor.zeros(d, shape, this.device);
-      all.push(t);
-      return t;
-    };
+    const mk = tensorMaker(this.device, all);
     return {
       ln1: mk(dt, [B, T, C]),
       mean1: mk('f32', [B * T]),
@@ -318,11 +323,7 @@ export class MptModel {
     const F = this.config.expansionRatio * C;
     const dt = this.actDType;
     const all: Tensor[] = [];
-    const mk = (d: DType, shape: number[]) => {
-      const t = Tensor.zeros(d, shape, this.device);
-      all.push(t);
-      return t;
-    };
+    const mk = tensorMaker(this.device, all);
     const blocks: (BlockActs | null)[] = [];
     for (let l = 0; l < L; l++) blocks.push(this.inference || this.#isCheckpointed(l) ? null : this.#blockActs(B, T, all));
     let xs: Tensor[];
@@ -618,11 +619,7 @@ export class MptModel {
     const C = this.config.dModel;
     const dt = this.actDType;
     const all: Tensor[] = [];
-    const mk = (d: DType, shape: number[]) => {
-      const t = Tensor.zeros(d, shape, this.device);
-      all.push(t);
-      return t;
-    };
+    const mk = tensorMaker(this.device, all);
     const s: StepBuffers = {
       B,
       T,

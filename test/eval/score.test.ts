@@ -7,7 +7,7 @@ import { MptModel } from '../../lib/model/mpt';
 import { mptConfig, type MptConfig } from '../../lib/model/config';
 import { gpt2Tokenizer } from '../../lib/data/index';
 import { encodePair, loglikelihood, planBatches, pyStrip, scoreTokens, type ScoringModel, type TokenRequest } from '../../lib/eval/score';
-import { mptLogitsRef, weightsOf, type Weights } from '../helpers/mpt-reference';
+import { mptLogitsRef, perturbForReference, weightsOf, type Weights } from '../helpers/mpt-reference';
 import { makeRng, randInt, randn, relErr, seed, TOL } from '../helpers/reference';
 
 t.comment(`seed ${seed}`);
@@ -19,16 +19,7 @@ const cfg = mptConfig({ dModel: 32, nHeads: 2, nLayers: 2, maxSeqLen: 24, vocabS
  * with LayerNorm weights away from 1 and its padded wte rows large (a reader of them is caught).
  */
 function makeModel(precision: 'fp32' | 'bf16', inference = true): MptModel {
-  const model = new MptModel(cfg, { precision, seed: seed ^ 0x5c0e, inference });
-  for (const e of model.params.entries) {
-    if (e.shape.length === 1) model.params.get(e.name).copyFrom(Float32Array.from(randn(e.numel, 0.2), (v) => 1 + v));
-  }
-  const wte = model.params.get('transformer.wte.weight');
-  const w = wte.toFloat32();
-  w.fill(50, cfg.realVocabSize * cfg.dModel);
-  wte.copyFrom(w);
-  model.syncComputeParams();
-  return model;
+  return perturbForReference(new MptModel(cfg, { precision, seed: seed ^ 0x5c0e, inference }), randn);
 }
 
 interface Ref {

@@ -44,3 +44,21 @@ export function mptLogitsRef(cfg: MptConfig, w: Weights, ids: ArrayLike<number>,
 export function weightsOf(model: MptModel): Weights {
   return new Map(model.params.entries.map((e) => [e.name, Float64Array.from(model.params.get(e.name).toFloat32())]));
 }
+
+/**
+ * Perturbs a model's init for reference checks: LayerNorm weights away from 1 (so a kernel ignoring them is
+ * caught), the padded wte rows filled with large values (so a kernel reading them is caught); then refreshes
+ * the bf16 copy. `randn(n, std)` draws the perturbation.
+ */
+export function perturbForReference(model: MptModel, randn: (n: number, std: number) => Float64Array | number[]): MptModel {
+  const cfg = model.config;
+  for (const e of model.params.entries) {
+    if (e.shape.length === 1) model.params.get(e.name).copyFrom(Float32Array.from(randn(e.numel, 0.2), (v) => 1 + v));
+  }
+  const wte = model.params.get('transformer.wte.weight');
+  const w = wte.toFloat32();
+  w.fill(50, cfg.realVocabSize * cfg.dModel);
+  wte.copyFrom(w);
+  model.syncComputeParams();
+  return model;
+}

@@ -6,7 +6,7 @@
 import t from 'tap';
 import { MptModel } from '../../lib/model/mpt';
 import { mptConfig, type MptConfig } from '../../lib/model/config';
-import { mptLogitsRef, weightsOf, type Weights } from '../helpers/mpt-reference';
+import { mptLogitsRef, perturbForReference, weightsOf, type Weights } from '../helpers/mpt-reference';
 import { makeRng, randInt, randn, relErr, seed, TOL } from '../helpers/reference';
 
 t.comment(`seed ${seed}`);
@@ -60,18 +60,7 @@ function batch(cfg: MptConfig, T: number): { ids: Int32Array; targets: Int32Arra
  * the padded wte rows filled with large values (so a kernel reading them is caught).
  */
 function makeModel(cfg: MptConfig, precision: 'fp32' | 'bf16'): MptModel {
-  const model = new MptModel(cfg, { precision, seed: seed ^ 0x5eed });
-  for (const e of model.params.entries) {
-    if (e.shape.length === 1) {
-      model.params.get(e.name).copyFrom(Float32Array.from(randn(e.numel, 0.2), (v) => 1 + v));
-    }
-  }
-  const wte = model.params.get('transformer.wte.weight');
-  const w = wte.toFloat32();
-  w.fill(50, cfg.realVocabSize * cfg.dModel);
-  wte.copyFrom(w);
-  model.syncComputeParams();
-  return model;
+  return perturbForReference(new MptModel(cfg, { precision, seed: seed ^ 0x5eed }), randn);
 }
 
 for (const [label, cfg] of [['2 heads', base], ['3 heads', threeHeads]] as const) {

@@ -21,6 +21,7 @@
 
 #include "../launch.h"
 #include "check.h"
+#include "kernels.cuh"
 #include "runtime.h"
 
 namespace pt {
@@ -34,22 +35,6 @@ constexpr unsigned kFullMask = 0xffffffffu;
 constexpr int kWarps = 4;  // rows per block (one per warp)
 constexpr int kMaxHeadDim = 256;
 constexpr int kPerLane = kMaxHeadDim / 32;
-
-__device__ __forceinline__ float LoadF(const float* p) { return *p; }
-__device__ __forceinline__ float LoadF(const bf16x* p) { return __bfloat162float(*p); }
-__device__ __forceinline__ void StoreF(float* p, float v) { *p = v; }
-__device__ __forceinline__ void StoreF(bf16x* p, float v) { *p = __float2bfloat16_rn(v); }
-
-__device__ __forceinline__ float WarpMax(float v) {
-#pragma unroll
-  for (int o = 16; o; o >>= 1) v = fmaxf(v, __shfl_xor_sync(kFullMask, v, o));
-  return v;
-}
-__device__ __forceinline__ float WarpSum(float v) {
-#pragma unroll
-  for (int o = 16; o; o >>= 1) v += __shfl_xor_sync(kFullMask, v, o);
-  return v;
-}
 
 // kCache/vCache[b, h, past + t, d] = qkv[b, t, 1/2, h, d] for every (b, t, h, d).
 template <class T>
@@ -85,7 +70,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     const float slope = slopes[h];
     __syncwarp();  // the previous row's reads of q are done
     const T* qRow = qkv + (b * Tq + i) * 3 * C + int64_t(h) * D;
-    for (int d = lane; d < D; d += 32) q[d] = LoadF(qRow + d);
+    for (int d = lane; d < D; d += 32) q[d] = LoadF32(qRow[d]);
     __syncwarp();
     float m = -INFINITY, l = 0.0f, acc[kPerLane];
 #pragma unroll
@@ -96,7 +81,7 @@ __global__ void __launch_bounds__(kWarps * 32)
       if (j <= last) {
         const T* kr = k + int64_t(j) * D;
         float dot = 0.0f;
-        for (int d = 0; d < D; d++) dot = fmaf(q[d], LoadF(kr + d), dot);
+        for (int d = 0; d < D; d++) dot = fmaf(q[d], LoadF32(kr[d]), dot);
         s = dot * scale + slope * float(j - last);
       }
       const float mNew = fmaxf(m, WarpMax(s));  // finite: key j0 <= last is never masked
@@ -113,7 +98,7 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
         for (int e = 0; e < kPerLane; e++) {
           const int d = lane + 32 * e;
-          if (d < D) acc[e] = fmaf(pj, LoadF(vr + d), acc[e]);
+          if (d < D) acc[e] = fmaf(pj, LoadF32(vr[d]), acc[e]);
         }
       }
     }
@@ -122,7 +107,7 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
     for (int e = 0; e < kPerLane; e++) {
       const int d = lane + 32 * e;
-      if (d < D) StoreF(o + d, acc[e] * inv);
+      if (d < D) o[d] = StoreAs<T>(acc[e] * inv);
     }
   }
 }

@@ -83,6 +83,12 @@ __device__ __forceinline__ T WarpSum(T x) {
   return x;
 }
 
+// Butterfly maximum over the warp: every lane ends with the same value.
+__device__ __forceinline__ float WarpMax(float x) {
+  for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
+  return x;
+}
+
 // Block sum in a fixed order (warp butterflies, then warp 0 over the warps' sums in warp order); the result is
 // valid in thread 0. `shared` holds one T per warp; blockDim.x is a multiple of 32, at most 1024. Every thread
 // of the block must call it.

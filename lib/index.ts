@@ -25,6 +25,7 @@ export * from './data/index';
 export { Trainer, type StepMetrics, type EvalMetrics, type TrainerOptions, type TrainerParts, type DataPlan, type MemoryReport } from './train/trainer';
 export { TrainingData, manifestTokenizer, chatTokenizerSpec, splitChatValidation, type TrainingDataOptions, type TrainingLoader, type TrainingLoaderState, type ChatDataStats } from './train/data';
 export { optimizerFromConfig, type TrainOptimizer } from './train/optimizer';
+export { expandGrid, runSweep, sweepRunConfig, parseSeeds, SweepStoppedError, SWEEP_FILE, SWEEP_RUNS_DIR, RUN_CONFIG_FILE, GROUPS_KEY, type SweepRun, type SweepSpec, type SweepProgress, type SweepOptions } from './train/sweep';
 export {
   WorldOfOne,
   MpiCommunicator,

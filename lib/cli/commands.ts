@@ -16,6 +16,9 @@ import { demoConversations, demoConversationsJsonl } from '../data/corpus/demo-c
 import { CHAT_STOP_STRINGS, renderChatPrompt } from '../data/chat';
 import { ChatSession, runChatSession } from './chat';
 import { writeLossCurve } from '../eval/plot';
+import { compareRuns, comparisonSvg, formatComparison, loadRuns, verdict } from '../eval/compare';
+import { writeTextAtomic } from '../core/atomic';
+import { checkOutputsAreNotInputs } from '../core/outputs';
 import { evaluateTasks, type EvalProgress } from '../eval/harness';
 import { loadTaskInputs } from '../eval/task-files';
 import { leaderboardTable, mmluSubjectTable, reportText, writeEvalReport, type EvalReport } from '../eval/report';
@@ -25,12 +28,14 @@ import { mptConfig, PRESETS, type MptConfig } from '../model/config';
 import { mptConfigFromHf } from '../model/hf';
 import { CheckpointError, checkpointTokenizer, latestCheckpoint, loadModelWeights } from '../train/checkpoint';
 import { Trainer } from '../train/trainer';
+import { SweepStoppedError, parseSeeds, runSweep, type SweepRun } from '../train/sweep';
 import { applyOverrides, resolveTrainConfig } from '../train/config';
 import { formatMixturePlan } from '../data/mixture';
 import { formatPrepareReport, prepareData, resolvePrepareConfig, type PrepareProgress, type PrepareStage } from '../data/corpus/prepare/prepare';
 import { formatPlan, GPU_KINDS, parseTokenCount, planCluster, SHARDING_MODES, type GpuKind, type PlanOptions, type ShardingMode } from '../dist/planner';
 import { errorExitCode, type Command } from './args';
 import { ProgressLine, TrainingProgressBar, bar } from './progress';
+import { EXPERIMENT_PRESETS, runExperiment, type ExperimentPreset } from './experiment';
 
 /** A JSON object from a file the user named (`what`: 'config', ...); a file that cannot be read is a usage error. */
 function readJson(file: string, what = 'config'): Record<string, unknown> {
@@ -630,6 +635,84 @@ export async function runEval(options: EvalCommandOptions): Promise<EvalReport> 
   }
 }
 
+/** What `pajama sweep` is given (see its entry in `commands`). */
+export interface SweepCommandOptions {
+  config: string;
+  grid: string;
+  /** `--seeds`: a count N (1..N), a list 1,2,3 or a range 5..8; defaults to the base config's seed alone. */
+  seeds?: string;
+  /** Defaults to runs/<base config's name>-sweep. */
+  out?: string;
+  set?: string[];
+}
+
+/**
+ * `pajama sweep`: every combination of a grid of config values x seeds (lib/train/sweep.ts), one run after
+ * another, with a line per run (i of n, ETA) and each run's step lines. SIGINT, SIGTERM and SIGHUP stop the
+ * run in flight after its step with a checkpoint (StoppedBySignalError); the same command resumes the sweep.
+ */
+export async function runSweepCommand(options: SweepCommandOptions): Promise<SweepRun[]> {
+  const base = applyOverrides(readJson(options.config), options.set ?? []);
+  const grid = readJson(options.grid, 'grid');
+  const seeds = options.seeds !== undefined ? parseSeeds(options.seeds) : [resolveTrainConfig(base).seed];
+  const out = options.out ?? path.join('runs', `${path.basename(options.config).replace(/\.json$/i, '')}-sweep`);
+  checkOutputDirectory('--out', out);
+  const communicator = initCommunicator();
+  if (communicator.worldSize > 1) {
+    communicator.abort('sweep: pajama sweep trains its runs one after another in one process and is not started under mpirun (see README, Sweeps)', 2);
+  }
+  let trainer: Trainer | null = null;
+  let stopping: StopSignal | null = null;
+  const onSignal = (sig: StopSignal) => {
+    if (stopping !== null) {
+      console.error(`pajama sweep: ${sig} while stopping: exiting now; the last complete checkpoint is kept`);
+      process.exit(STOP_SIGNALS[sig]);
+    }
+    stopping = sig;
+    console.error(`\npajama sweep: ${sig}: stopping after this step and saving a checkpoint (${sig} again to exit at once)`);
+    trainer?.requestStop();
+  };
+  for (const sig of Object.keys(STOP_SIGNALS) as StopSignal[]) process.on(sig, onSignal);
+  let warned = false;
+  try {
+    const runs = await runSweep({ base, baseDir: process.cwd(), grid, seeds }, out, {
+      communicator,
+      onProgress: (p) => {
+        const eta = p.etaSeconds === null ? '' : `, ETA ${formatSeconds(p.etaSeconds)}`;
+        const what = { start: 'starting', resume: 'resuming from its latest checkpoint', skip: 'finished already, skipped', done: 'done' }[p.state];
+        console.log(`pajama sweep: run ${p.i}/${p.n} ${p.run.name} (${p.run.group}, seed ${p.run.seed}): ${what}${eta}`);
+      },
+      onTraining: (t, run) => {
+        trainer = t;
+        if (stopping !== null) t.requestStop();
+        const c = t.config;
+        if (c.checkpoint.every === 0 && !warned) {
+          warned = true;
+          console.log(`pajama sweep: 'checkpoint.every' is 0: a run interrupted before its end starts again from step 0 (set it to resume within a run)`);
+        }
+        let last = t.stepsDone;
+        t.on('step', (m) => {
+          if (m.step - last >= c.logEvery || m.step === c.steps || m.skipped) {
+            last = m.step;
+            console.log(`  ${run.name} step ${m.step}/${c.steps} loss ${m.loss.toFixed(4)} lr ${m.lr.toExponential(2)} wd ${m.weightDecay} ${Math.round(m.tokensPerSec)} tok/s${m.skipped ? ' (skipped)' : ''}`);
+          }
+        });
+        t.on('eval', (e) => console.log(`  ${run.name} eval @ step ${e.step}: ${Object.entries(e.losses).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ')}`));
+      },
+    });
+    console.log(`pajama sweep: ${runs.length} runs in ${path.join(out, 'runs')}; the sweep's record is ${path.join(out, 'sweep.json')} (compare the runs with pajama compare ${out})`);
+    if (communicator instanceof MpiCommunicator) communicator.finalize();
+    return runs;
+  } catch (e) {
+    if (e instanceof SweepStoppedError && stopping !== null) {
+      throw new StoppedBySignalError(stopping, STOP_SIGNALS[stopping], `stopped by ${stopping}: ${e.message}`);
+    }
+    throw e;
+  } finally {
+    for (const sig of Object.keys(STOP_SIGNALS) as StopSignal[]) process.removeListener(sig, onSignal);
+  }
+}
+
 function formatSeconds(s: number): string {
   if (!Number.isFinite(s)) return '?';
   if (s < 60) return `${s.toFixed(1)} s`;
@@ -716,6 +799,27 @@ export const commands: Record<string, Command> = {
       if (c.model.init === null) throw invalidArg("pajama sft: give --from CHECKPOINT or 'model.init': instruction tuning starts from a pretrained model");
       const trainer = await runTraining(config, { resume: !o['no-resume'] });
       trainer.dispose();
+    },
+  },
+  sweep: {
+    summary: '--config BASE.json --grid GRID.json [--seeds 3 | 1,2,3 | 5..8] [--out DIR] [--set key=value ...]: train every combination of a grid of config values x seeds, one run after another; resumes (see README, Sweeps)',
+    options: {
+      config: { kind: 'string', describe: 'the base training config (JSON)' },
+      grid: { kind: 'string', describe: 'the grid (JSON): dotted config keys and arrays of values, plus named groups; see README, Sweeps' },
+      seeds: { kind: 'string', describe: "a count N (seeds 1..N), a list 1,2,3 or a range 5..8 (default: the base config's seed)" },
+      out: { kind: 'string', describe: "the sweep's directory: sweep.json and runs/<name>/ (default runs/<config name>-sweep)" },
+      set: { kind: 'list', describe: 'override a key of the base config, e.g. steps=200 (repeatable)' },
+    },
+    async run(o) {
+      if (typeof o.config !== 'string') throw invalidArg('pajama sweep: --config BASE.json is required');
+      if (typeof o.grid !== 'string') throw invalidArg('pajama sweep: --grid GRID.json is required');
+      await runSweepCommand({
+        config: o.config,
+        grid: o.grid,
+        ...(typeof o.seeds === 'string' ? { seeds: o.seeds } : {}),
+        ...(typeof o.out === 'string' ? { out: o.out } : {}),
+        set: (o.set as string[]) ?? [],
+      });
     },
   },
   tokenize: {
@@ -852,6 +956,31 @@ export const commands: Record<string, Command> = {
       await runDemo({ runDir: (o['run-dir'] as string | undefined) ?? 'runs/demo', steps: (o.steps as number | undefined) ?? 150 });
     },
   },
+  experiment: {
+    summary: `${EXPERIMENT_PRESETS.join('|')} [--data manifest.json] [--quick] [--seeds N] [--out DIR]: rerun one of the paper's comparisons in miniature (a sweep over seeds, then a comparison): table, curves.svg, report.md`,
+    options: {
+      data: { kind: 'string', describe: "a prepared data manifest (dedup: a prepare config, prepared twice); default: the embedded corpus, built in <out>/data" },
+      quick: { kind: 'flag', describe: 'a tiny model sized for about 10 minutes on 2 CPU cores (default: MPT-125M sized for a real machine)' },
+      seeds: { kind: 'number', describe: 'runs per group, seeds 1..N (default 3; 2 for mixtures --quick)' },
+      out: { kind: 'string', describe: 'the output directory (default runs/experiment-<preset>[-quick]); an interrupted experiment resumes there' },
+      set: { kind: 'list', describe: 'override a key of the base training config, e.g. model.device=cuda (repeatable)' },
+    },
+    positionals: 'PRESET',
+    async run(o, positionals) {
+      if (positionals.length !== 1) throw invalidArg(`give one experiment: ${EXPERIMENT_PRESETS.join(', ')}`);
+      const preset = positionals[0];
+      if (!EXPERIMENT_PRESETS.includes(preset as ExperimentPreset)) throw invalidArg(`unknown experiment '${preset}' (experiments: ${EXPERIMENT_PRESETS.join(', ')})`);
+      await runExperiment({
+        preset: preset as ExperimentPreset,
+        quick: Boolean(o.quick),
+        ...(typeof o.data === 'string' ? { data: o.data } : {}),
+        ...(o.seeds !== undefined ? { seeds: o.seeds as number } : {}),
+        ...(typeof o.out === 'string' ? { out: o.out } : {}),
+        sets: (o.set as string[] | undefined) ?? [],
+        handleSignals: true,
+      });
+    },
+  },
   eval: {
     summary:
       '--checkpoint DIR [--tasks arc_challenge,hellaswag,mmlu,truthfulqa_mc2] [--data DIR] [--limit N] [--json]: score a checkpoint on the Open LLM Leaderboard tasks with the evaluation harness\'s rules; tables in the paper\'s Table 13 and Table 9 layouts, results.json and results.md in <run>/eval/',
@@ -983,6 +1112,47 @@ export const commands: Record<string, Command> = {
         (key) => flags[key],
       );
       console.log(o.json ? JSON.stringify(plan, null, 2) : formatPlan(plan));
+    },
+  },
+  compare: {
+    summary:
+      'RUNDIR... [--metric val|val/<source>|train] [--at final|STEP] [--baseline GROUP] [--paired] [--json] [--markdown] [--svg FILE]: group runs (run directories, or a sweep\'s output directory) by their config difference; mean ± sd over seeds and a 95% interval for each difference against the baseline, a verdict, and an SVG of the curves',
+    positionals: 'RUNDIR...',
+    options: {
+      metric: { kind: 'string', describe: "'val' (the union of the validation sources), 'val/<source>' or 'train' (mean of the last 10 steps); default val, or train for runs without evaluations" },
+      at: { kind: 'string', describe: "'final' (each run's last record; runs must be finished) or a step (default final)" },
+      baseline: { kind: 'string', describe: 'the group the others are compared against (its name, or key=value parts naming one group; default the first)' },
+      paired: { kind: 'flag', describe: 'paired t-intervals over the seeds both groups ran (default: Welch t-intervals)' },
+      json: { kind: 'flag', describe: 'print the comparison as JSON on stdout (the table on stderr)' },
+      markdown: { kind: 'flag', describe: 'print the table as Markdown' },
+      svg: { kind: 'string', describe: "write each group's mean curve with its seed band to this SVG file" },
+      x: { kind: 'string', describe: "the SVG's x axis: 'step' or 'tokens' (default step)" },
+      band: { kind: 'string', describe: "the SVG's band: 'minmax' over seeds or 'sd' (mean ± 1 sd; default minmax)" },
+    },
+    async run(o, positionals) {
+      if (positionals.length === 0) throw invalidArg('give at least one run directory or sweep directory (pajama compare RUNDIR...)');
+      let at: 'final' | number = 'final';
+      if (typeof o.at === 'string' && o.at !== 'final') {
+        if (!/^\d+$/.test(o.at)) throw invalidArg(`--at must be 'final' or a step, got '${o.at}'`);
+        at = Number(o.at);
+      }
+      for (const [k, allowed] of [['x', ['step', 'tokens']], ['band', ['minmax', 'sd']]] as const) {
+        if (o[k] !== undefined && !(allowed as readonly unknown[]).includes(o[k])) throw invalidArg(`--${k} must be ${allowed.join(' or ')}, got '${o[k]}'`);
+      }
+      if (typeof o.svg === 'string') checkOutputFile('--svg', o.svg);
+      const runs = loadRuns(positionals, { onSkip: (dir, why) => console.error(`pajama compare: skipping ${dir}: ${why}`) });
+      if (typeof o.svg === 'string') checkOutputsAreNotInputs('pajama compare', [o.svg], runs.flatMap((r) => [r.configFile, path.join(r.dir, 'metrics.jsonl')]));
+      const metric = typeof o.metric === 'string' ? o.metric : runs.every((r) => r.evals.length > 0) ? 'val' : 'train';
+      const c = compareRuns(runs, { metric, at, ...(typeof o.baseline === 'string' ? { baseline: o.baseline } : {}), paired: Boolean(o.paired) });
+      const text = `${formatComparison(c, o.markdown ? 'markdown' : 'text')}\n\n${verdict(c)}`;
+      if (o.json) {
+        console.error(text);
+        console.log(JSON.stringify({ ...c, verdict: verdict(c) }, null, 2));
+      } else console.log(text);
+      if (typeof o.svg === 'string') {
+        writeTextAtomic(o.svg, comparisonSvg(runs, { metric, x: (o.x as 'step' | 'tokens' | undefined) ?? 'step', band: (o.band as 'minmax' | 'sd' | undefined) ?? 'minmax' }));
+        console.error(`pajama compare: wrote ${o.svg}`);
+      }
     },
   },
   info: {

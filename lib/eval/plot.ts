@@ -51,16 +51,16 @@ export interface LossCurveOptions {
   height?: number;
 }
 
-const TRAIN_COLOR = '#1f77b4';
-const EVAL_COLORS = ['#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'];
-const FONT = "system-ui, -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif";
+export const TRAIN_COLOR = '#1f77b4';
+export const EVAL_COLORS = ['#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'];
+export const FONT = "system-ui, -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif";
 
-function esc(s: string): string {
+export function esc(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 }
 
 /** A coordinate with at most two decimals, no trailing zeros. */
-function num(x: number): string {
+export function num(x: number): string {
   return String(Math.round(x * 100) / 100);
 }
 
@@ -73,18 +73,18 @@ export function niceStep(lo: number, hi: number, target: number): number {
   return (norm < 1.5 ? 1 : norm < 3 ? 2 : norm < 7 ? 5 : 10) * mag;
 }
 
-function ticks(lo: number, hi: number, step: number): number[] {
+export function ticks(lo: number, hi: number, step: number): number[] {
   const out: number[] = [];
   const eps = step * 1e-9;
   for (let k = Math.ceil((lo - eps) / step); k * step <= hi + eps; k++) out.push(k * step);
   return out;
 }
 
-function decimalsFor(step: number): number {
+export function decimalsFor(step: number): number {
   return Math.max(0, Math.min(6, -Math.floor(Math.log10(step) + 1e-9)));
 }
 
-function formatStep(x: number, step: number, max: number): string {
+export function formatStep(x: number, step: number, max: number): string {
   if (x === 0) return '0';
   if (max >= 10000 && step >= 1000) return `${Number((x / 1000).toFixed(decimalsFor(step / 1000)))}k`;
   return x.toFixed(decimalsFor(step));
@@ -140,7 +140,7 @@ function checkOptions(o: LossCurveOptions): void {
  * A centred moving average over `window` points (2h + 1 with h = floor(window / 2)); near the ends the window
  * shrinks symmetrically, so the first and last points are their own and a steep descent does not lag.
  */
-function movingAverage(points: readonly [number, number][], window: number): [number, number][] {
+export function movingAverage(points: readonly [number, number][], window: number): [number, number][] {
   const h = Math.floor(window / 2);
   const n = points.length;
   const prefix = new Float64Array(n + 1);
@@ -237,21 +237,7 @@ export function lossCurveSvg(options: LossCurveOptions): string {
   }
 
   // Grid and ticks.
-  const grid: string[] = [];
-  const labels: string[] = [];
-  for (const v of ticks(yLo, yHi, yStep)) {
-    const y = num(Y(v));
-    grid.push(`<line x1="${L}" y1="${y}" x2="${num(R)}" y2="${y}"/>`);
-    labels.push(`<line x1="${L - 5}" y1="${y}" x2="${L}" y2="${y}" stroke="#444"/>`);
-    labels.push(`<text class="y-tick" x="${L - 8}" y="${y}" dy="0.32em" text-anchor="end">${v.toFixed(decimalsFor(yStep))}</text>`);
-  }
-  for (const s of ticks(0, xMax, xStep)) {
-    const x = num(X(s));
-    grid.push(`<line x1="${x}" y1="${T}" x2="${x}" y2="${num(B)}"/>`);
-    labels.push(`<line x1="${x}" y1="${num(B)}" x2="${x}" y2="${num(B + 5)}" stroke="#444"/>`);
-    labels.push(`<text class="x-tick" x="${x}" y="${num(B + 18)}" text-anchor="middle">${formatStep(s, xStep, xMax)}</text>`);
-  }
-  out.push(`<g class="grid" stroke="#e6e6e6" stroke-width="1">${grid.join('')}</g>`);
+  const labels = gridAndTicks(out, { L, R, T, B, X, Y, yLo, yHi, yStep, xMax, xStep });
 
   // PTWD: dashed boundaries, a label per stage in the band above the plot.
   const bounds = options.ptwdBoundaries.filter((b) => b <= xMax);
@@ -416,4 +402,40 @@ export function writeLossCurve(
   writeTextAtomic(file, svg);
   const skipped = Number(/data-skipped="(\d+)"/.exec(svg)?.[1] ?? 0);
   return { path: file, steps: rec.steps.length, evals: rec.evals.length, skipped };
+}
+
+/** The plot frame's geometry and scales, as lossCurveSvg and the comparison plot lay them out. */
+export interface PlotFrame {
+  L: number;
+  R: number;
+  T: number;
+  B: number;
+  X: (step: number) => number;
+  Y: (loss: number) => number;
+  yLo: number;
+  yHi: number;
+  yStep: number;
+  xMax: number;
+  xStep: number;
+}
+
+/** Pushes the grid lines onto `out` and returns the tick marks and labels, drawn later above the curves. */
+export function gridAndTicks(out: string[], f: PlotFrame): string[] {
+  const { L, R, T, B, X, Y } = f;
+  const grid: string[] = [];
+  const labels: string[] = [];
+  for (const v of ticks(f.yLo, f.yHi, f.yStep)) {
+    const y = num(Y(v));
+    grid.push(`<line x1="${L}" y1="${y}" x2="${num(R)}" y2="${y}"/>`);
+    labels.push(`<line x1="${L - 5}" y1="${y}" x2="${L}" y2="${y}" stroke="#444"/>`);
+    labels.push(`<text class="y-tick" x="${L - 8}" y="${y}" dy="0.32em" text-anchor="end">${v.toFixed(decimalsFor(f.yStep))}</text>`);
+  }
+  for (const s of ticks(0, f.xMax, f.xStep)) {
+    const x = num(X(s));
+    grid.push(`<line x1="${x}" y1="${T}" x2="${x}" y2="${num(B)}"/>`);
+    labels.push(`<line x1="${x}" y1="${num(B)}" x2="${x}" y2="${num(B + 5)}" stroke="#444"/>`);
+    labels.push(`<text class="x-tick" x="${x}" y="${num(B + 18)}" text-anchor="middle">${formatStep(s, f.xStep, f.xMax)}</text>`);
+  }
+  out.push(`<g class="grid" stroke="#e6e6e6" stroke-width="1">${grid.join('')}</g>`);
+  return labels;
 }
